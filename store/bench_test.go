@@ -1,0 +1,97 @@
+package store
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func BenchmarkGetBinding(b *testing.B) {
+	db := mustNewDB(b, nil)
+	mustPutBinding(b, db, sampleBinding("T1", "U1"))
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := db.GetBinding(ctx, "T1", "U1"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPutBinding measures a durable write: one fsync'd transaction each.
+func BenchmarkPutBinding(b *testing.B) {
+	db := mustNewDB(b, nil)
+	ctx := context.Background()
+	bs := sampleBinding("T1", "U1")
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		bs.UserID = "U" + strconv.Itoa(i%1000)
+		i++
+		if err := db.PutBinding(ctx, bs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRedeemPending measures a whole link: create, then redeem.
+func BenchmarkRedeemPending(b *testing.B) {
+	clock := newTestClock()
+	db := mustNewDB(b, clock)
+	ctx := context.Background()
+	p := samplePending(clock, "U1")
+	b.ReportAllocs()
+	for b.Loop() {
+		state, err := db.CreatePending(ctx, p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := db.RedeemPending(ctx, state); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFileSize100k fills a store with 100,000 bindings in one batch
+// (once, whatever b.N) and reports the file size; the timed loop is
+// GetBinding at that scale.
+func BenchmarkFileSize100k(b *testing.B) {
+	if testing.Short() {
+		b.Skip("slow: writes 100,000 bindings")
+	}
+	const n = 100_000
+	bs := make([]Binding, n)
+	for i := range bs {
+		bs[i] = sampleBinding("T0123456789", "U0"+strconv.Itoa(10_000_000+i))
+	}
+	db := mustNewDB(b, nil)
+	start := time.Now()
+	mustPutBindings(b, db, bs)
+	batch := time.Since(start)
+	var used int64
+	if err := db.bolt.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil }); err != nil {
+		b.Fatal(err)
+	}
+	fi, err := os.Stat(db.Path())
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	ctx := context.Background()
+	i := 0
+	for b.Loop() {
+		u := bs[(i*7919)%n]
+		i++
+		if _, err := db.GetBinding(ctx, u.TeamID, u.UserID); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(fi.Size()), "file-bytes")
+	b.ReportMetric(float64(used), "used-bytes")
+	b.ReportMetric(float64(fi.Size())/n, "file-bytes/binding")
+	b.ReportMetric(batch.Seconds(), "fill-s")
+}

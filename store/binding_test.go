@@ -1,0 +1,310 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestBindingRoundTrip(t *testing.T) {
+	full := sampleBinding("T1", "U1")
+	noScopes := sampleBinding("T1", "U2")
+	noScopes.Scopes = nil
+	emptyScopes := sampleBinding("T1", "U3")
+	emptyScopes.Scopes = []string{}
+	offset := sampleBinding("T1", "U4")
+	offset.IssuedAt = time.Date(2025, 6, 1, 12, 0, 0, 1, time.FixedZone("CEST", 2*3600))
+	unicode := sampleBinding("T2", "U1")
+	unicode.Username = "zoë@acme.example"
+	unicode.AccessToken = "tok\u00e9n\"with\\quotes\x00and nul"
+
+	tests := []struct {
+		name string
+		b    Binding
+	}{
+		{name: "full", b: full},
+		{name: "ids only", b: Binding{TeamID: "T9", UserID: "U9"}},
+		{name: "nil scopes", b: noScopes},
+		{name: "empty scopes", b: emptyScopes},
+		{name: "time zone", b: offset},
+		{name: "unicode and escapes", b: unicode},
+	}
+	db := mustNewDB(t, nil)
+	ctx := context.Background()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mustPutBinding(t, db, tt.b)
+			got, err := db.GetBinding(ctx, tt.b.TeamID, tt.b.UserID)
+			if err != nil {
+				t.Fatalf("GetBinding: %v", err)
+			}
+			if diff := cmp.Diff(tt.b, got); diff != "" {
+				t.Errorf("binding mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPutBindingReplaces(t *testing.T) {
+	ctx := context.Background()
+	db := mustNewDB(t, nil)
+	mustPutBinding(t, db, sampleBinding("T1", "U1"))
+	want := sampleBinding("T1", "U1")
+	want.Username = "new@acme.example"
+	want.AccessToken = "replaced"
+	mustPutBinding(t, db, want)
+
+	got, err := db.GetBinding(ctx, "T1", "U1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("binding mismatch (-want +got):\n%s", diff)
+	}
+	if n, err := db.CountBindings(ctx); err != nil || n != 1 {
+		t.Errorf("CountBindings = %d, %v; want 1", n, err)
+	}
+}
+
+func TestBindingKeys(t *testing.T) {
+	ctx := context.Background()
+	db := mustNewDB(t, nil)
+	mustPutBinding(t, db, sampleBinding("T1", "U1"))
+
+	tests := []struct {
+		name         string
+		team, user   string
+		wantNotFound bool // else: invalid ids, an error that is not ErrNotFound
+	}{
+		{name: "other user", team: "T1", user: "U2", wantNotFound: true},
+		{name: "other team", team: "T2", user: "U1", wantNotFound: true},
+		{name: "empty team", team: "", user: "U1"},
+		{name: "empty user", team: "T1", user: ""},
+		{name: "slash in team", team: "T1/U1", user: "x"},
+		{name: "slash in user", team: "T1", user: "U1/x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := db.GetBinding(ctx, tt.team, tt.user)
+			if err == nil {
+				t.Fatal("GetBinding: no error")
+			}
+			if got := errors.Is(err, ErrNotFound); got != tt.wantNotFound {
+				t.Errorf("GetBinding error = %v; errors.Is(ErrNotFound) = %t, want %t", err, got, tt.wantNotFound)
+			}
+			if !tt.wantNotFound {
+				b := sampleBinding(tt.team, tt.user)
+				if err := db.PutBinding(ctx, b); err == nil {
+					t.Error("PutBinding with invalid ids: no error")
+				}
+			}
+		})
+	}
+}
+
+func TestDeleteBinding(t *testing.T) {
+	ctx := context.Background()
+	db := mustNewDB(t, nil)
+	mustPutBinding(t, db, sampleBinding("T1", "U1"))
+	mustPutBinding(t, db, sampleBinding("T1", "U2"))
+
+	if err := db.DeleteBinding(ctx, "T1", "U1"); err != nil {
+		t.Fatalf("DeleteBinding: %v", err)
+	}
+	if _, err := db.GetBinding(ctx, "T1", "U1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetBinding after delete: %v, want ErrNotFound", err)
+	}
+	if err := db.DeleteBinding(ctx, "T1", "U1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second DeleteBinding: %v, want ErrNotFound", err)
+	}
+	if _, err := db.GetBinding(ctx, "T1", "U2"); err != nil {
+		t.Errorf("GetBinding(U2) after deleting U1: %v", err)
+	}
+	if n, err := db.CountBindings(ctx); err != nil || n != 1 {
+		t.Errorf("CountBindings = %d, %v; want 1", n, err)
+	}
+}
+
+func TestUpdateTokens(t *testing.T) {
+	orig := sampleBinding("T1", "U1")
+	newIssued := orig.IssuedAt.Add(time.Hour)
+	clock := newTestClock()
+
+	tests := []struct {
+		name    string
+		user    string
+		used    string
+		tokens  Tokens
+		want    Binding // the stored binding afterwards
+		wantErr error
+	}{
+		{
+			name:   "rotated refresh token",
+			user:   "U1",
+			used:   orig.RefreshToken,
+			tokens: Tokens{AccessToken: "new-access", RefreshToken: "new-refresh", IssuedAt: newIssued},
+			want:   with(orig, func(b *Binding) { b.AccessToken, b.RefreshToken, b.IssuedAt = "new-access", "new-refresh", newIssued }),
+		},
+		{
+			name:   "no refresh token keeps the old one",
+			user:   "U1",
+			used:   orig.RefreshToken,
+			tokens: Tokens{AccessToken: "new-access", IssuedAt: newIssued},
+			want:   with(orig, func(b *Binding) { b.AccessToken, b.IssuedAt = "new-access", newIssued }),
+		},
+		{
+			name:   "zero issued at means now",
+			user:   "U1",
+			used:   orig.RefreshToken,
+			tokens: Tokens{AccessToken: "new-access"},
+			want:   with(orig, func(b *Binding) { b.AccessToken, b.IssuedAt = "new-access", clock.Now() }),
+		},
+		{
+			name:    "stale refresh token",
+			user:    "U1",
+			used:    "an-older-refresh-token",
+			tokens:  Tokens{AccessToken: "new-access", RefreshToken: "new-refresh", IssuedAt: newIssued},
+			want:    orig,
+			wantErr: ErrConflict,
+		},
+		{
+			name:    "prefix of the refresh token",
+			user:    "U1",
+			used:    orig.RefreshToken[:5],
+			tokens:  Tokens{AccessToken: "new-access"},
+			want:    orig,
+			wantErr: ErrConflict,
+		},
+		{
+			name:    "no binding",
+			user:    "U2",
+			used:    orig.RefreshToken,
+			tokens:  Tokens{AccessToken: "new-access"},
+			wantErr: ErrNotFound,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			db := mustNewDB(t, clock)
+			mustPutBinding(t, db, orig)
+
+			got, err := db.UpdateTokens(ctx, "T1", tt.user, tt.used, tt.tokens)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("UpdateTokens error = %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr == nil {
+				if diff := cmp.Diff(tt.want, got); diff != "" {
+					t.Errorf("returned binding mismatch (-want +got):\n%s", diff)
+				}
+			}
+			if errors.Is(tt.wantErr, ErrNotFound) {
+				return
+			}
+			stored, err := db.GetBinding(ctx, "T1", tt.user)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, stored); diff != "" {
+				t.Errorf("stored binding mismatch (-want +got):\n%s", diff)
+			}
+			if err != nil && strings.Contains(err.Error(), tt.used) {
+				t.Errorf("error %q contains the refresh token", err)
+			}
+		})
+	}
+}
+
+// TestUpdateTokensRace has many refreshers race with the same spent refresh
+// token: exactly one may win.
+func TestUpdateTokensRace(t *testing.T) {
+	ctx := context.Background()
+	db := mustNewDB(t, nil)
+	orig := sampleBinding("T1", "U1")
+	mustPutBinding(t, db, orig)
+
+	const n = 20
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		wins      []string
+		conflicts int
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			refresh := fmt.Sprintf("refresh-%d", i)
+			_, err := db.UpdateTokens(ctx, "T1", "U1", orig.RefreshToken, Tokens{AccessToken: "a", RefreshToken: refresh})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				wins = append(wins, refresh)
+			case errors.Is(err, ErrConflict):
+				conflicts++
+			default:
+				t.Errorf("UpdateTokens: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(wins) != 1 || conflicts != n-1 {
+		t.Fatalf("%d wins and %d conflicts, want 1 and %d", len(wins), conflicts, n-1)
+	}
+	got, err := db.GetBinding(ctx, "T1", "U1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RefreshToken != wins[0] {
+		t.Errorf("stored refresh token %q, want the winner's %q", got.RefreshToken, wins[0])
+	}
+}
+
+func TestStringHidesSecrets(t *testing.T) {
+	b := sampleBinding("T1", "U1")
+	p := Pending{TeamID: "T1", UserID: "U1", Verifier: "verifier-secret-8d7f", Binding: &b}
+	tk := Tokens{AccessToken: b.AccessToken, RefreshToken: b.RefreshToken}
+	for _, s := range []string{
+		b.String(), fmt.Sprint(b), fmt.Sprintf("%v %+v %s", b, b, &b),
+		p.String(), fmt.Sprintf("%v %+v", p, p),
+		tk.String(), fmt.Sprintf("%v %+v", tk, tk),
+	} {
+		for _, secret := range []string{b.AccessToken, b.RefreshToken, p.Verifier} {
+			if strings.Contains(s, secret) {
+				t.Errorf("%q contains the secret %q", s, secret)
+			}
+		}
+	}
+	if !strings.Contains(b.String(), b.Username) {
+		t.Errorf("Binding.String() = %q, want it to name the user", b.String())
+	}
+}
+
+func TestCountBindings(t *testing.T) {
+	ctx := context.Background()
+	db := mustNewDB(t, nil)
+	for i := range 25 {
+		mustPutBinding(t, db, sampleBinding("T1", fmt.Sprintf("U%d", i)))
+	}
+	mustPutBinding(t, db, sampleBinding("T1", "U3")) // a replacement
+	if err := db.DeleteBinding(ctx, "T1", "U4"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.CountBindings(ctx); err != nil || n != 24 {
+		t.Errorf("CountBindings = %d, %v; want 24", n, err)
+	}
+}
+
+// with returns a copy of b changed by fn.
+func with(b Binding, fn func(*Binding)) Binding {
+	b.Scopes = append([]string(nil), b.Scopes...)
+	fn(&b)
+	return b
+}

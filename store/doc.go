@@ -1,0 +1,45 @@
+// Package store keeps forcebind's state in one bbolt file: the bindings from
+// Slack users to their Salesforce grants, the pending links that are waiting
+// for someone to finish logging in, and a little metadata.
+//
+// Everything secret is sealed with AES-256-GCM before it reaches the file. A
+// [Keyring] holds one primary key, which seals, and any number of older keys,
+// which only open, so keys can be rotated without downtime: put the new key
+// first, restart, run [DB.Rotate], then drop the old key.
+//
+// # File layout
+//
+// The file has four buckets:
+//
+//	bindings         key "team_id/user_id"        value sealed Binding
+//	pending          key SHA-256(state)           value expiry (8 bytes, big-endian unix nanoseconds) ‖ sealed Pending
+//	pending_by_user  key "team_id/user_id"        value SHA-256(state) of that user's one live pending link
+//	meta             key "schema"                 value schema version, decimal ASCII ("1")
+//	                 key "canary"                 value a sealed known value that proves the keyring fits the file
+//
+// The raw state of a pending link is never stored, only its hash, so a copy
+// of the file cannot be used to complete someone else's link. The
+// pending_by_user index exists so that creating a link for a user deletes the
+// previous one in the same transaction: each Slack user has at most one live
+// link.
+//
+// A sealed record is
+//
+//	version (1 byte, = 1) ‖ key id (4 bytes) ‖ nonce (12 bytes) ‖ ciphertext ‖ GCM tag (16 bytes)
+//
+// where the key id is the first 4 bytes of SHA-256("forcebind key id v1" ‖ 0 ‖ key);
+// no key material is ever written. The associated data binds a record to its
+// place: a label, the record header, the bucket name, the record key and (for
+// pending links) the plaintext expiry, each length-prefixed. A ciphertext
+// copied under another key or into another bucket therefore fails to open,
+// and so does a pending link whose plaintext expiry was edited. The sealed
+// plaintext is JSON.
+//
+// # Concurrency
+//
+// A [DB] is safe for concurrent use by many goroutines; bbolt serialises
+// writers and lets readers run in parallel. Only one process can open a file
+// for writing at a time: a second one gets [ErrLocked] after
+// [Options.LockTimeout]. Each method that does I/O takes a context, which is
+// checked before the work starts; bbolt itself cannot be interrupted.
+package store

@@ -1,0 +1,44 @@
+package store
+
+import "errors"
+
+// Sentinel errors returned by this package. Match them with [errors.Is]; the
+// returned errors wrap them with more detail. They are safe to share between
+// goroutines and never carry key or token material.
+var (
+	// ErrNotFound is returned when a binding or pending link does not exist:
+	// GetBinding, DeleteBinding and UpdateTokens for a user with no binding,
+	// and RedeemPending for a state that is unknown, malformed or already
+	// redeemed.
+	ErrNotFound = errors.New("not found")
+
+	// ErrExpired is returned by RedeemPending when the pending link exists
+	// but its expiry has passed. The link is deleted all the same.
+	ErrExpired = errors.New("pending link expired")
+
+	// ErrLocked is returned by Open when another process holds the file and
+	// did not release it within Options.LockTimeout.
+	ErrLocked = errors.New("store is locked by another process")
+
+	// ErrWrongKey is returned when the keyring does not fit the file: by Open
+	// when the canary does not open with any key in the ring, and by any
+	// method that meets a record sealed under a key id the ring does not
+	// hold. The message names the key id, never the key.
+	ErrWrongKey = errors.New("keyring does not match the store")
+
+	// ErrConflict is returned by UpdateTokens when the stored refresh token is
+	// no longer the one the refresh used: another refresh won the race, and
+	// nothing was written.
+	ErrConflict = errors.New("binding changed since the refresh started")
+
+	// ErrSchema is returned by Open when the file was written by a newer
+	// version of forcebind (or carries a schema version this build does not
+	// know); the message names both versions.
+	ErrSchema = errors.New("unsupported store schema")
+
+	// ErrCorrupt is returned when the file or a record in it fails
+	// validation: a file that is not a bbolt file, is truncated or empty, is
+	// not a forcebind store, or a record that is malformed or does not
+	// authenticate (tampered with, or copied from another place).
+	ErrCorrupt = errors.New("store is corrupt")
+)

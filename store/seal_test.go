@@ -1,0 +1,133 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestSealOpen(t *testing.T) {
+	kr := mustKeyring(t, testKey(1))
+	bucket, key, extra := []byte("bindings"), []byte("T1/U1"), []byte("x")
+	pt := []byte(`{"access_token":"secret"}`)
+	rec := kr.seal(bucket, key, extra, pt)
+
+	flip := func(i int) []byte {
+		r := bytes.Clone(rec)
+		r[i] ^= 0x01
+		return r
+	}
+	tests := []struct {
+		name               string
+		bucket, key, extra []byte
+		rec                []byte
+		wantErr            error // nil means it opens
+	}{
+		{name: "intact", bucket: bucket, key: key, extra: extra, rec: rec},
+		{name: "flipped version", bucket: bucket, key: key, extra: extra, rec: flip(0), wantErr: ErrCorrupt},
+		{name: "flipped key id", bucket: bucket, key: key, extra: extra, rec: flip(1), wantErr: ErrWrongKey},
+		{name: "flipped nonce", bucket: bucket, key: key, extra: extra, rec: flip(headerLen + 3), wantErr: ErrCorrupt},
+		{name: "flipped ciphertext", bucket: bucket, key: key, extra: extra, rec: flip(headerLen + gcmNonceLen + 2), wantErr: ErrCorrupt},
+		{name: "flipped tag", bucket: bucket, key: key, extra: extra, rec: flip(len(rec) - 1), wantErr: ErrCorrupt},
+		{name: "truncated", bucket: bucket, key: key, extra: extra, rec: rec[:len(rec)-1], wantErr: ErrCorrupt},
+		{name: "extended", bucket: bucket, key: key, extra: extra, rec: append(bytes.Clone(rec), 0), wantErr: ErrCorrupt},
+		{name: "too short", bucket: bucket, key: key, extra: extra, rec: rec[:minRecordLen-1], wantErr: ErrCorrupt},
+		{name: "empty", bucket: bucket, key: key, extra: extra, rec: nil, wantErr: ErrCorrupt},
+		{name: "other record key", bucket: bucket, key: []byte("T1/U2"), extra: extra, rec: rec, wantErr: ErrCorrupt},
+		{name: "other bucket", bucket: []byte("pending"), key: key, extra: extra, rec: rec, wantErr: ErrCorrupt},
+		{name: "other extra", bucket: bucket, key: key, extra: []byte("y"), rec: rec, wantErr: ErrCorrupt},
+		{name: "no extra", bucket: bucket, key: key, extra: nil, rec: rec, wantErr: ErrCorrupt},
+		// Without length prefixes "bindings"+"T1/U1" and "bindingsT"+"1/U1" would
+		// give the same associated data.
+		{name: "shifted boundary", bucket: []byte("bindingsT"), key: []byte("1/U1"), extra: extra, rec: rec, wantErr: ErrCorrupt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := kr.open(tt.bucket, tt.key, tt.extra, tt.rec)
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatalf("open: %v", err)
+				}
+				if !bytes.Equal(got, pt) {
+					t.Fatalf("open = %q, want %q", got, pt)
+				}
+				return
+			}
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("open error = %v, want %v", err, tt.wantErr)
+			}
+			if got != nil {
+				t.Errorf("open returned plaintext %q with an error", got)
+			}
+		})
+	}
+}
+
+func TestSealIsRandomized(t *testing.T) {
+	kr := mustKeyring(t, testKey(1))
+	a := kr.seal([]byte("b"), []byte("k"), nil, []byte("same plaintext"))
+	b := kr.seal([]byte("b"), []byte("k"), nil, []byte("same plaintext"))
+	if bytes.Equal(a, b) {
+		t.Fatal("sealing the same plaintext twice gave the same record")
+	}
+	if !bytes.Equal(a[:headerLen], b[:headerLen]) {
+		t.Errorf("headers differ: %x and %x", a[:headerLen], b[:headerLen])
+	}
+	if bytes.Equal(a[headerLen:headerLen+gcmNonceLen], b[headerLen:headerLen+gcmNonceLen]) {
+		t.Error("nonces are equal")
+	}
+}
+
+func TestOpenUnknownKeyID(t *testing.T) {
+	old := mustKeyring(t, testKey(1))
+	rec := old.seal([]byte("b"), []byte("k"), nil, []byte("hello"))
+
+	kr := mustKeyring(t, testKey(2), testKey(3))
+	_, err := kr.open([]byte("b"), []byte("k"), nil, rec)
+	if !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("open error = %v, want ErrWrongKey", err)
+	}
+	for _, want := range []string{old.PrimaryID(), kr.PrimaryID(), "not in the keyring"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+	assertNoKeyMaterial(t, err.Error(), "", testKey(1), testKey(2), testKey(3))
+
+	// The same ring with the old key added opens it, whatever its place.
+	kr = mustKeyring(t, testKey(2), testKey(1))
+	if pt, err := kr.open([]byte("b"), []byte("k"), nil, rec); err != nil || string(pt) != "hello" {
+		t.Fatalf("open with old key as secondary = %q, %v; want hello", pt, err)
+	}
+}
+
+// FuzzOpenRecord feeds arbitrary bytes to the record opener. It must return
+// an error, never panic, and may only succeed on a genuine record.
+func FuzzOpenRecord(f *testing.F) {
+	kr := mustKeyring(f, testKey(1))
+	valid := kr.seal(bucketMeta, keyCanary, nil, []byte(canaryPlaintext))
+	f.Add(valid)
+	f.Add([]byte{})
+	f.Add([]byte{recordVersion})
+	f.Add(valid[:headerLen])
+	f.Add(valid[:minRecordLen])
+	f.Add(append([]byte{2}, valid[1:]...))
+	f.Add(mustKeyring(f, testKey(9)).seal(bucketMeta, keyCanary, nil, []byte(canaryPlaintext)))
+
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		pt, err := kr.open(bucketMeta, keyCanary, nil, rec)
+		if err != nil {
+			if pt != nil {
+				t.Fatalf("plaintext %q returned with error %v", pt, err)
+			}
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrWrongKey) {
+				t.Fatalf("error %v is neither ErrCorrupt nor ErrWrongKey", err)
+			}
+			return
+		}
+		if string(pt) != canaryPlaintext {
+			t.Fatalf("forged record opened to %q", pt)
+		}
+	})
+}
