@@ -1,0 +1,351 @@
+package salesforce
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Query runs a SOQL query and follows nextRecordsUrl until the result is
+// complete or MaxRecords records are collected. The query text must already
+// be safe: build literals with [EscapeSOQL] or [EscapeLike].
+func (c *Client) Query(ctx context.Context, soql string) ([]Record, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	recs, err := c.query(ctx, soql, c.maxRecords)
+	if err != nil {
+		return nil, fmt.Errorf("salesforce query: %w", err)
+	}
+	return recs, nil
+}
+
+type queryPage struct {
+	TotalSize      int               `json:"totalSize"`
+	Done           bool              `json:"done"`
+	NextRecordsURL string            `json:"nextRecordsUrl"`
+	Records        []json.RawMessage `json:"records"`
+}
+
+func (c *Client) query(ctx context.Context, soql string, limit int) ([]Record, error) {
+	u := c.dataURL("query") + "?" + url.Values{"q": {soql}}.Encode()
+	var out []Record
+	for {
+		data, err := c.send(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, err
+		}
+		var page queryPage
+		if err := json.Unmarshal(data, &page); err != nil {
+			return nil, fmt.Errorf("decode query result: %w", err)
+		}
+		for _, raw := range page.Records {
+			rec, err := decodeRecord(raw)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, rec)
+		}
+		if len(out) >= limit {
+			return out[:limit], nil
+		}
+		if page.Done || page.NextRecordsURL == "" {
+			return out, nil
+		}
+		if len(page.Records) == 0 {
+			return nil, errors.New("query page has no records but is not done")
+		}
+		if u, err = c.nextURL(page.NextRecordsURL); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// nextURL accepts only a relative /services/data/ path, which is what
+// Salesforce sends, and resolves it against the instance. Anything else
+// (another host, a scheme-relative URL, dot segments) is refused so the
+// token never goes elsewhere.
+func (c *Client) nextURL(next string) (string, error) {
+	refused := errors.New("refusing nextRecordsUrl that is not a relative /services/data/ path on the instance")
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return "", refused
+	}
+	if !strings.HasPrefix(u.Path, "/services/data/v") || path.Clean(u.Path) != u.Path ||
+		strings.ContainsAny(u.Path, `\`) || strings.Contains(u.RawPath, "%2") {
+		return "", refused
+	}
+	return c.instance + u.EscapedPath() + queryPart(u), nil
+}
+
+func queryPart(u *url.URL) string {
+	if u.RawQuery == "" {
+		return ""
+	}
+	return "?" + u.RawQuery
+}
+
+// Search runs a SOSL search for text in the name fields of objects (all
+// supported objects when none are given) and returns typed results. The text
+// is escaped with [EscapeSOSL]; it must have at least two characters.
+func (c *Client) Search(ctx context.Context, text string, objects ...string) ([]Result, error) {
+	term := strings.TrimSpace(text)
+	if utf8.RuneCountInString(term) < 2 {
+		return nil, fmt.Errorf("salesforce search: %w: search text needs at least two characters", ErrInvalidInput)
+	}
+	names := objects
+	if len(names) == 0 {
+		names = c.order
+	}
+	returning := make([]string, 0, len(names))
+	for _, name := range names {
+		o, ok := c.object(name)
+		if !ok {
+			return nil, fmt.Errorf("salesforce search: %w: unsupported object %q", ErrInvalidInput, name)
+		}
+		returning = append(returning, o.Name+"("+strings.Join(o.selectFields(), ", ")+")")
+	}
+	sosl := "FIND {" + EscapeSOSL(term) + "} IN NAME FIELDS RETURNING " + strings.Join(returning, ", ") +
+		" LIMIT " + strconv.Itoa(min(c.maxRecords, maxSOSLLimit))
+
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	data, err := c.send(ctx, http.MethodGet, c.dataURL("search")+"?"+url.Values{"q": {sosl}}.Encode(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("salesforce search: %w", err)
+	}
+	var resp struct {
+		SearchRecords []json.RawMessage `json:"searchRecords"`
+	}
+	if err := json.Unmarshal(data, &resp); err != nil {
+		return nil, fmt.Errorf("salesforce search: decode: %w", err)
+	}
+	results := make([]Result, 0, len(resp.SearchRecords))
+	for _, raw := range resp.SearchRecords {
+		rec, err := decodeRecord(raw)
+		if err != nil {
+			return nil, fmt.Errorf("salesforce search: %w", err)
+		}
+		results = append(results, c.result(rec))
+	}
+	return results, nil
+}
+
+// Find looks up records of one object whose name (for Case: subject or case
+// number) contains text, ordered by name, at most limit of them (limit <= 0
+// means 10). The text is matched literally: quotes, backslashes and the LIKE
+// wildcards % and _ are escaped.
+func (c *Client) Find(ctx context.Context, object, text string, limit int) ([]Result, error) {
+	o, ok := c.object(object)
+	if !ok {
+		return nil, fmt.Errorf("salesforce find: %w: unsupported object %q", ErrInvalidInput, object)
+	}
+	text = strings.TrimSpace(text)
+	if text == "" {
+		return nil, fmt.Errorf("salesforce find: %w: empty search text", ErrInvalidInput)
+	}
+	if limit <= 0 {
+		limit = 10
+	}
+	limit = min(limit, c.maxRecords)
+	pattern := "'%" + EscapeLike(text) + "%'"
+	var where []string
+	for _, f := range findFields(o.Name) {
+		where = append(where, f+" LIKE "+pattern)
+	}
+	soql := "SELECT " + strings.Join(o.selectFields(), ", ") + " FROM " + o.Name +
+		" WHERE " + strings.Join(where, " OR ") + " ORDER BY " + o.NameField + " LIMIT " + strconv.Itoa(limit)
+
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	recs, err := c.query(ctx, soql, limit)
+	if err != nil {
+		return nil, fmt.Errorf("salesforce find: %w", err)
+	}
+	results := make([]Result, 0, len(recs))
+	for _, rec := range recs {
+		results = append(results, c.result(rec))
+	}
+	return results, nil
+}
+
+// Get reads one record by object name and 15- or 18-character id. Both are
+// validated before anything is sent.
+func (c *Client) Get(ctx context.Context, object, id string) (Record, error) {
+	if !validObjectName(object) {
+		return Record{}, fmt.Errorf("salesforce get: %w: malformed object name %q", ErrInvalidInput, object)
+	}
+	if !ValidID(id) {
+		return Record{}, fmt.Errorf("salesforce get: %w: malformed record id %q", ErrInvalidInput, id)
+	}
+	if o, ok := c.object(object); ok {
+		object = o.Name
+	}
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	data, err := c.send(ctx, http.MethodGet, c.dataURL("sobjects/"+object+"/"+id), nil)
+	if err != nil {
+		return Record{}, fmt.Errorf("salesforce get: %w", err)
+	}
+	rec, err := decodeRecord(data)
+	if err != nil {
+		return Record{}, fmt.Errorf("salesforce get: %w", err)
+	}
+	return rec, nil
+}
+
+// Identity fetches the identity URL (the "id" of a token response) with the
+// binding's token and returns who the token belongs to. The caller must have
+// checked that the URL's host is one it trusts; here it only has to be an
+// absolute http(s) URL without userinfo.
+func (c *Client) Identity(ctx context.Context, idURL string) (Identity, error) {
+	u, err := url.Parse(idURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+		return Identity{}, fmt.Errorf("salesforce identity: %w: identity URL must be an absolute https URL", ErrInvalidInput)
+	}
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	data, err := c.send(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return Identity{}, fmt.Errorf("salesforce identity: %w", err)
+	}
+	var wire struct {
+		UserID      string `json:"user_id"`
+		OrgID       string `json:"organization_id"`
+		Username    string `json:"username"`
+		DisplayName string `json:"display_name"`
+		Email       string `json:"email"`
+	}
+	if err := json.Unmarshal(data, &wire); err != nil {
+		return Identity{}, fmt.Errorf("salesforce identity: decode: %w", err)
+	}
+	if !ValidID(wire.UserID) || !ValidID(wire.OrgID) {
+		return Identity{}, errors.New("salesforce identity: answer lacks a valid user_id or organization_id")
+	}
+	return Identity(wire), nil
+}
+
+// ValidID reports whether id is a well-formed Salesforce record id: 15
+// case-sensitive alphanumerics, or 18 whose last three characters are the
+// correct case-insensitive checksum of the first 15. Safe for concurrent use.
+func ValidID(id string) bool {
+	if len(id) != 15 && len(id) != 18 || !isAlnum(id) {
+		return false
+	}
+	if len(id) == 15 {
+		return true
+	}
+	return strings.EqualFold(id[15:], idChecksum(id[:15]))
+}
+
+// validObjectName accepts sObject API names: a letter, then letters, digits
+// and underscores (custom objects end in __c), at most 80 characters.
+func validObjectName(s string) bool {
+	if s == "" || len(s) > 80 || !isAlnum(s[:1]) || s[0] >= '0' && s[0] <= '9' || strings.Contains(s, "___") {
+		return false
+	}
+	return isAlnum(strings.ReplaceAll(s, "_", "a"))
+}
+
+func isAlnum(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// idChecksum computes the 3-character suffix that turns a 15-character id
+// into its 18-character form: one character per 5-character chunk, encoding
+// which of its letters are upper case.
+func idChecksum(id15 string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+	var out [3]byte
+	for chunk := range 3 {
+		n := 0
+		for i := range 5 {
+			if ch := id15[chunk*5+i]; ch >= 'A' && ch <= 'Z' {
+				n |= 1 << i
+			}
+		}
+		out[chunk] = alphabet[n]
+	}
+	return string(out[:])
+}
+
+// object looks up a supported object case-insensitively.
+func (c *Client) object(name string) (Object, bool) {
+	if o, ok := c.objects[name]; ok {
+		return o, true
+	}
+	for _, n := range c.order {
+		if strings.EqualFold(n, name) {
+			return c.objects[n], true
+		}
+	}
+	return Object{}, false
+}
+
+// result turns a record into a Result using the object table.
+func (c *Client) result(rec Record) Result {
+	r := Result{Type: rec.Type, ID: rec.ID}
+	if validObjectName(rec.Type) && ValidID(rec.ID) {
+		r.URL = c.instance + "/lightning/r/" + rec.Type + "/" + rec.ID + "/view"
+	}
+	o, ok := c.objects[rec.Type]
+	if !ok {
+		r.Name = rec.String("Name")
+		return r
+	}
+	r.Name = rec.String(o.NameField)
+	for _, f := range o.Fields {
+		if v := rec.String(f.Name); v != "" {
+			r.Fields = append(r.Fields, Field{Label: f.Label, Value: v})
+		}
+	}
+	return r
+}
+
+// decodeRecord decodes one sObject as the REST API sends it.
+func decodeRecord(raw []byte) (Record, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var fields map[string]any
+	if err := dec.Decode(&fields); err != nil {
+		return Record{}, fmt.Errorf("decode record: %w", err)
+	}
+	if fields == nil {
+		return Record{}, errors.New("decode record: null record")
+	}
+	var rec Record
+	if attrs, ok := fields["attributes"].(map[string]any); ok {
+		rec.Type, _ = attrs["type"].(string)
+		if u, ok := attrs["url"].(string); ok {
+			rec.ID = path.Base(u)
+		}
+	}
+	if id, ok := fields["Id"].(string); ok && id != "" {
+		rec.ID = id
+	}
+	stripAttributes(fields)
+	rec.Fields = fields
+	return rec, nil
+}
+
+func stripAttributes(m map[string]any) {
+	delete(m, "attributes")
+	for _, v := range m {
+		if nested, ok := v.(map[string]any); ok {
+			stripAttributes(nested)
+		}
+	}
+}

@@ -1,0 +1,266 @@
+package salesforce
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultAPIVersion is the REST API version used when Config.APIVersion is
+// empty.
+const DefaultAPIVersion = "62.0"
+
+const (
+	defaultMaxRecords = 200
+	defaultTimeout    = 30 * time.Second
+	maxBodyBytes      = 8 << 20 // cap on any response body
+	maxSOSLLimit      = 2000    // Salesforce's cap on SOSL LIMIT
+)
+
+// Config configures a [Client]. The zero value of every field but
+// InstanceURL and Tokens has a sensible default. New reads it once; later
+// changes to a Config have no effect on the Client.
+type Config struct {
+	// InstanceURL is the org's instance, e.g. https://acme.my.salesforce.com.
+	// A trailing slash is fine; a path, query, fragment or userinfo is not.
+	InstanceURL string
+
+	// APIVersion is the REST API version, e.g. "62.0" (a leading "v" is
+	// accepted). Empty means DefaultAPIVersion.
+	APIVersion string
+
+	// HTTPClient is the shared, pooled client to send requests with. It is
+	// not modified; the Client uses a shallow copy that does not follow
+	// redirects, so a token never leaves the instance. Nil means a default
+	// client with timeouts.
+	HTTPClient *http.Client
+
+	// Tokens supplies the binding's access token. Required.
+	Tokens Tokens
+
+	// MaxRecords caps the records Query collects across pages and the hits
+	// Search returns. Zero means 200.
+	MaxRecords int
+
+	// Timeout bounds each call whose context has no deadline. Zero means
+	// 30s.
+	Timeout time.Duration
+}
+
+// Client calls the REST API of one org as one user. It is safe for
+// concurrent use; create one per binding (it is cheap) and share the
+// HTTPClient between them.
+type Client struct {
+	instance   string // scheme://host, no trailing slash
+	version    string // "62.0"
+	hc         *http.Client
+	tokens     Tokens
+	maxRecords int
+	timeout    time.Duration
+	objects    map[string]Object // by API name
+	order      []string          // object names in table order
+	usage      atomic.Pointer[Usage]
+}
+
+// New validates cfg and returns a Client. It does no I/O.
+func New(cfg Config) (*Client, error) {
+	instance, err := parseInstanceURL(cfg.InstanceURL)
+	if err != nil {
+		return nil, fmt.Errorf("salesforce: instance URL: %w", err)
+	}
+	version := strings.TrimPrefix(cfg.APIVersion, "v")
+	if version == "" {
+		version = DefaultAPIVersion
+	}
+	if !validVersion(version) {
+		return nil, fmt.Errorf("salesforce: API version %q is not of the form 62.0", cfg.APIVersion)
+	}
+	if cfg.Tokens == nil {
+		return nil, errors.New("salesforce: Tokens is required")
+	}
+	if cfg.MaxRecords < 0 || cfg.Timeout < 0 {
+		return nil, errors.New("salesforce: MaxRecords and Timeout must not be negative")
+	}
+	c := &Client{
+		instance:   instance,
+		version:    version,
+		hc:         noRedirects(cfg.HTTPClient),
+		tokens:     cfg.Tokens,
+		maxRecords: cfg.MaxRecords,
+		timeout:    cfg.Timeout,
+		objects:    make(map[string]Object),
+	}
+	if c.maxRecords == 0 {
+		c.maxRecords = defaultMaxRecords
+	}
+	if c.timeout == 0 {
+		c.timeout = defaultTimeout
+	}
+	for _, o := range Objects() {
+		c.objects[o.Name] = o
+		c.order = append(c.order, o.Name)
+	}
+	return c, nil
+}
+
+// InstanceURL returns the normalized instance URL (scheme and host, no
+// trailing slash).
+func (c *Client) InstanceURL() string { return c.instance }
+
+// Usage returns the API usage from the last Sforce-Limit-Info header seen,
+// and false if none has been seen yet. Malformed headers are ignored.
+func (c *Client) Usage() (Usage, bool) {
+	u := c.usage.Load()
+	if u == nil {
+		return Usage{}, false
+	}
+	return *u, true
+}
+
+// validVersion accepts API versions such as "62.0".
+func validVersion(v string) bool {
+	major, minor, ok := strings.Cut(v, ".")
+	return ok && len(minor) == 1 && isDigits(minor) && len(major) >= 1 && len(major) <= 3 && isDigits(major) && major[0] != '0'
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func parseInstanceURL(raw string) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		return "", errors.New("not a URL")
+	}
+	switch {
+	case u.Scheme != "https" && u.Scheme != "http":
+		return "", errors.New("scheme must be https (or http for local fakes)")
+	case u.Host == "" || u.Hostname() == "":
+		return "", errors.New("host is missing")
+	case u.User != nil:
+		return "", errors.New("userinfo is not allowed")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return "", errors.New("query and fragment are not allowed")
+	case u.Path != "" && u.Path != "/":
+		return "", errors.New("path is not allowed")
+	}
+	return u.Scheme + "://" + strings.ToLower(u.Host), nil
+}
+
+// noRedirects returns a shallow copy of hc (or a default client) that
+// returns 3xx answers instead of following them: a redirect must never carry
+// the bearer token to another place.
+func noRedirects(hc *http.Client) *http.Client {
+	var c http.Client
+	if hc != nil {
+		c = *hc
+	} else {
+		c = http.Client{Timeout: 2 * defaultTimeout, Transport: defaultTransport()}
+	}
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &c
+}
+
+func defaultTransport() http.RoundTripper {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: defaultTimeout,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// bound applies the per-call timeout when ctx has no deadline.
+func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.timeout)
+}
+
+// dataURL returns the URL of a REST resource under /services/data/vXX.X/.
+func (c *Client) dataURL(resource string) string {
+	return c.instance + "/services/data/v" + c.version + "/" + resource
+}
+
+// send performs one API call with the binding's token. On 401
+// INVALID_SESSION_ID it refreshes once and retries once.
+func (c *Client) send(ctx context.Context, method, u string, body []byte) ([]byte, error) {
+	token, err := c.tokens.AccessToken(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("access token: %w", err)
+	}
+	data, err := c.roundTrip(ctx, method, u, body, token)
+	var apiErr *APIError
+	if err == nil || !errors.As(err, &apiErr) || !errors.Is(apiErr, ErrSessionExpired) {
+		return data, err
+	}
+	fresh, rerr := c.tokens.Refresh(ctx, token)
+	if rerr != nil {
+		return nil, fmt.Errorf("refresh session: %w (after %w)", rerr, err)
+	}
+	return c.roundTrip(ctx, method, u, body, fresh)
+}
+
+func (c *Client) roundTrip(ctx context.Context, method, u string, body []byte, token string) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	if u, ok := parseLimitInfo(resp.Header.Get("Sforce-Limit-Info")); ok {
+		c.usage.Store(&u)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		return nil, fmt.Errorf("%w: read body: %w", ErrUnavailable, err)
+	}
+	if len(data) > maxBodyBytes {
+		return nil, fmt.Errorf("response body exceeds %d bytes", maxBodyBytes)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		apiErr := ParseError(resp.StatusCode, resp.Header, data)
+		if token != "" {
+			apiErr.Message = strings.ReplaceAll(apiErr.Message, token, "[redacted]")
+		}
+		return nil, apiErr
+	}
+	return data, nil
+}

@@ -1,0 +1,26 @@
+// Package salesforce is a small client for the Salesforce REST API, used by
+// forcebind to act for one Salesforce user at a time.
+//
+// A [Client] is bound to one instance URL and one [Tokens] source (one
+// binding). It runs SOQL queries with paging ([Client.Query]), SOSL searches
+// across the five objects the bot knows ([Client.Search]), per-object name
+// lookups ([Client.Find]), single-record reads ([Client.Get]) and identity
+// look-ups ([Client.Identity]).
+//
+// Every request carries the binding's access token as a bearer token and goes
+// only to the configured instance (or, for [Client.Identity], to the identity
+// URL passed in). When the API answers 401 INVALID_SESSION_ID the client asks
+// [Tokens.Refresh] for a new token once and retries once; it never loops.
+// REQUEST_LIMIT_EXCEEDED never triggers a refresh.
+//
+// Errors from the API are *[APIError] values; match them with errors.Is
+// against [ErrSessionExpired], [ErrRateLimited], [ErrNotFound] and
+// [ErrUnavailable], or with errors.As for the details. No error string ever
+// contains a token.
+//
+// User input reaches SOQL and SOSL only through [EscapeSOQL], [EscapeLike]
+// and [EscapeSOSL].
+//
+// The package salesforce/sftest provides a fake org over HTTP for tests and
+// the demo.
+package salesforce

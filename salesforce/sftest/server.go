@@ -1,0 +1,327 @@
+package sftest
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configures a fake org; NewServer copies it. The zero value works: any client id is
+// checked against "sftest-client", no secret is required, any absolute
+// redirect URI is accepted, and the embedded fixtures are served.
+type Options struct {
+	// ClientID is the connected app's consumer key. Empty means
+	// "sftest-client".
+	ClientID string
+
+	// ClientSecret, when set, is required on token requests and keys the
+	// response signature. When empty, no secret is checked and signatures
+	// are keyed with the empty string.
+	ClientSecret string
+
+	// RedirectURI is the connected app's callback URL; authorize and token
+	// requests must match it exactly. Empty accepts any absolute http(s)
+	// URL (the token request must still repeat the authorize one).
+	RedirectURI string
+
+	// OrgID overrides the fixture org's 18-character id.
+	OrgID string
+
+	// Fixtures is a fixture file in the format of testdata/org.json. Nil
+	// means the embedded one (see DefaultFixtures).
+	Fixtures []byte
+
+	// PageSize is the number of records per query page. Zero means 2000.
+	PageSize int
+
+	// AutoApprove, when set to a fixture username, approves every valid
+	// authorize request as that user at once instead of showing the login
+	// page.
+	AutoApprove string
+}
+
+// Endpoint names a group of URLs of the fake, for Calls, FailNext and
+// SetFailure. It is a plain string value.
+type Endpoint string
+
+// The endpoints of the fake org.
+const (
+	EndpointAuthorize Endpoint = "authorize" // GET/POST /services/oauth2/authorize
+	EndpointToken     Endpoint = "token"     // POST /services/oauth2/token
+	EndpointRevoke    Endpoint = "revoke"    // POST /services/oauth2/revoke
+	EndpointIdentity  Endpoint = "identity"  // GET /id/{orgId}/{userId}
+	EndpointUserInfo  Endpoint = "userinfo"  // GET /services/oauth2/userinfo
+	EndpointQuery     Endpoint = "query"     // GET /services/data/vNN.N/query and query/{locator}
+	EndpointSearch    Endpoint = "search"    // GET /services/data/vNN.N/search
+	EndpointSObject   Endpoint = "sobject"   // GET /services/data/vNN.N/sobjects/{Type}/{Id}
+)
+
+// Canned error bodies in Salesforce's format, for FailNext and SetFailure.
+const (
+	BodyRequestLimitExceeded = `[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`
+	BodyInvalidSession       = `[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]`
+	BodyBadGatewayHTML       = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+)
+
+// DefaultAPILimit is the daily API request limit the fake reports.
+const DefaultAPILimit = 15000
+
+// Server is a fake Salesforce org listening on 127.0.0.1. All methods are
+// safe for concurrent use; Close must be called once, when done.
+type Server struct {
+	// URL is the base URL of the fake, e.g. http://127.0.0.1:53211. It is
+	// the login host and the instance URL at once.
+	URL string
+
+	ts    *httptest.Server
+	opts  Options
+	org   *orgData
+	pages *template.Template // "login" and "error"
+
+	mu       sync.Mutex
+	pending  map[string]authRequest // login page requests by id
+	codes    map[string]*authCode
+	access   map[string]*session     // access token → session
+	refresh  map[string]*refreshInfo // refresh token → grant
+	issued   []string
+	cursors  map[string]*cursor
+	rotation bool
+	latency  time.Duration
+	failNext map[Endpoint][]failure
+	failing  map[Endpoint]failure
+	calls    map[Endpoint]int
+	used     int
+	limit    int
+}
+
+type failure struct {
+	status int
+	body   string
+}
+
+// NewServer starts a fake org. It panics if Options.Fixtures cannot be
+// loaded or the listener cannot start, as httptest.NewServer does.
+func NewServer(opts Options) *Server {
+	if opts.ClientID == "" {
+		opts.ClientID = "sftest-client"
+	}
+	if opts.PageSize <= 0 {
+		opts.PageSize = 2000
+	}
+	data := opts.Fixtures
+	if data == nil {
+		data = defaultFixtures
+	}
+	org, err := loadFixtures(data, opts.OrgID)
+	if err != nil {
+		panic("sftest: " + err.Error())
+	}
+	if opts.AutoApprove != "" {
+		if _, ok := org.user(opts.AutoApprove); !ok {
+			panic(fmt.Sprintf("sftest: AutoApprove user %q is not in the fixtures", opts.AutoApprove))
+		}
+	}
+	s := &Server{
+		opts:     opts,
+		org:      org,
+		pending:  make(map[string]authRequest),
+		codes:    make(map[string]*authCode),
+		access:   make(map[string]*session),
+		refresh:  make(map[string]*refreshInfo),
+		cursors:  make(map[string]*cursor),
+		failNext: make(map[Endpoint][]failure),
+		failing:  make(map[Endpoint]failure),
+		calls:    make(map[Endpoint]int),
+		limit:    DefaultAPILimit,
+		pages:    parsePages(),
+	}
+	s.ts = httptest.NewServer(s.routes())
+	s.URL = s.ts.URL
+	return s
+}
+
+// Close shuts the server down and waits for requests in flight.
+func (s *Server) Close() { s.ts.Close() }
+
+// OrgID returns the fake org's 18-character id.
+func (s *Server) OrgID() string { return s.org.id }
+
+// Users returns the fixture users.
+func (s *Server) Users() []User { return append([]User(nil), s.org.users...) }
+
+// IdentityURL returns the identity URL of the fixture user with the given
+// username ("" if there is none), as the token endpoint sends it in "id".
+func (s *Server) IdentityURL(username string) string {
+	u, ok := s.org.user(username)
+	if !ok {
+		return ""
+	}
+	return s.URL + "/id/" + s.org.id + "/" + u.ID
+}
+
+// ExpireAccessTokens invalidates every access token issued so far, as when
+// sessions time out. Refresh tokens stay valid.
+func (s *Server) ExpireAccessTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.access)
+}
+
+// RevokeRefreshToken revokes one refresh token and the access tokens issued
+// from it, as an admin revoking the app's access would. It reports whether
+// the token was valid.
+func (s *Server) RevokeRefreshToken(token string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.revokeRefreshLocked(token)
+}
+
+// RevokeAll revokes every refresh and access token.
+func (s *Server) RevokeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.access)
+	clear(s.refresh)
+}
+
+// SetRotation turns refresh-token rotation on or off: when on, each refresh
+// answers a new refresh token and the old one stops working.
+func (s *Server) SetRotation(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rotation = on
+}
+
+// SetLatency delays every answer by d (until the request is cancelled).
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
+}
+
+// FailNext makes the next request to ep answer status with body instead of
+// its normal answer. Calls queue up: n calls fail the next n requests.
+// A body starting with '[' or '{' is sent as JSON, with '<' as HTML.
+func (s *Server) FailNext(ep Endpoint, status int, body string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failNext[ep] = append(s.failNext[ep], failure{status, body})
+}
+
+// SetFailure makes every request to ep answer status with body until it is
+// called again with status 0. Queued FailNext failures come first.
+func (s *Server) SetFailure(ep Endpoint, status int, body string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if status == 0 {
+		delete(s.failing, ep)
+		return
+	}
+	s.failing[ep] = failure{status, body}
+}
+
+// Calls returns how many requests reached ep, including failed ones.
+func (s *Server) Calls(ep Endpoint) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[ep]
+}
+
+// IssuedTokens returns every access and refresh token the fake has ever
+// issued, for scanning logs, errors and pages for leaks.
+func (s *Server) IssuedTokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.issued...)
+}
+
+// SetUsage sets the API usage the Sforce-Limit-Info header reports; each
+// authenticated REST call adds one to used.
+func (s *Server) SetUsage(used, limit int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.used, s.limit = used, limit
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /services/oauth2/authorize", s.endpoint(EndpointAuthorize, s.handleAuthorize))
+	mux.HandleFunc("POST /services/oauth2/authorize", s.endpoint(EndpointAuthorize, s.handleDecision))
+	mux.HandleFunc("POST /services/oauth2/token", s.endpoint(EndpointToken, s.handleToken))
+	mux.HandleFunc("POST /services/oauth2/revoke", s.endpoint(EndpointRevoke, s.handleRevoke))
+	mux.HandleFunc("GET /services/oauth2/userinfo", s.endpoint(EndpointUserInfo, s.handleUserInfo))
+	mux.HandleFunc("GET /id/{org}/{user}", s.endpoint(EndpointIdentity, s.handleIdentity))
+	mux.HandleFunc("GET /services/data/{version}/query", s.rest(EndpointQuery, s.handleQuery))
+	mux.HandleFunc("GET /services/data/{version}/query/{$}", s.rest(EndpointQuery, s.handleQuery))
+	mux.HandleFunc("GET /services/data/{version}/query/{locator}", s.rest(EndpointQuery, s.handleQueryMore))
+	mux.HandleFunc("GET /services/data/{version}/search", s.rest(EndpointSearch, s.handleSearch))
+	mux.HandleFunc("GET /services/data/{version}/search/{$}", s.rest(EndpointSearch, s.handleSearch))
+	mux.HandleFunc("GET /services/data/{version}/sobjects/{type}/{id}", s.rest(EndpointSObject, s.handleSObject))
+	mux.HandleFunc("/services/data/", func(w http.ResponseWriter, r *http.Request) {
+		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
+	})
+	return mux
+}
+
+// endpoint counts the call, applies latency and injected failures, then
+// runs h.
+func (s *Server) endpoint(ep Endpoint, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.calls[ep]++
+		delay := s.latency
+		f, fail := s.takeFailureLocked(ep)
+		s.mu.Unlock()
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			}
+		}
+		if fail {
+			writeRaw(w, f.status, f.body)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+		h(w, r)
+	}
+}
+
+func (s *Server) takeFailureLocked(ep Endpoint) (failure, bool) {
+	if q := s.failNext[ep]; len(q) > 0 {
+		s.failNext[ep] = q[1:]
+		return q[0], true
+	}
+	f, ok := s.failing[ep]
+	return f, ok
+}
+
+func writeRaw(w http.ResponseWriter, status int, body string) {
+	trimmed := strings.TrimSpace(body)
+	switch {
+	case strings.HasPrefix(trimmed, "[") || strings.HasPrefix(trimmed, "{"):
+		w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	case strings.HasPrefix(trimmed, "<"):
+		w.Header().Set("Content-Type", "text/html;charset=UTF-8")
+	case body != "":
+		w.Header().Set("Content-Type", "text/plain;charset=UTF-8")
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
+}
+
+// randomToken returns n random bytes, base64url-encoded without padding.
+func randomToken(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return base64.RawURLEncoding.EncodeToString(b)
+}
