@@ -190,6 +190,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, oe.code, oe.desc)
 		return
 	}
+	s.mu.Lock()
+	rewrite := s.rewrite
+	s.mu.Unlock()
+	if rewrite != nil {
+		rewrite(grantType, &g)
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, g)
 }

@@ -92,6 +92,7 @@ type Server struct {
 	issued   []string
 	cursors  map[string]*cursor
 	rotation bool
+	rewrite  func(grantType string, g *Grant)
 	latency  time.Duration
 	failNext map[Endpoint][]failure
 	failing  map[Endpoint]failure
@@ -196,6 +197,16 @@ func (s *Server) SetRotation(on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rotation = on
+}
+
+// RewriteGrants makes fn edit every successful token answer before it is
+// sent (grantType is "authorization_code" or "refresh_token"), so tests can
+// play a token endpoint that names a foreign instance_url or another user.
+// The tokens stay valid at this server. nil stops rewriting.
+func (s *Server) RewriteGrants(fn func(grantType string, g *Grant)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rewrite = fn
 }
 
 // SetLatency delays every answer by d (until the request is cancelled).
