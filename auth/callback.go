@@ -1,0 +1,280 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"golang.org/x/oauth2"
+
+	"github.com/forcebind/forcebind/salesforce"
+	"github.com/forcebind/forcebind/store"
+)
+
+// Handler returns the callback listener's routes: GET /oauth/callback,
+// POST /oauth/confirm and GET /healthz. Every answer carries no-store,
+// no-referrer and a strict content security policy; a request whose Host is
+// not the callback URL's gets 421. Safe for concurrent use.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /oauth/callback", s.handleCallback)
+	mux.HandleFunc("POST /oauth/confirm", s.handleConfirm)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	return s.pages.secure(mux)
+}
+
+// callback is a checked callback query.
+type callback struct {
+	state, code     string
+	errCode, errMsg string
+}
+
+// errBadCallback is returned for a callback query forcebind did not make.
+var errBadCallback = errors.New("malformed callback")
+
+// parseCallback checks the query Salesforce redirected the browser with:
+// exactly one state, and either one code or one error. Each value is bounded
+// and a repeated parameter is refused, so nothing odd reaches the store.
+func parseCallback(q url.Values) (callback, error) {
+	one := func(k string, max int) (string, error) {
+		v := q[k]
+		switch {
+		case len(v) == 0:
+			return "", nil
+		case len(v) > 1:
+			return "", fmt.Errorf("%w: repeated %s", errBadCallback, k)
+		case len(v[0]) > max:
+			return "", fmt.Errorf("%w: %s too long", errBadCallback, k)
+		}
+		return v[0], nil
+	}
+	var c callback
+	var err error
+	if c.state, err = one("state", 128); err != nil {
+		return callback{}, err
+	}
+	if c.code, err = one("code", 2048); err != nil {
+		return callback{}, err
+	}
+	if c.errCode, err = one("error", 64); err != nil {
+		return callback{}, err
+	}
+	if c.errMsg, err = one("error_description", 1024); err != nil {
+		return callback{}, err
+	}
+	switch {
+	case c.state == "" || !isBase64URL(c.state):
+		return callback{}, fmt.Errorf("%w: missing or malformed state", errBadCallback)
+	case (c.code == "") == (c.errCode == ""):
+		return callback{}, fmt.Errorf("%w: want either code or error", errBadCallback)
+	}
+	return c, nil
+}
+
+func isBase64URL(s string) bool {
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
+	c, err := parseCallback(r.URL.Query())
+	if err != nil {
+		s.log.Info().Err(err).Msg("callback refused")
+		s.pages.problem(w, http.StatusBadRequest, "This link is not valid", "Ask @forcebind for a new one: send it “connect”.")
+		return
+	}
+	ctx := r.Context()
+	p, err := s.cfg.Store.RedeemPending(ctx, c.state)
+	switch {
+	case errors.Is(err, store.ErrExpired):
+		s.log.Info().Msg("callback with an expired link")
+		s.pages.problem(w, http.StatusGone, "This link has expired", "Links work for a few minutes and only once. Ask @forcebind for a new one: send it “connect”.")
+		return
+	case errors.Is(err, store.ErrNotFound) || (err == nil && p.Binding != nil):
+		s.log.Info().Msg("callback with an unknown or used link")
+		s.pages.problem(w, http.StatusBadRequest, "This link is not valid or was already used", "Links work only once. Ask @forcebind for a new one: send it “connect”.")
+		return
+	case err != nil:
+		s.log.Error().Err(err).Msg("redeem link")
+		s.pages.problem(w, http.StatusInternalServerError, "Something went wrong", "forcebind could not read its store. Try again in a minute.")
+		return
+	}
+	log := s.log.With().Str("team", p.TeamID).Str("user", p.UserID).Logger()
+	if c.errCode != "" {
+		log.Info().Str("error_code", c.errCode).Msg("Salesforce sign-in not completed")
+		if c.errCode == "access_denied" {
+			s.pages.problem(w, http.StatusOK, "You did not allow access", "Nothing was linked. To connect later, ask @forcebind for a new link.")
+			return
+		}
+		s.pages.problem(w, http.StatusBadRequest, "Salesforce did not complete the sign-in",
+			"Salesforce said: “"+c.errMsg+"” ("+c.errCode+"). Nothing was linked; ask @forcebind for a new link.")
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	b, id, err := s.exchange(ctx, c.code, p)
+	if err != nil {
+		log.Warn().Err(err).Msg("code exchange failed; nothing stored")
+		s.pages.problem(w, http.StatusBadGateway, "Salesforce did not complete the sign-in",
+			"Nothing was linked. Ask @forcebind for a new link and try again; if it keeps failing, tell your Salesforce administrator.")
+		return
+	}
+	// The tokens wait, sealed, for the person's decision, and expire with the link.
+	confirmP := p
+	confirmP.Verifier = ""
+	confirmP.Binding = &b
+	token, err := s.cfg.Store.CreatePending(ctx, confirmP)
+	if err != nil {
+		log.Error().Err(err).Msg("hold tokens for confirmation")
+		s.revokeQuietly(b.RefreshToken)
+		s.pages.problem(w, http.StatusInternalServerError, "Something went wrong", "forcebind could not save the sign-in. Ask @forcebind for a new link.")
+		return
+	}
+	log.Info().Str("sf_org", b.OrgID).Str("sf_user", b.SalesforceUserID).Msg("awaiting confirmation")
+	s.pages.confirm(w, confirmView{
+		Token:         token,
+		SFUsername:    b.Username,
+		SFDisplayName: id.DisplayName,
+		SFOrg:         b.OrgID,
+		SlackUser:     nonEmpty(p.DisplayName, p.UserID),
+		SlackTeam:     nonEmpty(p.TeamName, p.TeamID),
+		Expires:       p.Expires,
+	})
+}
+
+func (s *Service) handleConfirm(w http.ResponseWriter, r *http.Request) {
+	if !s.pages.sameOriginPost(r) {
+		s.pages.problem(w, http.StatusForbidden, "Request refused", "This form can only be sent from forcebind's own page.")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	if err := r.ParseForm(); err != nil {
+		s.pages.problem(w, http.StatusBadRequest, "Request refused", "The form could not be read.")
+		return
+	}
+	token, decision := r.PostForm.Get("token"), r.PostForm.Get("decision")
+	if token == "" || len(token) > 128 || !isBase64URL(token) || (decision != "confirm" && decision != "cancel") {
+		s.pages.problem(w, http.StatusBadRequest, "Request refused", "The form is incomplete. Ask @forcebind for a new link.")
+		return
+	}
+	ctx := r.Context()
+	p, err := s.cfg.Store.RedeemPending(ctx, token)
+	switch {
+	case errors.Is(err, store.ErrExpired):
+		s.pages.problem(w, http.StatusGone, "This confirmation has expired", "Nothing was linked. Ask @forcebind for a new link.")
+		return
+	case errors.Is(err, store.ErrNotFound) || (err == nil && p.Binding == nil):
+		s.pages.problem(w, http.StatusBadRequest, "This confirmation is not valid or was already used", "Ask @forcebind for a new link.")
+		return
+	case err != nil:
+		s.log.Error().Err(err).Msg("redeem confirmation")
+		s.pages.problem(w, http.StatusInternalServerError, "Something went wrong", "forcebind could not read its store. Try again in a minute.")
+		return
+	}
+	b := *p.Binding
+	log := s.log.With().Str("team", b.TeamID).Str("user", b.UserID).Logger()
+	if decision == "cancel" {
+		if err := s.revoke(ctx, b.RefreshToken); err != nil {
+			log.Warn().Err(err).Msg("revoke cancelled sign-in")
+		}
+		log.Info().Msg("binding cancelled by the user")
+		s.pages.problem(w, http.StatusOK, "Cancelled", "Nothing was linked, and the sign-in was revoked at Salesforce.")
+		return
+	}
+	old, oldErr := s.cfg.Store.GetBinding(ctx, b.TeamID, b.UserID)
+	b.LinkedAt = s.now().UTC()
+	if err := s.cfg.Store.PutBinding(ctx, b); err != nil {
+		log.Error().Err(err).Msg("store binding")
+		s.revokeQuietly(b.RefreshToken)
+		s.pages.problem(w, http.StatusInternalServerError, "Something went wrong", "forcebind could not save the link. Ask @forcebind for a new link.")
+		return
+	}
+	if oldErr == nil {
+		s.audit("binding relinked", b)
+		if old.RefreshToken != b.RefreshToken {
+			s.revokeQuietly(old.RefreshToken) // the grant it replaced is no longer used by anyone
+		}
+	} else {
+		s.audit("binding created", b)
+	}
+	if err := s.cfg.Notifier.Linked(ctx, b); err != nil {
+		log.Warn().Err(err).Msg("confirmation DM failed")
+	}
+	s.pages.done(w, doneView{SFUsername: b.Username, SlackUser: nonEmpty(p.DisplayName, p.UserID), SlackTeam: nonEmpty(p.TeamName, p.TeamID)})
+}
+
+// exchange redeems the authorization code, checks the answer and reads the
+// Salesforce identity. On any failure after tokens were issued it revokes
+// them, so nothing usable is left behind.
+func (s *Service) exchange(ctx context.Context, code string, p store.Pending) (store.Binding, salesforce.Identity, error) {
+	var none salesforce.Identity
+	hctx := context.WithValue(ctx, oauth2.HTTPClient, s.http)
+	tok, err := s.oauth.Exchange(hctx, code, oauth2.VerifierOption(p.Verifier))
+	if err != nil {
+		code, status := retrieveErrorCode(err)
+		return store.Binding{}, none, fmt.Errorf("token endpoint (%d %s): %w", status, code, safeErr(err))
+	}
+	g, err := s.checkGrant(tok)
+	if err != nil {
+		s.revokeQuietly(tok.RefreshToken)
+		return store.Binding{}, none, err
+	}
+	if tok.RefreshToken == "" {
+		s.revokeQuietly(tok.AccessToken)
+		return store.Binding{}, none, errors.New("token response has no refresh_token: the connected app must allow the refresh_token scope")
+	}
+	sf, err := salesforce.New(salesforce.Config{InstanceURL: g.instanceURL, APIVersion: s.cfg.APIVersion, HTTPClient: s.http, Tokens: salesforce.StaticToken(tok.AccessToken)})
+	if err != nil {
+		s.revokeQuietly(tok.RefreshToken)
+		return store.Binding{}, none, err
+	}
+	id, err := sf.Identity(ctx, g.idURL)
+	if err != nil {
+		s.revokeQuietly(tok.RefreshToken)
+		return store.Binding{}, none, fmt.Errorf("identity: %w", err)
+	}
+	if id.OrgID != g.orgID || id.UserID != g.userID {
+		s.revokeQuietly(tok.RefreshToken)
+		return store.Binding{}, none, errors.New("identity does not match the token response")
+	}
+	return store.Binding{
+		TeamID:           p.TeamID,
+		UserID:           p.UserID,
+		SalesforceUserID: g.userID,
+		OrgID:            g.orgID,
+		Username:         id.Username,
+		LoginURL:         s.login.String(),
+		InstanceURL:      g.instanceURL,
+		AccessToken:      tok.AccessToken,
+		RefreshToken:     tok.RefreshToken,
+		IssuedAt:         g.issuedAt,
+		Scopes:           g.scopes,
+	}, id, nil
+}
+
+// revokeQuietly revokes a token that forcebind will not keep, on its own
+// deadline (the request that led here may be gone), logging a failure.
+func (s *Service) revokeQuietly(token string) {
+	if token == "" {
+		return
+	}
+	if err := s.revoke(context.Background(), token); err != nil {
+		s.log.Warn().Err(err).Msg("revoke of an unused token failed")
+	}
+}
+
+func nonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,443 @@
+package auth
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/forcebind/forcebind/salesforce/sftest"
+	"github.com/forcebind/forcebind/store"
+)
+
+func TestConnectFlow(t *testing.T) {
+	e := mustEnv(t, envOptions{sfSecret: secret, svcSecret: secret})
+	link, err := e.svc.Start(mustCtx(t), jane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(link.URL)
+	q := u.Query()
+	if q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" || len(q.Get("state")) != 43 ||
+		q.Get("redirect_uri") != e.callback+"/oauth/callback" || q.Get("scope") != "api refresh_token" {
+		t.Errorf("authorize URL %s lacks PKCE S256, a 256-bit state, the callback or the scopes", link.URL)
+	}
+	if !strings.HasPrefix(link.URL, e.sf.URL+"/services/oauth2/authorize?") {
+		t.Errorf("authorize URL %s is not on the login host", link.URL)
+	}
+
+	token, p := e.mustConfirmPage(t, jane, janeSF)
+	for _, want := range []string{janeSF, "Jane Doe", e.sf.OrgID(), "@jane", "Acme", `value="confirm"`, `value="cancel"`} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("confirm page lacks %q", want)
+		}
+	}
+	if strings.Contains(p.body, "<script") {
+		t.Error("confirm page has a script")
+	}
+	for h, want := range map[string]string{"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"} {
+		if got := p.header.Get(h); got != want {
+			t.Errorf("%s = %q, want %q", h, got, want)
+		}
+	}
+	if csp := p.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "form-action 'self'") {
+		t.Errorf("CSP %q is not strict", csp)
+	}
+	if _, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("bound before Confirm: %v", err)
+	}
+
+	p = e.confirm(t, token, "confirm")
+	if p.status != http.StatusOK || !strings.Contains(p.body, "Connected") {
+		t.Fatalf("confirm answered %d:\n%s", p.status, p.body)
+	}
+	b, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Username != janeSF || b.OrgID != e.sf.OrgID() || b.InstanceURL != e.sf.URL || b.RefreshToken == "" || b.LinkedAt.IsZero() {
+		t.Errorf("stored binding incomplete: %v", b)
+	}
+	if linked, _ := e.notes.counts(); linked != 1 {
+		t.Errorf("Linked called %d times, want 1", linked)
+	}
+	// The confirmation is single use.
+	if p := e.confirm(t, token, "confirm"); p.status != http.StatusBadRequest {
+		t.Errorf("second confirm answered %d, want 400", p.status)
+	}
+	e.assertNoTokens(t, "logs", e.logs.String())
+}
+
+func TestBadCallbacks(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	link, err := e.svc.Start(mustCtx(t), jane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	redirect, err := e.sf.Authorize(mustCtx(t), link.URL, janeSF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ru, _ := url.Parse(redirect)
+	code := ru.Query().Get("code")
+	forged := strings.Repeat("A", 43)
+	tests := []struct {
+		name, query string
+		want        int
+	}{
+		{"unknown state", "code=" + code + "&state=" + forged, http.StatusBadRequest},
+		{"no state", "code=" + code, http.StatusBadRequest},
+		{"state twice", "code=" + code + "&state=" + forged + "&state=" + forged, http.StatusBadRequest},
+		{"neither code nor error", "state=" + forged, http.StatusBadRequest},
+		{"state not base64url", "code=x&state=%3Cscript%3E", http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := browser(t, http.MethodGet, e.callback+"/oauth/callback?"+tt.query, nil, nil)
+			if p.status != tt.want || !strings.Contains(p.body, "new one") {
+				t.Errorf("answered %d, want %d with advice to ask for a new link:\n%s", p.status, tt.want, p.body)
+			}
+		})
+	}
+	if n := e.sf.Calls(sftest.EndpointToken); n != 0 {
+		t.Errorf("%d token calls for forged callbacks; want none", n)
+	}
+	// The real redirect still works once, and only once.
+	if p := browser(t, http.MethodGet, redirect, nil, nil); p.status != http.StatusOK {
+		t.Fatalf("real callback answered %d:\n%s", p.status, p.body)
+	}
+	if p := browser(t, http.MethodGet, redirect, nil, nil); p.status != http.StatusBadRequest {
+		t.Errorf("replayed callback answered %d, want 400", p.status)
+	}
+	if n := e.sf.Calls(sftest.EndpointToken); n != 1 {
+		t.Errorf("%d token calls, want exactly 1", n)
+	}
+}
+
+func TestExpiredLink(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	link, err := e.svc.Start(mustCtx(t), jane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	redirect, err := e.sf.Authorize(mustCtx(t), link.URL, janeSF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.advance(11 * time.Minute)
+	p := browser(t, http.MethodGet, redirect, nil, nil)
+	if p.status != http.StatusGone || !strings.Contains(p.body, "expired") {
+		t.Errorf("expired link answered %d:\n%s", p.status, p.body)
+	}
+	if n := e.sf.Calls(sftest.EndpointToken); n != 0 {
+		t.Errorf("%d token calls for an expired link; want none", n)
+	}
+}
+
+func TestConcurrentCallbacksOneExchange(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	link, err := e.svc.Start(mustCtx(t), jane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	redirect, err := e.sf.Authorize(mustCtx(t), link.URL, janeSF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	statuses := make(chan int, 10)
+	for range 10 {
+		wg.Go(func() { statuses <- browser(t, http.MethodGet, redirect, nil, nil).status })
+	}
+	wg.Wait()
+	close(statuses)
+	ok := 0
+	for s := range statuses {
+		if s == http.StatusOK {
+			ok++
+		}
+	}
+	if ok != 1 || e.sf.Calls(sftest.EndpointToken) != 1 {
+		t.Errorf("%d callbacks succeeded with %d token calls; want 1 and 1", ok, e.sf.Calls(sftest.EndpointToken))
+	}
+}
+
+func TestAccessDenied(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	link, err := e.svc.Start(mustCtx(t), jane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	redirect, err := e.sf.Deny(mustCtx(t), link.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := browser(t, http.MethodGet, redirect, nil, nil)
+	if p.status != http.StatusOK || !strings.Contains(p.body, "did not allow") {
+		t.Errorf("access_denied answered %d:\n%s", p.status, p.body)
+	}
+	// The state is consumed: the same link cannot be used after a denial.
+	if p := browser(t, http.MethodGet, redirect, nil, nil); p.status != http.StatusBadRequest {
+		t.Errorf("state after denial answered %d, want 400", p.status)
+	}
+}
+
+func TestErrorDescriptionEscaped(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	link, err := e.svc.Start(mustCtx(t), jane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, _ := url.Parse(link.URL)
+	q := url.Values{"state": {state.Query().Get("state")}, "error": {"server_error"}, "error_description": {`<script>alert("x")</script>`}}
+	p := browser(t, http.MethodGet, e.callback+"/oauth/callback?"+q.Encode(), nil, nil)
+	if strings.Contains(p.body, "<script>") || !strings.Contains(p.body, "&lt;script&gt;") {
+		t.Errorf("error_description not escaped:\n%s", p.body)
+	}
+}
+
+func TestTokenEndpointFailures(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(*sftest.Server)
+	}{
+		{"500", func(sf *sftest.Server) { sf.FailNext(sftest.EndpointToken, 500, `{"error":"server_error"}`) }},
+		{"HTML 502", func(sf *sftest.Server) { sf.FailNext(sftest.EndpointToken, 502, "<html>Bad gateway</html>") }},
+		{"timeout", func(sf *sftest.Server) { sf.SetLatency(3 * time.Second) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mustEnv(t, envOptions{timeout: 500 * time.Millisecond})
+			link, err := e.svc.Start(mustCtx(t), jane)
+			if err != nil {
+				t.Fatal(err)
+			}
+			redirect, err := e.sf.Authorize(mustCtx(t), link.URL, janeSF)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.setup(e.sf)
+			p := browser(t, http.MethodGet, redirect, nil, nil)
+			e.sf.SetLatency(0)
+			if p.status != http.StatusBadGateway {
+				t.Errorf("answered %d, want 502:\n%s", p.status, p.body)
+			}
+			if n, _ := e.db.CountBindings(mustCtx(t)); n != 0 {
+				t.Errorf("%d bindings stored after a failed exchange", n)
+			}
+			e.assertNoTokens(t, "logs", e.logs.String())
+			e.assertNoTokens(t, "page", p.body)
+		})
+	}
+}
+
+func TestBadSignature(t *testing.T) {
+	// The fake signs with its (empty) secret; forcebind expects another.
+	e := mustEnv(t, envOptions{svcSecret: "a-different-secret"})
+	link, err := e.svc.Start(mustCtx(t), jane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	redirect, err := e.sf.Authorize(mustCtx(t), link.URL, janeSF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := browser(t, http.MethodGet, redirect, nil, nil)
+	if p.status != http.StatusBadGateway {
+		t.Errorf("answered %d, want 502", p.status)
+	}
+	if !strings.Contains(e.logs.String(), "signature") {
+		t.Error("the signature failure was not logged")
+	}
+	if n := e.sf.Calls(sftest.EndpointIdentity); n != 0 {
+		t.Errorf("identity read %d times with an unverified token", n)
+	}
+	if n := e.sf.Calls(sftest.EndpointRevoke); n != 1 {
+		t.Errorf("unverified token revoked %d times, want 1", n)
+	}
+}
+
+func TestForeignHost(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	for _, host := range []string{"evil.example", "127.0.0.1:1", "localhost"} {
+		p := browser(t, http.MethodGet, e.callback+"/oauth/callback?state=x&code=y", nil, map[string]string{"Host": host})
+		if p.status != http.StatusMisdirectedRequest {
+			t.Errorf("Host %s answered %d, want 421", host, p.status)
+		}
+	}
+	if p := browser(t, http.MethodGet, e.callback+"/healthz", nil, map[string]string{"Host": "10.0.0.1:8787"}); p.status != http.StatusOK {
+		t.Errorf("healthz with another Host answered %d, want 200", p.status)
+	}
+}
+
+func TestConfirmRefusesCrossSitePost(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	token, _ := e.mustConfirmPage(t, jane, janeSF)
+	p := browser(t, http.MethodPost, e.callback+"/oauth/confirm", url.Values{"token": {token}, "decision": {"confirm"}},
+		map[string]string{"Origin": "https://evil.example"})
+	if p.status != http.StatusForbidden {
+		t.Errorf("cross-site confirm answered %d, want 403", p.status)
+	}
+	if p := e.confirm(t, token, "confirm"); p.status != http.StatusOK {
+		t.Errorf("same-site confirm after a refused cross-site one answered %d", p.status)
+	}
+}
+
+func TestCancelRevokes(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	token, _ := e.mustConfirmPage(t, jane, janeSF)
+	p := e.confirm(t, token, "cancel")
+	if p.status != http.StatusOK || !strings.Contains(p.body, "Nothing was linked") {
+		t.Fatalf("cancel answered %d:\n%s", p.status, p.body)
+	}
+	if n := e.sf.Calls(sftest.EndpointRevoke); n != 1 {
+		t.Errorf("revoke called %d times, want 1", n)
+	}
+	if n, _ := e.db.CountBindings(mustCtx(t)); n != 0 {
+		t.Errorf("%d bindings after cancel", n)
+	}
+	if linked, _ := e.notes.counts(); linked != 0 {
+		t.Error("Linked called after cancel")
+	}
+}
+
+func TestRelinkRevokesReplacedGrant(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	first := e.mustBind(t, jane, janeSF)
+	second := e.mustBind(t, jane, "sam@acme.example")
+	if second.Username != "sam@acme.example" {
+		t.Fatalf("relink stored %s", second.Username)
+	}
+	if n := e.sf.Calls(sftest.EndpointRevoke); n != 1 {
+		t.Errorf("replaced grant revoked %d times, want 1", n)
+	}
+	// The replaced refresh token no longer works at Salesforce.
+	if e.sf.RevokeRefreshToken(first.RefreshToken) {
+		t.Error("the replaced refresh token was still valid")
+	}
+}
+
+func TestUnlink(t *testing.T) {
+	tests := []struct {
+		name        string
+		fail        bool
+		wantRevoked bool
+	}{
+		{"revoke ok", false, true},
+		{"revoke answers 400", true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mustEnv(t, envOptions{})
+			e.mustBind(t, jane, janeSF)
+			if tt.fail {
+				e.sf.FailNext(sftest.EndpointRevoke, 400, `{"error":"unsupported_token_type","error_description":"this token type is not supported"}`)
+			}
+			u, err := e.svc.Unlink(mustCtx(t), jane.TeamID, jane.UserID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Revoked != tt.wantRevoked || u.Binding.Username != janeSF {
+				t.Errorf("Unlink = revoked %v for %s; want %v for %s", u.Revoked, u.Binding.Username, tt.wantRevoked, janeSF)
+			}
+			if _, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("binding still there: %v", err)
+			}
+			if _, err := e.svc.Unlink(mustCtx(t), jane.TeamID, jane.UserID); !errors.Is(err, ErrNotLinked) {
+				t.Errorf("second Unlink = %v, want ErrNotLinked", err)
+			}
+		})
+	}
+}
+
+func TestSweepRevokesUnconfirmed(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	e.mustConfirmPage(t, jane, janeSF) // tokens held, awaiting Confirm
+	e.advance(11 * time.Minute)
+	n, err := e.svc.Sweep(mustCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || e.sf.Calls(sftest.EndpointRevoke) != 1 {
+		t.Errorf("Sweep removed %d links with %d revocations; want 1 and 1", n, e.sf.Calls(sftest.EndpointRevoke))
+	}
+}
+
+// A token answer that names a URL forcebind must not send tokens to is
+// refused, and nothing is sent there.
+func TestForgedGrants(t *testing.T) {
+	var evilHits int
+	var evilMu sync.Mutex
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		evilMu.Lock()
+		evilHits++
+		evilMu.Unlock()
+	}))
+	defer evil.Close()
+	tests := []struct {
+		name   string
+		modify func(g *sftest.Grant)
+	}{
+		{"foreign instance_url", func(g *sftest.Grant) { g.InstanceURL = evil.URL }},
+		{"instance_url on a look-alike host", func(g *sftest.Grant) { g.InstanceURL = "https://salesforce.com.evil.example" }},
+		{"foreign identity URL", func(g *sftest.Grant) { g.ID = evil.URL + "/id/00D5g000004FakeEAA/0055g00000JaneAAAR" }},
+		{"malformed id", func(g *sftest.Grant) { g.ID = strings.Replace(g.ID, "/id/", "/ident/", 1) }},
+		{"id of a user that is not the one signed in", func(g *sftest.Grant) {
+			g.ID = strings.Replace(g.ID, "0055g00000JaneAAAR", "0055g00000SamsAAAR", 1)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mustEnv(t, envOptions{})
+			link, err := e.svc.Start(mustCtx(t), jane)
+			if err != nil {
+				t.Fatal(err)
+			}
+			redirect, err := e.sf.Authorize(mustCtx(t), link.URL, janeSF)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.sf.RewriteGrants(func(_ string, g *sftest.Grant) { tt.modify(g) })
+			p := browser(t, http.MethodGet, redirect, nil, nil)
+			if p.status != http.StatusBadGateway || confirmToken.MatchString(p.body) {
+				t.Errorf("forged grant answered %d:\n%s", p.status, p.body)
+			}
+			if n, _ := e.db.CountBindings(mustCtx(t)); n != 0 {
+				t.Errorf("%d bindings stored from a forged grant", n)
+			}
+			evilMu.Lock()
+			defer evilMu.Unlock()
+			if evilHits != 0 {
+				t.Errorf("%d requests reached the foreign host", evilHits)
+			}
+		})
+	}
+}
+
+// A refresh answer that names another Salesforce user is refused and the
+// binding is kept.
+func TestRefreshForAnotherUserRejected(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	b := e.mustBind(t, jane, janeSF)
+	e.sf.ExpireAccessTokens()
+	e.sf.RewriteGrants(func(grantType string, g *sftest.Grant) {
+		if grantType == "refresh_token" {
+			g.ID = strings.Replace(g.ID, "0055g00000JaneAAAR", "0055g00000SamsAAAR", 1)
+		}
+	})
+	sf, err := e.svc.Client(b, jane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sf.Search(mustCtx(t), "acme"); err == nil {
+		t.Fatal("search succeeded with a refresh answer for another user")
+	}
+	got, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+	if err != nil || got.AccessToken != b.AccessToken {
+		t.Errorf("binding changed or lost: %v", err)
+	}
+}

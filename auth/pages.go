@@ -1,0 +1,125 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// pages renders the listener's HTML and applies its security headers. The
+// pages use no JavaScript and no third-party assets; the one stylesheet is
+// inline and allowed by its hash.
+type pages struct {
+	host   string // the callback URL's host[:port], the only Host served
+	origin string // scheme://host of the callback URL
+	csp    string
+	tmpl   *template.Template
+}
+
+// style is the pages' whole stylesheet; its hash goes into the CSP.
+const style = `body{font:16px/1.5 system-ui,sans-serif;max-width:34em;margin:3em auto;padding:0 1em;color:#1b1b1b}` +
+	`h1{font-size:1.4em}.who{background:#f4f6f8;border-radius:6px;padding:.8em 1em}` +
+	`button{font-size:1em;padding:.5em 1.4em;margin-right:.6em;border-radius:6px;border:1px solid #888;cursor:pointer}` +
+	`button.ok{background:#0b5cad;color:#fff;border-color:#0b5cad}small{color:#555}`
+
+const layout = `{{define "head"}}<!doctype html><html lang="en"><head><meta charset="utf-8">` +
+	`<meta name="viewport" content="width=device-width,initial-scale=1"><title>{{.}} · forcebind</title>` +
+	`<style>` + style + `</style></head><body>{{end}}` +
+	`{{define "problem"}}{{template "head" .Title}}<h1>{{.Title}}</h1><p>{{.Text}}</p></body></html>{{end}}` +
+	`{{define "confirm"}}{{template "head" "Confirm"}}<h1>Link these accounts?</h1>` +
+	`<p class="who">Salesforce user <b>{{.SFUsername}}</b>{{if .SFDisplayName}} ({{.SFDisplayName}}){{end}}, org <code>{{.SFOrg}}</code></p>` +
+	`<p>will act for</p><p class="who">Slack user <b>@{{.SlackUser}}</b> in workspace <b>{{.SlackTeam}}</b></p>` +
+	`<p>Whoever uses forcebind as that Slack user will see and do in Salesforce what <b>{{.SFUsername}}</b> may. ` +
+	`Only confirm if both are you. If someone sent you this link, choose Cancel.</p>` +
+	`<form method="post" action="/oauth/confirm"><input type="hidden" name="token" value="{{.Token}}">` +
+	`<button class="ok" type="submit" name="decision" value="confirm">Confirm</button>` +
+	`<button type="submit" name="decision" value="cancel">Cancel</button></form>` +
+	`<p><small>This page works until {{.Expires.Format "15:04 MST"}}.</small></p></body></html>{{end}}` +
+	`{{define "done"}}{{template "head" "Connected"}}<h1>Connected</h1>` +
+	`<p>Slack user <b>@{{.SlackUser}}</b> in <b>{{.SlackTeam}}</b> now works with Salesforce as <b>{{.SFUsername}}</b>.</p>` +
+	`<p>You can close this tab and go back to Slack. To undo it, send @forcebind “disconnect”.</p></body></html>{{end}}`
+
+type problemView struct{ Title, Text string }
+
+type confirmView struct {
+	Token                            string
+	SFUsername, SFDisplayName, SFOrg string
+	SlackUser, SlackTeam             string
+	Expires                          time.Time
+}
+
+type doneView struct{ SFUsername, SlackUser, SlackTeam string }
+
+func newPages(callback *url.URL) pages {
+	sum := sha256.Sum256([]byte(style))
+	return pages{
+		host:   strings.ToLower(hostPort(callback)),
+		origin: strings.ToLower(callback.Scheme + "://" + callback.Host),
+		csp: "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; " +
+			"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+		tmpl: template.Must(template.New("pages").Parse(layout)),
+	}
+}
+
+// secure wraps the routes with the Host check and the security headers.
+func (p pages) secure(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "no-store")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", p.csp)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		if r.URL.Path != "/healthz" && !p.hostAllowed(r) {
+			p.problem(w, http.StatusMisdirectedRequest, "Wrong address", "This server answers only at its callback address.")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// hostAllowed compares the request's Host with the callback URL's, with
+// default ports made explicit.
+func (p pages) hostAllowed(r *http.Request) bool {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if strings.HasPrefix(p.origin, "https://") {
+		scheme = "https" // behind a TLS-terminating proxy
+	}
+	return strings.EqualFold(hostPort(&url.URL{Scheme: scheme, Host: r.Host}), p.host)
+}
+
+// sameOriginPost refuses a cross-site form post. Browsers send Origin on
+// POST (or Sec-Fetch-Site); a request with neither is a non-browser client,
+// which still needs the one-time token.
+func (p pages) sameOriginPost(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" && !strings.EqualFold(o, p.origin) {
+		return false
+	}
+	return true
+}
+
+func (p pages) problem(w http.ResponseWriter, status int, title, text string) {
+	p.render(w, status, "problem", problemView{Title: title, Text: text})
+}
+
+func (p pages) confirm(w http.ResponseWriter, v confirmView) {
+	p.render(w, http.StatusOK, "confirm", v)
+}
+
+func (p pages) done(w http.ResponseWriter, v doneView) { p.render(w, http.StatusOK, "done", v) }
+
+func (p pages) render(w http.ResponseWriter, status int, name string, data any) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_ = p.tmpl.ExecuteTemplate(w, name, data) // the templates are fixed; a write error means the browser left
+}

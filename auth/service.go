@@ -1,0 +1,262 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/oauth2"
+
+	"github.com/forcebind/forcebind/salesforce"
+	"github.com/forcebind/forcebind/store"
+)
+
+// Store is what auth needs of the binding store. *store.DB implements it.
+type Store interface {
+	GetBinding(ctx context.Context, teamID, userID string) (store.Binding, error)
+	PutBinding(ctx context.Context, b store.Binding) error
+	DeleteBinding(ctx context.Context, teamID, userID string) error
+	UpdateTokens(ctx context.Context, teamID, userID, usedRefreshToken string, t store.Tokens) (store.Binding, error)
+	CreatePending(ctx context.Context, p store.Pending) (string, error)
+	RedeemPending(ctx context.Context, state string) (store.Pending, error)
+	SweepExpired(ctx context.Context) ([]store.Pending, error)
+}
+
+// Notifier is how auth reaches the person on the Slack side. The bot
+// implements it; every message it sends goes only to that person.
+type Notifier interface {
+	// Linked tells the Slack user of b that their Salesforce identity is now
+	// linked (a DM through chat.postMessage).
+	Linked(ctx context.Context, b store.Binding) error
+	// Relink sends who, privately, a fresh link after their Salesforce grant
+	// ended (refresh answered invalid_grant). It is called once per ended grant.
+	Relink(ctx context.Context, who Requester, link Link) error
+}
+
+// Requester is the Slack person a link is made for, and where to reach them.
+type Requester struct {
+	TeamID      string
+	TeamName    string
+	UserID      string
+	ChannelID   string // where they asked; a DM channel or a public one
+	DisplayName string
+}
+
+// Link is a binding link: the Salesforce authorize URL to send, privately, to
+// the person it was made for, and when it stops working.
+type Link struct {
+	URL     string
+	Expires time.Time
+}
+
+// Errors of the token source and Unlink. Match them with errors.Is; the
+// salesforce client passes them through.
+var (
+	// ErrRelinkRequired is returned when Salesforce ended the grant
+	// (invalid_grant on refresh): the binding has been deleted and the person
+	// was sent a fresh link.
+	ErrRelinkRequired = errors.New("salesforce grant ended; the user must connect again")
+	// ErrTransient is returned when a refresh failed for a reason that may pass
+	// (a 5xx, a timeout, a network error); the binding is kept.
+	ErrTransient = errors.New("salesforce could not refresh the session right now")
+	// ErrClientRejected is returned when Salesforce rejected forcebind's own
+	// client credentials (invalid_client): an operator problem, not the user's.
+	ErrClientRejected = errors.New("salesforce rejected forcebind's client credentials")
+	// ErrNotLinked is returned when the Slack user has no binding.
+	ErrNotLinked = errors.New("no Salesforce account is linked")
+)
+
+// Service runs the binding flow and supplies tokens. It is safe for
+// concurrent use; one Service serves the whole daemon.
+type Service struct {
+	cfg     Config
+	login   *url.URL
+	oauth   *oauth2.Config
+	http    *http.Client
+	log     zerolog.Logger
+	now     func() time.Time
+	flights flightGroup
+	pages   pages
+}
+
+// New checks cfg and returns a Service.
+func New(cfg Config) (*Service, error) {
+	var problems []string
+	login, err := ParseLoginURL(cfg.LoginURL)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	cb, err := url.Parse(cfg.CallbackURL)
+	if err != nil || (cb.Scheme != "http" && cb.Scheme != "https") || cb.Host == "" {
+		problems = append(problems, fmt.Sprintf("callback URL %q: want an absolute http(s) URL", cfg.CallbackURL))
+	}
+	if cfg.ClientID == "" {
+		problems = append(problems, "client id is empty")
+	}
+	if cfg.Store == nil || cfg.Notifier == nil {
+		problems = append(problems, "store and notifier are required")
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("auth: %s", strings.Join(problems, "; "))
+	}
+	if cfg.LinkTTL <= 0 {
+		cfg.LinkTTL = 10 * time.Minute
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 20 * time.Second
+	}
+	if cfg.APIVersion == "" {
+		cfg.APIVersion = salesforce.DefaultAPIVersion
+	}
+	s := &Service{
+		cfg:   cfg,
+		login: login,
+		oauth: &oauth2.Config{
+			ClientID:     cfg.ClientID,
+			ClientSecret: cfg.ClientSecret,
+			Endpoint:     endpoints(login),
+			RedirectURL:  cfg.CallbackURL,
+			Scopes:       defaultScopes,
+		},
+		http:  cfg.HTTPClient,
+		log:   cfg.Logger,
+		now:   cfg.Now,
+		pages: newPages(cb),
+	}
+	if s.http == nil {
+		s.http = http.DefaultClient
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+// Start creates a pending link for who and returns it. Only who may see the
+// link: whoever opens it binds their Salesforce user to who's Slack user
+// (after confirming on a page that names both). A new link replaces any
+// earlier one of the same person.
+func (s *Service) Start(ctx context.Context, who Requester) (Link, error) {
+	verifier := oauth2.GenerateVerifier()
+	now := s.now()
+	p := store.Pending{
+		TeamID:      who.TeamID,
+		TeamName:    who.TeamName,
+		UserID:      who.UserID,
+		ChannelID:   who.ChannelID,
+		DisplayName: who.DisplayName,
+		Verifier:    verifier,
+		Created:     now,
+		Expires:     now.Add(s.cfg.LinkTTL),
+	}
+	state, err := s.cfg.Store.CreatePending(ctx, p)
+	if err != nil {
+		return Link{}, fmt.Errorf("create link: %w", err)
+	}
+	s.log.Info().Str("team", who.TeamID).Str("user", who.UserID).Time("expires", p.Expires).Msg("binding link created")
+	return Link{URL: s.oauth.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)), Expires: p.Expires}, nil
+}
+
+// Binding returns the Slack user's binding, or ErrNotLinked.
+func (s *Service) Binding(ctx context.Context, teamID, userID string) (store.Binding, error) {
+	b, err := s.cfg.Store.GetBinding(ctx, teamID, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Binding{}, ErrNotLinked
+	}
+	return b, err
+}
+
+// Client returns a Salesforce client that acts as b's Salesforce user, with
+// a token source that refreshes through s. who is whom to send a fresh link
+// to should the grant have ended. The client is safe for concurrent use and
+// meant for the life of one request.
+func (s *Service) Client(b store.Binding, who Requester) (*salesforce.Client, error) {
+	return salesforce.New(salesforce.Config{
+		InstanceURL: b.InstanceURL,
+		APIVersion:  s.cfg.APIVersion,
+		HTTPClient:  s.http,
+		Tokens:      s.Tokens(b, who),
+	})
+}
+
+// Unlinked describes a removed binding.
+type Unlinked struct {
+	Binding store.Binding
+	// Revoked reports whether Salesforce confirmed the revocation. The binding
+	// is deleted either way.
+	Revoked bool
+}
+
+// Unlink revokes the Slack user's refresh token at Salesforce and deletes the
+// binding, whatever the revocation answered. It returns ErrNotLinked when
+// there was no binding.
+func (s *Service) Unlink(ctx context.Context, teamID, userID string) (Unlinked, error) {
+	b, err := s.Binding(ctx, teamID, userID)
+	if err != nil {
+		return Unlinked{}, err
+	}
+	rerr := s.revoke(ctx, b.RefreshToken)
+	if rerr != nil {
+		s.log.Warn().Err(rerr).Str("team", teamID).Str("user", userID).Msg("revoke failed; deleting the binding anyway")
+	}
+	if err := s.cfg.Store.DeleteBinding(ctx, teamID, userID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return Unlinked{}, fmt.Errorf("delete binding: %w", err)
+	}
+	s.audit("binding removed", b)
+	return Unlinked{Binding: b, Revoked: rerr == nil}, nil
+}
+
+// Sweep deletes expired links and revokes the tokens of any that had reached
+// the confirmation page but were never confirmed. Run it every minute or so.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	gone, err := s.cfg.Store.SweepExpired(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("sweep links: %w", err)
+	}
+	for _, p := range gone {
+		if p.Binding != nil {
+			if err := s.revoke(ctx, p.Binding.RefreshToken); err != nil {
+				s.log.Warn().Err(err).Str("team", p.TeamID).Str("user", p.UserID).Msg("revoke of an unconfirmed link's token failed")
+			}
+		}
+	}
+	return len(gone), nil
+}
+
+// revoke revokes token (a refresh token revokes its access tokens too). The
+// token travels in the POST body, never in a URL, so it cannot reach a log
+// through an error message.
+func (s *Service) revoke(ctx context.Context, token string) error {
+	if token == "" {
+		return errors.New("revoke: no token")
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	endpoint := strings.TrimSuffix(s.login.String(), "/") + "/services/oauth2/revoke"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(url.Values{"token": {token}}.Encode()))
+	if err != nil {
+		return fmt.Errorf("revoke: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("revoke: %w", err)
+	}
+	defer drain(resp)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("revoke: Salesforce answered %s", resp.Status)
+	}
+	return nil
+}
+
+// audit writes one line for a change of a binding: who, which Salesforce
+// identity, never a token.
+func (s *Service) audit(what string, b store.Binding) {
+	s.log.Info().Str("audit", what).Str("team", b.TeamID).Str("user", b.UserID).
+		Str("sf_org", b.OrgID).Str("sf_user", b.SalesforceUserID).Str("sf_username", b.Username).Msg(what)
+}
