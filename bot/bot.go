@@ -1,0 +1,395 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/rs/zerolog"
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+
+	"github.com/forcebind/forcebind/auth"
+	"github.com/forcebind/forcebind/salesforce"
+	"github.com/forcebind/forcebind/store"
+)
+
+// Auth is what the bot needs of the binding flow. *auth.Service implements it.
+type Auth interface {
+	Start(ctx context.Context, who auth.Requester) (auth.Link, error)
+	Binding(ctx context.Context, teamID, userID string) (store.Binding, error)
+	Client(b store.Binding, who auth.Requester) (*salesforce.Client, error)
+	Unlink(ctx context.Context, teamID, userID string) (auth.Unlinked, error)
+}
+
+var _ Auth = (*auth.Service)(nil)
+
+// Config is what a Bot needs. Zero values of the tuning fields get the
+// defaults in their comments.
+type Config struct {
+	API      *slack.Client // Web API client built with the bot token, the app token and the API URL
+	Auth     Auth
+	Logger   zerolog.Logger
+	Now      func() time.Time // nil means time.Now
+	Messages *Messenger       // how replies are sent; nil builds one on API
+
+	Workers        int           // users whose work runs at once; default 64
+	QueuePerUser   int           // one user's messages waiting behind the running one; default 8
+	HandlerTimeout time.Duration // bound on one command; default 60s
+	AckTimeout     time.Duration // bound on queueing one ack; default 2s
+	DrainTimeout   time.Duration // how long shutdown waits for in-flight work; default 20s
+	DedupeWindow   time.Duration // how long event ids are remembered; default 15m
+	ReadLimit      int64         // largest websocket frame accepted; default 1 MiB
+}
+
+// Bot is the Slack side of forcebind. Create it with New and run it with
+// Run; a Bot runs once.
+type Bot struct {
+	cfg    Config
+	api    *slack.Client
+	auth   Auth
+	msg    *Messenger
+	log    zerolog.Logger
+	now    func() time.Time
+	seen   *dedupe
+	pool   *pool
+	busy   chan reply // "busy" answers, sent by one goroutine off the reader
+	self   identity   // the bot as auth.test names it
+	fatal  chan error // a worker's or watcher's reason to stop
+	cmds   []command
+	byName map[string]*command
+}
+
+// identity is the bot's own user and team, from auth.test.
+type identity struct {
+	userID, botID, teamID, team string
+}
+
+// ErrSlackAuth is returned by Run when Slack refused forcebind's tokens
+// (invalid_auth, token_revoked, account_inactive, not_authed) or switched
+// Socket Mode off for the app (link_disabled): restarting will not help
+// until an administrator acts.
+var ErrSlackAuth = errors.New("slack refused the connection")
+
+// New checks cfg and returns a Bot.
+func New(cfg Config) (*Bot, error) {
+	if cfg.API == nil || cfg.Auth == nil {
+		return nil, errors.New("bot: API and Auth are required")
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&cfg.Workers, 64)
+	def(&cfg.QueuePerUser, 8)
+	defDur(&cfg.HandlerTimeout, 60*time.Second)
+	defDur(&cfg.AckTimeout, 2*time.Second)
+	defDur(&cfg.DrainTimeout, 20*time.Second)
+	defDur(&cfg.DedupeWindow, 15*time.Minute)
+	if cfg.ReadLimit <= 0 {
+		cfg.ReadLimit = 1 << 20
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Messages == nil {
+		cfg.Messages = NewMessenger(cfg.API, nil, cfg.Logger)
+	}
+	b := &Bot{
+		cfg:   cfg,
+		api:   cfg.API,
+		auth:  cfg.Auth,
+		msg:   cfg.Messages,
+		log:   cfg.Logger,
+		now:   cfg.Now,
+		seen:  newDedupe(cfg.DedupeWindow, 200_000),
+		busy:  make(chan reply, 256),
+		fatal: make(chan error, 1),
+	}
+	b.pool = newPool(cfg.Workers, cfg.QueuePerUser, b.onPanic)
+	b.cmds = commands()
+	b.byName = index(b.cmds)
+	return b, nil
+}
+
+// Run connects to Slack and handles events until ctx ends (then it stops
+// taking events, lets in-flight work finish within DrainTimeout and returns
+// nil) or Slack refuses the app for good (ErrSlackAuth).
+func (b *Bot) Run(ctx context.Context) error {
+	who, err := b.api.AuthTestContext(ctx)
+	if err != nil {
+		if isFatalSlackError(err) {
+			return fmt.Errorf("auth.test: %w: %w", ErrSlackAuth, err)
+		}
+		return fmt.Errorf("auth.test: %w", err)
+	}
+	b.self = identity{userID: who.UserID, botID: who.BotID, teamID: who.TeamID, team: who.Team}
+	b.log.Info().Str("team", who.TeamID).Str("bot_user", who.UserID).Msg("connected to the Slack Web API")
+
+	dialer := &websocket.Dialer{
+		Proxy:            http.ProxyFromEnvironment,
+		HandshakeTimeout: 15 * time.Second,
+		// slack-go sends no pings of its own: TCP keepalive notices a dead peer.
+		NetDialContext: (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	}
+	client := socketmode.New(b.api,
+		socketmode.OptionDialer(dialer),
+		socketmode.OptionReadLimit(b.cfg.ReadLimit),
+		socketmode.OptionLog(slackLogger{b.log}),
+	)
+
+	sockCtx, stopSocket := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSocket()
+	runErr := make(chan error, 1)
+	go func() { runErr <- client.RunContext(sockCtx) }()
+	busyDone := make(chan struct{})
+	go b.sendBusy(busyDone)
+
+	err = b.loop(ctx, client, runErr)
+
+	// Stop taking events, then let the work in flight finish.
+	stopSocket()
+	drainCtx, cancel := context.WithTimeout(context.Background(), b.cfg.DrainTimeout)
+	defer cancel()
+	if perr := b.pool.close(drainCtx); perr != nil {
+		b.log.Warn().Err(perr).Msg("shutdown did not wait for all work")
+	}
+	close(b.busy)
+	<-busyDone
+	select {
+	case e := <-runErr:
+		if err == nil && e != nil && !errors.Is(e, context.Canceled) {
+			err = e
+		}
+	case <-drainCtx.Done():
+	}
+	return err
+}
+
+// loop is the Socket Mode reader. Everything it does is bounded: acks have
+// a deadline and work goes to the pool, which never blocks.
+func (b *Bot) loop(ctx context.Context, client *socketmode.Client, runErr <-chan error) error {
+	conn := connWatch{}
+	for {
+		select {
+		case <-ctx.Done():
+			b.log.Info().Msg("shutting down: no more events taken")
+			return nil
+		case err := <-b.fatal:
+			return err
+		case err := <-runErr:
+			if isFatalSlackError(err) {
+				return fmt.Errorf("socket mode: %w: %w", ErrSlackAuth, err)
+			}
+			if err == nil || errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return fmt.Errorf("socket mode: %w", err)
+		case evt := <-client.Events:
+			if err := b.dispatch(ctx, client, evt, &conn); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// dispatch handles one event from slack-go.
+func (b *Bot) dispatch(ctx context.Context, client *socketmode.Client, evt socketmode.Event, conn *connWatch) error {
+	switch evt.Type {
+	case socketmode.EventTypeEventsAPI, socketmode.EventTypeSlashCommand, socketmode.EventTypeInteractive:
+		b.ack(ctx, client, evt.Request.EnvelopeID)
+		b.accept(evt.Request)
+	case socketmode.EventTypeErrorBadMessage:
+		// An envelope slack-go could not parse (an unknown type, a payload of an
+		// unexpected shape) is still acked, or Slack would send it again.
+		if bad, ok := evt.Data.(*socketmode.ErrorBadMessage); ok {
+			var env struct {
+				EnvelopeID string `json:"envelope_id"`
+				Type       string `json:"type"`
+			}
+			if json.Unmarshal(bad.Message, &env) == nil && env.EnvelopeID != "" {
+				b.ack(ctx, client, env.EnvelopeID)
+			}
+			b.log.Warn().Str("envelope_type", env.Type).Err(bad.Cause).Msg("envelope not understood; acked and dropped")
+		}
+	case socketmode.EventTypeIncomingError:
+		b.log.Warn().Msg("unreadable frame from Slack dropped")
+	case socketmode.EventTypeHello:
+		n := evt.Request.NumConnections
+		l := b.log.Info()
+		if n > 1 {
+			l = b.log.Warn().Str("hint", "another process is using the same app token; each gets a share of the events")
+		}
+		l.Int("num_connections", n).Msg("socket mode hello")
+	case socketmode.EventTypeConnecting:
+		b.log.Debug().Msg("connecting to Slack")
+	case socketmode.EventTypeConnected:
+		conn.connected()
+		b.log.Info().Msg("socket mode connected")
+	case socketmode.EventTypeConnectionError:
+		var code string
+		if ce, ok := evt.Data.(*slack.ConnectionErrorEvent); ok {
+			code = slackErrorCode(ce.ErrorObj)
+			b.log.Warn().Err(ce.ErrorObj).Int("attempt", ce.Attempt).Dur("backoff", ce.Backoff).Msg("socket mode connection failed; retrying")
+		}
+		if err := conn.failed(code); err != nil {
+			b.log.Error().Err(err).Msg("Slack keeps refusing the Socket Mode connection; stopping")
+			return fmt.Errorf("socket mode: %w: %w", ErrSlackAuth, err)
+		}
+	case socketmode.EventTypeInvalidAuth:
+		return fmt.Errorf("socket mode: %w: invalid_auth", ErrSlackAuth)
+	}
+	return nil
+}
+
+// ack queues the acknowledgement of one envelope, bounded by AckTimeout:
+// AckCtx (never Ack, which can hang while disconnected).
+func (b *Bot) ack(ctx context.Context, client *socketmode.Client, envelopeID string) {
+	if envelopeID == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.AckTimeout)
+	defer cancel()
+	if err := client.AckCtx(ctx, envelopeID, nil); err != nil {
+		b.log.Warn().Err(err).Str("envelope_id", envelopeID).Msg("ack not sent")
+	}
+}
+
+// accept decides whether an acked envelope is work, and hands it over.
+func (b *Bot) accept(req *socketmode.Request) {
+	if req == nil {
+		return
+	}
+	in, err := parseEnvelope(req.Type, req.Payload)
+	if err != nil {
+		b.log.Warn().Err(err).Str("envelope_type", req.Type).Msg("payload not understood; dropped")
+		return
+	}
+	if in == nil {
+		return // not for us: interactive, or an event type we do not handle
+	}
+	if why := b.drop(in); why != "" {
+		b.log.Debug().Str("reason", why).Str("event_id", in.dedupeKey).Msg("event dropped")
+		return
+	}
+	if !b.seen.first(in.dedupeKey, b.now()) {
+		b.log.Info().Str("event_id", in.dedupeKey).Int("retry_attempt", req.RetryAttempt).Str("retry_reason", req.RetryReason).Msg("duplicate delivery dropped")
+		return
+	}
+	if !b.pool.submit(in.TeamID+"/"+in.UserID, func() { b.handle(in) }) {
+		b.log.Warn().Str("team", in.TeamID).Str("user", in.UserID).Msg("busy: work refused")
+		select {
+		case b.busy <- in.reply(busyText):
+		default: // the busy channel is full as well; the log line above is all we can do
+		}
+	}
+}
+
+// drop says why an incoming message is not for the bot, or "".
+func (b *Bot) drop(in *incoming) string {
+	switch {
+	case in.TeamID != "" && b.self.teamID != "" && in.TeamID != b.self.teamID:
+		return "other team"
+	case in.UserID == "":
+		return "no user"
+	case in.UserID == b.self.userID || (in.BotID != "" && in.BotID == b.self.botID):
+		return "own message"
+	case in.BotID != "":
+		return "bot message"
+	case in.Subtype != "":
+		return "subtype " + in.Subtype
+	}
+	return ""
+}
+
+// sendBusy answers refused work, one at a time, off the reader.
+func (b *Bot) sendBusy(done chan<- struct{}) {
+	defer close(done)
+	for r := range b.busy {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := b.msg.send(ctx, r); err != nil {
+			b.log.Warn().Err(err).Msg("busy reply not sent")
+		}
+		cancel()
+	}
+}
+
+func (b *Bot) onPanic(key string, recovered any, stack []byte) {
+	b.log.Error().Str("worker", key).Str("panic", fmt.Sprint(recovered)).Bytes("stack", stack).Msg("handler panicked; daemon continues")
+}
+
+func stack() []byte { return debug.Stack() }
+
+// connWatch tells a passing outage from a permanent refusal: Slack answering
+// apps.connections.open with the same error again and again after a
+// disconnect (link_disabled: Socket Mode was switched off for the app) will
+// not fix itself, while network errors may.
+type connWatch struct {
+	code  string
+	times int
+}
+
+// maxSameRefusals is how many consecutive identical Slack refusals end the run.
+const maxSameRefusals = 3
+
+func (c *connWatch) connected() { *c = connWatch{} }
+
+func (c *connWatch) failed(code string) error {
+	if code == "" {
+		c.code, c.times = "", 0 // a network error: slack-go backs off and retries
+		return nil
+	}
+	if code == "link_disabled" || isFatalCode(code) {
+		return errors.New(code)
+	}
+	if code == c.code {
+		c.times++
+	} else {
+		c.code, c.times = code, 1
+	}
+	if c.times >= maxSameRefusals {
+		return fmt.Errorf("%s, %d times in a row", code, c.times)
+	}
+	return nil
+}
+
+func isFatalCode(code string) bool {
+	switch code {
+	case "invalid_auth", "token_revoked", "account_inactive", "not_authed", "not_allowed_token_type", "link_disabled", "app_uninstalled", "team_disabled":
+		return true
+	}
+	return false
+}
+
+// isFatalSlackError reports whether err is Slack refusing the tokens.
+func isFatalSlackError(err error) bool { return isFatalCode(slackErrorCode(err)) }
+
+// slackErrorCode returns the "error" of a Slack Web API answer, or "".
+func slackErrorCode(err error) string {
+	var se slack.SlackErrorResponse
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	return ""
+}
+
+// slackLogger routes slack-go's own logging to zerolog at debug level.
+type slackLogger struct{ log zerolog.Logger }
+
+func (l slackLogger) Output(_ int, s string) error {
+	l.log.Debug().Str("component", "slack-go").Msg(strings.TrimSpace(s))
+	return nil
+}

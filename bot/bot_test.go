@@ -1,0 +1,421 @@
+package bot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/slack-go/slack"
+	"go.uber.org/goleak"
+
+	"github.com/forcebind/forcebind/auth"
+	"github.com/forcebind/forcebind/bot/slacktest"
+	"github.com/forcebind/forcebind/salesforce"
+	"github.com/forcebind/forcebind/store"
+)
+
+const (
+	jane    = "U0JANE"
+	sam     = "U0SAM"
+	waitFor = 10 * time.Second
+)
+
+// fakeAuth stands in for the binding flow: nobody is linked, links are made
+// up, and a test can make Binding block or panic.
+type fakeAuth struct {
+	block    chan struct{} // when set, Binding waits for it to close
+	panicFor string        // Binding panics for this user
+	mu       sync.Mutex
+	starts   []auth.Requester
+}
+
+func (f *fakeAuth) Start(_ context.Context, who auth.Requester) (auth.Link, error) {
+	f.mu.Lock()
+	f.starts = append(f.starts, who)
+	f.mu.Unlock()
+	return auth.Link{URL: "https://login.example/authorize?state=for-" + who.UserID, Expires: time.Now().Add(10 * time.Minute)}, nil
+}
+
+func (f *fakeAuth) Binding(ctx context.Context, _, userID string) (store.Binding, error) {
+	if userID == f.panicFor {
+		panic("handler bug")
+	}
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			return store.Binding{}, ctx.Err()
+		}
+	}
+	return store.Binding{}, auth.ErrNotLinked
+}
+
+func (f *fakeAuth) Client(store.Binding, auth.Requester) (*salesforce.Client, error) {
+	return nil, errors.New("fakeAuth has no Salesforce")
+}
+
+func (f *fakeAuth) Unlink(context.Context, string, string) (auth.Unlinked, error) {
+	return auth.Unlinked{}, auth.ErrNotLinked
+}
+
+// syncBuffer is a log sink safe for the bot's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// running is a Bot started by mustRun.
+type running struct {
+	srv  *slacktest.Server
+	logs *syncBuffer
+	stop func() error // cancels Run and returns its error
+	done chan error
+}
+
+func mustSlack(tb testing.TB) *slacktest.Server {
+	tb.Helper()
+	s := slacktest.NewServer(slacktest.Options{})
+	tb.Cleanup(s.Close)
+	return s
+}
+
+func mustRun(tb testing.TB, s *slacktest.Server, a Auth, tune func(*Config)) *running {
+	tb.Helper()
+	logs := &syncBuffer{}
+	api := slack.New(s.BotToken(), slack.OptionAppLevelToken(s.AppToken()), slack.OptionAPIURL(s.APIURL))
+	cfg := Config{API: api, Auth: a, Logger: zerolog.New(logs), DrainTimeout: 5 * time.Second}
+	if tune != nil {
+		tune(&cfg)
+	}
+	b, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{srv: s, logs: logs, done: make(chan error, 1)}
+	go func() { r.done <- b.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	r.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-r.done:
+			case <-time.After(waitFor):
+				runErr = errors.New("Run did not return after cancel")
+			}
+		})
+		return runErr
+	}
+	tb.Cleanup(func() {
+		if err := r.stop(); err != nil {
+			tb.Errorf("Run: %v", err)
+		}
+	})
+	return r
+}
+
+func mustCtx(tb testing.TB) context.Context {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+func mustAck(tb testing.TB, s *slacktest.Server, d slacktest.Delivery) slacktest.Ack {
+	tb.Helper()
+	a, err := s.WaitAck(mustCtx(tb), d.EnvelopeID)
+	if err != nil {
+		tb.Fatalf("envelope %s not acked: %v", d.EnvelopeID, err)
+	}
+	return a
+}
+
+func mustMessage(tb testing.TB, s *slacktest.Server, match func(slacktest.Message) bool) slacktest.Message {
+	tb.Helper()
+	m, err := s.WaitMessage(mustCtx(tb), match)
+	if err != nil {
+		tb.Fatalf("no such message: %v; messages: %+v", err, s.Messages())
+	}
+	return m
+}
+
+func to(channel string) func(slacktest.Message) bool {
+	return func(m slacktest.Message) bool { return m.Channel == channel }
+}
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestHelpInDM(t *testing.T) {
+	s := mustSlack(t)
+	mustRun(t, s, &fakeAuth{}, nil)
+	d := s.SendDM(jane, "help")
+	mustAck(t, s, d)
+	m := mustMessage(t, s, to(s.DMChannel(jane)))
+	for _, want := range []string{"`search <words>`", "`opportunity`/`opp <words>`", "`disconnect`", "`case <words>`"} {
+		if !strings.Contains(m.Text, want) {
+			t.Errorf("help lacks %q:\n%s", want, m.Text)
+		}
+	}
+	if m.Ephemeral || m.Method != "chat.postMessage" {
+		t.Errorf("DM answer sent as %s (ephemeral %v), want a chat.postMessage", m.Method, m.Ephemeral)
+	}
+}
+
+func TestUnknownCommandHint(t *testing.T) {
+	s := mustSlack(t)
+	mustRun(t, s, &fakeAuth{}, nil)
+	s.SendDM(jane, "frobnicate <script>")
+	m := mustMessage(t, s, to(s.DMChannel(jane)))
+	if !strings.Contains(m.Text, "`frobnicate`") || !strings.Contains(m.Text, "`help`") {
+		t.Errorf("unknown command answer %q lacks the command and the hint", m.Text)
+	}
+}
+
+// The binding link reaches only the person who asked, whichever the surface.
+func TestLinkIsPrivate(t *testing.T) {
+	s := mustSlack(t)
+	fa := &fakeAuth{}
+	mustRun(t, s, fa, nil)
+
+	s.SendMention("C0GENERAL", jane, "<@U0BOT> search acme")
+	m := mustMessage(t, s, to("C0GENERAL"))
+	if !m.Ephemeral || m.User != jane {
+		t.Errorf("link in a channel went out as %+v; want ephemeral to %s", m, jane)
+	}
+	if !strings.Contains(m.Text, "state=for-"+jane) || !strings.Contains(string(m.Blocks), "state=for-"+jane) {
+		t.Errorf("link answer lacks the link: %q", m.Text)
+	}
+
+	s.SendSlashCommand("C0GENERAL", sam, "/salesforce", "connect")
+	m = mustMessage(t, s, func(m slacktest.Message) bool { return m.Method == "response_url" })
+	if !strings.Contains(m.Text, "state=for-"+sam) {
+		t.Errorf("slash command answer lacks sam's link: %q", m.Text)
+	}
+
+	s.SendDM(jane, "connect")
+	mustMessage(t, s, to(s.DMChannel(jane)))
+
+	for _, m := range s.Messages() {
+		if m.Channel == "C0GENERAL" && !m.Ephemeral && m.Method != "response_url" {
+			t.Errorf("a public message went to the channel: %+v", m)
+		}
+	}
+	fa.mu.Lock()
+	defer fa.mu.Unlock()
+	if len(fa.starts) != 3 || fa.starts[0].TeamName != "Acme" || fa.starts[0].DisplayName == "" {
+		t.Errorf("links were started for %+v; want 3, with team and display names", fa.starts)
+	}
+}
+
+func TestDuplicateDeliveryAnsweredOnce(t *testing.T) {
+	s := mustSlack(t)
+	mustRun(t, s, &fakeAuth{}, nil)
+	d := s.SendDM(jane, "help")
+	r := s.Redeliver(d, 1, "timeout")
+	mustAck(t, s, d)
+	mustAck(t, s, r)
+	mustMessage(t, s, to(s.DMChannel(jane)))
+	// A later message proves the redelivery was processed (the loop is ordered).
+	s.SendDM(jane, "frobnicate")
+	mustMessage(t, s, func(m slacktest.Message) bool { return strings.Contains(m.Text, "frobnicate") })
+	if n := countTo(s, s.DMChannel(jane)); n != 2 {
+		t.Errorf("%d answers for one event delivered twice plus one other; want 2", n)
+	}
+}
+
+func countTo(s *slacktest.Server, channel string) int {
+	n := 0
+	for _, m := range s.Messages() {
+		if m.Channel == channel {
+			n++
+		}
+	}
+	return n
+}
+
+func TestIgnoredMessages(t *testing.T) {
+	s := mustSlack(t)
+	mustRun(t, s, &fakeAuth{}, nil)
+	dm := s.DMChannel(jane)
+	deliveries := []slacktest.Delivery{
+		s.SendMessageEvent(map[string]any{"channel_type": "im", "channel": dm, "user": "U0BOT", "bot_id": "B0BOT", "text": "help", "ts": "1.1"}),
+		s.SendMessageEvent(map[string]any{"channel_type": "im", "channel": dm, "user": "U0OTHERBOT", "bot_id": "B0OTHER", "text": "help", "ts": "1.2"}),
+		s.SendMessageEvent(map[string]any{"channel_type": "im", "channel": dm, "subtype": "message_changed", "text": "help", "ts": "1.3",
+			"message": map[string]any{"user": jane, "text": "help"}}),
+		s.SendMessageEvent(map[string]any{"channel_type": "channel", "channel": "C0GENERAL", "user": jane, "text": "help", "ts": "1.4"}),
+		s.SendMessageEvent(map[string]any{"channel_type": "im", "channel": dm, "user": jane, "team": "T0OTHER", "text": "help", "ts": "1.5"}),
+	}
+	for _, d := range deliveries {
+		mustAck(t, s, d)
+	}
+	s.SendDM(jane, "frobnicate")
+	mustMessage(t, s, to(dm))
+	if n := len(s.Messages()); n != 1 {
+		t.Errorf("%d messages sent; want only the answer to the last DM: %+v", n, s.Messages())
+	}
+}
+
+func TestEventsFromOtherTeamIgnored(t *testing.T) {
+	in := &incoming{TeamID: "T0OTHER", UserID: jane}
+	b := &Bot{self: identity{teamID: "T0001", userID: "U0BOT", botID: "B0BOT"}}
+	if got := b.drop(in); got != "other team" {
+		t.Errorf("drop = %q, want other team", got)
+	}
+}
+
+func TestPanickingHandler(t *testing.T) {
+	s := mustSlack(t)
+	r := mustRun(t, s, &fakeAuth{panicFor: sam}, nil)
+	d := s.SendDM(sam, "search acme")
+	mustAck(t, s, d)
+	s.SendDM(jane, "help")
+	mustMessage(t, s, to(s.DMChannel(jane)))
+	if !strings.Contains(r.logs.String(), "handler panicked") {
+		t.Error("the panic was not logged")
+	}
+}
+
+func TestMalformedAndUnknownEnvelopes(t *testing.T) {
+	s := mustSlack(t)
+	mustRun(t, s, &fakeAuth{}, nil)
+	s.SendRaw([]byte(`{"type":"brand_new_type","envelope_id":"env-unknown","payload":{"x":1}}`))
+	s.SendRaw([]byte(`{"type":"events_api","envelope_id":"env-badpayload","payload":{"type":"event_callback","event":"not an object"}}`))
+	s.SendRaw([]byte(`{not json`))
+	s.SendInteractive(map[string]any{"type": "block_actions", "user": map[string]any{"id": jane}, "actions": []any{}})
+	for _, id := range []string{"env-unknown", "env-badpayload"} {
+		if _, err := s.WaitAck(mustCtx(t), id); err != nil {
+			t.Errorf("envelope %s not acked: %v", id, err)
+		}
+	}
+	s.SendDM(jane, "help")
+	mustMessage(t, s, to(s.DMChannel(jane)))
+}
+
+// Acks never wait for work: with every handler stuck on Salesforce, each
+// envelope is still acked.
+func TestAcksDoNotWaitForWork(t *testing.T) {
+	s := mustSlack(t)
+	fa := &fakeAuth{block: make(chan struct{})}
+	mustRun(t, s, fa, nil)
+	var ds []slacktest.Delivery
+	for i := 0; i < 10; i++ {
+		ds = append(ds, s.SendDM(jane, "search acme"))
+	}
+	for _, d := range ds {
+		mustAck(t, s, d) // while every handler is blocked
+	}
+	close(fa.block)
+	mustMessage(t, s, to(s.DMChannel(jane)))
+}
+
+func TestBusyWhenPoolFull(t *testing.T) {
+	s := mustSlack(t)
+	fa := &fakeAuth{block: make(chan struct{})}
+	mustRun(t, s, fa, func(c *Config) { c.Workers, c.QueuePerUser = 1, 1 })
+	s.SendDM(jane, "search one") // runs, blocked
+	s.SendDM(jane, "search two") // waits in jane's queue
+	s.SendDM(jane, "search three")
+	s.SendDM(sam, "search four") // no worker free
+	mustMessage(t, s, func(m slacktest.Message) bool {
+		return m.Channel == s.DMChannel(sam) && strings.Contains(m.Text, "busy")
+	})
+	mustMessage(t, s, func(m slacktest.Message) bool {
+		return m.Channel == s.DMChannel(jane) && strings.Contains(m.Text, "busy")
+	})
+	close(fa.block)
+	// jane's two accepted messages are answered, in order.
+	ctx := mustCtx(t)
+	for countTo(s, s.DMChannel(jane)) < 3 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("jane's queued work was not answered: %+v", s.Messages())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func TestReconnectOnRefreshRequested(t *testing.T) {
+	s := mustSlack(t)
+	mustRun(t, s, &fakeAuth{}, nil)
+	s.SendDM(jane, "help")
+	mustMessage(t, s, to(s.DMChannel(jane)))
+	s.Disconnect("refresh_requested")
+	d := s.SendDM(sam, "help")
+	mustAck(t, s, d)
+	mustMessage(t, s, to(s.DMChannel(sam)))
+	if n := s.Connections(); n < 2 {
+		t.Errorf("apps.connections.open called %d times; want a reconnect", n)
+	}
+}
+
+func TestFatalSlackErrorsStopRun(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(*slacktest.Server)
+		after func(*slacktest.Server)
+	}{
+		{"auth.test invalid_auth", func(s *slacktest.Server) { s.SetError("auth.test", "invalid_auth") }, nil},
+		{"connections.open token_revoked", func(s *slacktest.Server) { s.SetError("apps.connections.open", "token_revoked") }, nil},
+		{"link_disabled", nil, func(s *slacktest.Server) { s.Disconnect("link_disabled") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := mustSlack(t)
+			if tt.setup != nil {
+				tt.setup(s)
+			}
+			r := mustRun(t, s, &fakeAuth{}, nil)
+			if tt.after != nil {
+				s.SendDM(jane, "help")
+				mustMessage(t, s, to(s.DMChannel(jane)))
+				tt.after(s)
+			}
+			select {
+			case err := <-r.done:
+				if !errors.Is(err, ErrSlackAuth) {
+					t.Errorf("Run = %v; want ErrSlackAuth", err)
+				}
+				r.done <- nil // for the cleanup's stop
+			case <-time.After(waitFor):
+				t.Fatal("Run did not stop")
+			}
+		})
+	}
+}
+
+// On shutdown the bot stops taking events but finishes what it started.
+func TestShutdownFinishesInFlightWork(t *testing.T) {
+	s := mustSlack(t)
+	fa := &fakeAuth{block: make(chan struct{})}
+	r := mustRun(t, s, fa, nil)
+	d := s.SendDM(jane, "search acme")
+	mustAck(t, s, d)
+	stopped := make(chan error, 1)
+	go func() { stopped <- r.stop() }()
+	time.Sleep(50 * time.Millisecond) // let the cancel land while the work is stuck
+	close(fa.block)
+	if err := <-stopped; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	mustMessage(t, s, to(s.DMChannel(jane)))
+}

@@ -1,0 +1,271 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/forcebind/forcebind/auth"
+	"github.com/forcebind/forcebind/salesforce"
+	"github.com/forcebind/forcebind/store"
+)
+
+// command is one thing a person can ask for. The table is the single source
+// of the help text and of what DMs, mentions and /salesforce accept.
+type command struct {
+	Name    string
+	Aliases []string
+	Args    string // usage of the arguments, "" when it takes none
+	Help    string
+	Object  string // for the per-object commands: the Salesforce object searched
+	run     func(b *Bot, ctx context.Context, in *incoming, args string) (reply, string)
+}
+
+// findLimit is how many records a per-object command shows.
+const findLimit = 10
+
+func commands() []command {
+	cmds := []command{
+		{Name: "help", Help: "show this help", run: (*Bot).cmdHelp},
+		{Name: "connect", Help: "link your Slack user to your Salesforce user", run: (*Bot).cmdConnect},
+		{Name: "disconnect", Help: "unlink, and revoke forcebind's access at Salesforce", run: (*Bot).cmdDisconnect},
+		{Name: "whoami", Help: "show which Salesforce user you are linked to", run: (*Bot).cmdWhoami},
+		{Name: "search", Args: "<words>", Help: "search accounts, contacts, opportunities, leads and cases at once", run: (*Bot).cmdSearch},
+	}
+	for _, o := range salesforce.Objects() {
+		name := strings.ToLower(o.Name)
+		object := o.Name
+		c := command{Name: name, Args: "<words>", Object: object, Help: "find " + strings.ToLower(pluralLabel(o.Label)) + " by name",
+			run: func(b *Bot, ctx context.Context, in *incoming, args string) (reply, string) {
+				return b.cmdFind(ctx, in, name, object, args)
+			}}
+		if name == "opportunity" {
+			c.Aliases = []string{"opp"}
+		}
+		if name == "case" {
+			c.Help = "find cases by number or subject"
+		}
+		cmds = append(cmds, c)
+	}
+	return cmds
+}
+
+func index(cmds []command) map[string]*command {
+	m := make(map[string]*command)
+	for i := range cmds {
+		c := &cmds[i]
+		m[c.Name] = c
+		for _, a := range c.Aliases {
+			m[a] = c
+		}
+	}
+	return m
+}
+
+func pluralLabel(label string) string {
+	if strings.HasSuffix(label, "y") {
+		return strings.TrimSuffix(label, "y") + "ies"
+	}
+	if strings.HasSuffix(label, "s") {
+		return label + "es"
+	}
+	return label + "s"
+}
+
+// splitCommand splits "Search  acme corp" into "search" and "acme corp".
+func splitCommand(text string) (name, args string) {
+	text = strings.TrimSpace(text)
+	name, args, _ = strings.Cut(text, " ")
+	return strings.ToLower(strings.TrimSpace(name)), strings.TrimSpace(args)
+}
+
+// handle runs one message end to end under HandlerTimeout and logs one line.
+func (b *Bot) handle(in *incoming) {
+	start := b.now()
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HandlerTimeout)
+	defer cancel()
+	name, args := splitCommand(in.Text)
+	var (
+		r       reply
+		outcome string
+	)
+	switch c := b.byName[name]; {
+	case name == "":
+		r, outcome = b.cmdHelp(ctx, in, "")
+	case c == nil:
+		r, outcome = in.reply(fmt.Sprintf("I don't know %s. Send `help` to see what I can do.", code(name))), "unknown_command"
+		name = "unknown"
+	default:
+		name = c.Name
+		r, outcome = c.run(b, ctx, in, args)
+	}
+	if err := b.msg.send(ctx, r); err != nil {
+		b.log.Warn().Err(err).Str("team", in.TeamID).Str("user", in.UserID).Msg("reply not sent")
+		outcome += "+reply_failed"
+	}
+	b.log.Info().Str("team", in.TeamID).Str("user", in.UserID).Str("surface", in.Surface.String()).
+		Str("command", name).Str("outcome", outcome).Dur("duration", b.now().Sub(start)).Msg("handled")
+}
+
+func (b *Bot) cmdHelp(_ context.Context, in *incoming, _ string) (reply, string) {
+	var sb strings.Builder
+	sb.WriteString("I look things up in Salesforce *as you*: you see what your Salesforce user may see. Send me:\n")
+	for _, c := range b.cmds {
+		names := append([]string{c.Name}, c.Aliases...)
+		usage := strings.Join(names, "`/`")
+		if c.Args != "" {
+			usage += " " + c.Args
+		}
+		fmt.Fprintf(&sb, "• `%s` — %s\n", usage, c.Help)
+	}
+	sb.WriteString("In a channel, mention me (`@forcebind search acme`) or use `/salesforce search acme`; only you see my answers there.")
+	return in.reply(sb.String()), "ok"
+}
+
+func (b *Bot) cmdConnect(ctx context.Context, in *incoming, _ string) (reply, string) {
+	bd, err := b.auth.Binding(ctx, in.TeamID, in.UserID)
+	switch {
+	case err == nil:
+		return in.reply(fmt.Sprintf("You are already connected as %s. To switch accounts, send `disconnect` first.", bold(bd.Username))), "already_connected"
+	case !errors.Is(err, auth.ErrNotLinked):
+		return b.failure(in, err)
+	}
+	return b.sendLink(ctx, in, "")
+}
+
+func (b *Bot) cmdDisconnect(ctx context.Context, in *incoming, _ string) (reply, string) {
+	u, err := b.auth.Unlink(ctx, in.TeamID, in.UserID)
+	switch {
+	case errors.Is(err, auth.ErrNotLinked):
+		return in.reply("You are not connected to Salesforce. Nothing to do."), "not_connected"
+	case err != nil:
+		return b.failure(in, err)
+	case !u.Revoked:
+		return in.reply(fmt.Sprintf("Disconnected from %s. Salesforce could not be reached to revoke the access, so also remove forcebind under *Settings → Connected Apps OAuth Usage* in Salesforce.", bold(u.Binding.Username))), "ok_unrevoked"
+	}
+	return in.reply(fmt.Sprintf("Disconnected from %s, and forcebind's access was revoked at Salesforce.", bold(u.Binding.Username))), "ok"
+}
+
+func (b *Bot) cmdWhoami(ctx context.Context, in *incoming, _ string) (reply, string) {
+	bd, err := b.auth.Binding(ctx, in.TeamID, in.UserID)
+	if errors.Is(err, auth.ErrNotLinked) {
+		return in.reply("You are not connected to Salesforce. Send `connect` to link your account."), "not_connected"
+	}
+	if err != nil {
+		return b.failure(in, err)
+	}
+	return in.reply(fmt.Sprintf("You are connected to Salesforce as %s (org %s, %s) since %s.",
+		bold(bd.Username), code(bd.OrgID), escape(bd.InstanceURL), slackDate(bd.LinkedAt))), "ok"
+}
+
+func (b *Bot) cmdSearch(ctx context.Context, in *incoming, args string) (reply, string) {
+	if args == "" {
+		return in.reply("What should I search for? For example: `search acme`."), "usage"
+	}
+	return b.withSalesforce(ctx, in, func(sf *salesforce.Client) ([]salesforce.Result, error) {
+		return sf.Search(ctx, args)
+	}, args)
+}
+
+func (b *Bot) cmdFind(ctx context.Context, in *incoming, name, object, args string) (reply, string) {
+	if args == "" {
+		return in.reply(fmt.Sprintf("Which %s? For example: `%s acme`.", strings.ToLower(object), name)), "usage"
+	}
+	return b.withSalesforce(ctx, in, func(sf *salesforce.Client) ([]salesforce.Result, error) {
+		return sf.Find(ctx, object, args, findLimit)
+	}, args)
+}
+
+// withSalesforce runs query as the person's Salesforce user, or sends them a
+// link when they have none.
+func (b *Bot) withSalesforce(ctx context.Context, in *incoming, query func(*salesforce.Client) ([]salesforce.Result, error), words string) (reply, string) {
+	bd, err := b.auth.Binding(ctx, in.TeamID, in.UserID)
+	if errors.Is(err, auth.ErrNotLinked) {
+		return b.sendLink(ctx, in, "To look things up in Salesforce as you, I need you to connect your account first.")
+	}
+	if err != nil {
+		return b.failure(in, err)
+	}
+	sf, err := b.auth.Client(bd, b.requester(ctx, in))
+	if err != nil {
+		return b.failure(in, err)
+	}
+	results, err := query(sf)
+	if err != nil {
+		return b.failure(in, err)
+	}
+	return in.results(words, results), "ok"
+}
+
+// sendLink creates a binding link and answers with it. The answer goes only
+// to the requester: a DM, an ephemeral message, or a slash command response.
+func (b *Bot) sendLink(ctx context.Context, in *incoming, intro string) (reply, string) {
+	link, err := b.auth.Start(ctx, b.requester(ctx, in))
+	if err != nil {
+		return b.failure(in, err)
+	}
+	return in.linkReply(intro, link), "link_sent"
+}
+
+// requester describes in's sender for the binding flow.
+func (b *Bot) requester(ctx context.Context, in *incoming) auth.Requester {
+	return auth.Requester{
+		TeamID: in.TeamID, TeamName: b.self.team, UserID: in.UserID, ChannelID: in.ChannelID,
+		DisplayName: b.msg.displayName(ctx, in.UserID),
+	}
+}
+
+// failure turns an error into plain words for the person and a log line for
+// the operator.
+func (b *Bot) failure(in *incoming, err error) (reply, string) {
+	text, outcome := explain(err)
+	l := b.log.Warn()
+	if outcome == "error" || outcome == "client_rejected" {
+		l = b.log.Error()
+	}
+	l.Err(err).Str("team", in.TeamID).Str("user", in.UserID).Str("outcome", outcome).Msg("command failed")
+	return in.reply(text), outcome
+}
+
+// explain says what went wrong in a sentence a person can act on.
+func explain(err error) (text, outcome string) {
+	var apiErr *salesforce.APIError
+	switch {
+	case errors.Is(err, auth.ErrRelinkRequired):
+		return "Your Salesforce connection has ended (it was revoked or expired). I've sent you a new link, privately.", "relink"
+	case errors.Is(err, auth.ErrNotLinked):
+		return "You are not connected to Salesforce any more. Send `connect` to link your account.", "not_connected"
+	case errors.Is(err, auth.ErrClientRejected):
+		return "Salesforce rejected forcebind's own app settings. This is not your doing: please tell whoever runs forcebind.", "client_rejected"
+	case errors.Is(err, auth.ErrTransient):
+		return "I couldn't renew your Salesforce session just now. Please try again in a minute.", "refresh_failed"
+	case errors.Is(err, salesforce.ErrRateLimited):
+		return "Your Salesforce org has used up its API requests for now. Please try again later.", "rate_limited"
+	case errors.Is(err, salesforce.ErrUnavailable):
+		return "Salesforce isn't answering right now. Please try again in a minute.", "salesforce_down"
+	case errors.Is(err, salesforce.ErrSessionExpired):
+		return "Salesforce did not accept your session. Send `disconnect`, then `connect` to link again.", "session_rejected"
+	case errors.Is(err, salesforce.ErrInvalidInput):
+		return "I can't search for that. Try plain words, for example `search acme`.", "bad_input"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "Salesforce took too long to answer. Please try again.", "timeout"
+	case errors.As(err, &apiErr):
+		return "Salesforce refused the request: " + escape(apiErr.Message), "salesforce_error"
+	case errors.Is(err, store.ErrLocked), errors.Is(err, store.ErrCorrupt):
+		return "Something is wrong on forcebind's side. It has been logged.", "error"
+	}
+	return "Something went wrong on forcebind's side. It has been logged; please try again.", "error"
+}
+
+// busyText answers work the pool had no room for.
+const busyText = "I'm busy with a lot of requests right now. Please try again in a moment."
+
+// slackDate renders t in the reader's own time zone.
+func slackDate(t time.Time) string {
+	if t.IsZero() {
+		return "an unknown time"
+	}
+	return fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", t.Unix(), t.UTC().Format("2006-01-02 15:04 UTC"))
+}

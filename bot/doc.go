@@ -1,0 +1,15 @@
+// Package bot is forcebind's Slack side: one Socket Mode connection, an
+// event loop that acknowledges every envelope at once, and a bounded pool of
+// workers that run the users' commands against Salesforce as those users.
+//
+// The loop never blocks on work: it acks (AckCtx with a deadline), drops
+// duplicates (Slack retries an event it thinks was not acked), drops the bot's
+// own messages, other bots', edits and other teams' events, and hands the rest
+// to the pool. The pool runs at most Workers users' work at once and keeps
+// each user's messages in order; when it is full the user is told to try
+// again instead of hearing nothing.
+//
+// The package declares what it needs of the binding flow (Auth); Messenger
+// implements auth.Notifier over the Slack Web API. bot/slacktest is a fake
+// Slack for tests and the demo.
+package bot

@@ -1,0 +1,187 @@
+package bot
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseEnvelope(t *testing.T) {
+	tests := []struct {
+		name    string
+		typ     string
+		payload string
+		want    *incoming
+		wantErr bool
+	}{
+		{"dm", "events_api", `{"type":"event_callback","team_id":"T1","event_id":"Ev1","event":{"type":"message","channel_type":"im","channel":"D1","user":"U1","text":"  search  acme "}}`,
+			&incoming{TeamID: "T1", UserID: "U1", ChannelID: "D1", Text: "search  acme", Surface: surfaceDM, dedupeKey: "Ev1"}, false},
+		{"mention strips the bot", "events_api", `{"type":"event_callback","team_id":"T1","event_id":"Ev2","event":{"type":"app_mention","channel":"C1","user":"U1","text":"<@U0BOT>: case 00001026"}}`,
+			&incoming{TeamID: "T1", UserID: "U1", ChannelID: "C1", Text: "case 00001026", Surface: surfaceMention, dedupeKey: "Ev2"}, false},
+		{"mention with label", "events_api", `{"type":"event_callback","event_id":"Ev3","event":{"type":"app_mention","channel":"C1","user":"U1","text":"<@U0BOT|forcebind> help"}}`,
+			&incoming{UserID: "U1", ChannelID: "C1", Text: "help", Surface: surfaceMention, dedupeKey: "Ev3"}, false},
+		{"bot message kept for the filter", "events_api", `{"type":"event_callback","event_id":"Ev4","event":{"type":"message","channel_type":"im","channel":"D1","bot_id":"B1","subtype":"bot_message","text":"x"}}`,
+			&incoming{BotID: "B1", Subtype: "bot_message", ChannelID: "D1", Text: "x", Surface: surfaceDM, dedupeKey: "Ev4"}, false},
+		{"slash", "slash_commands", `{"team_id":"T1","user_id":"U1","channel_id":"C1","command":"/salesforce","text":"opp acme","response_url":"https://hooks.example/r","trigger_id":"1.2.3"}`,
+			&incoming{TeamID: "T1", UserID: "U1", ChannelID: "C1", Text: "opp acme", Surface: surfaceSlash, ResponseURL: "https://hooks.example/r", dedupeKey: "slash:1.2.3"}, false},
+		{"channel message ignored", "events_api", `{"type":"event_callback","event_id":"Ev5","event":{"type":"message","channel_type":"channel","channel":"C1","user":"U1","text":"x"}}`, nil, false},
+		{"reaction ignored", "events_api", `{"type":"event_callback","event_id":"Ev6","event":{"type":"reaction_added","user":"U1"}}`, nil, false},
+		{"interactive ignored", "interactive", `{"type":"block_actions"}`, nil, false},
+		{"url verification ignored", "events_api", `{"type":"url_verification","challenge":"x"}`, nil, false},
+		{"not json", "events_api", `{"type":`, nil, true},
+		{"no event id", "events_api", `{"type":"event_callback","event":{"type":"message","channel_type":"im","channel":"D1","user":"U1"}}`, nil, true},
+		{"no channel", "events_api", `{"type":"event_callback","event_id":"Ev7","event":{"type":"app_mention","user":"U1","text":"hi"}}`, nil, true},
+		{"event not an object", "events_api", `{"type":"event_callback","event_id":"Ev8","event":"x"}`, nil, true},
+		{"slash without trigger", "slash_commands", `{"user_id":"U1","channel_id":"C1"}`, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseEnvelope(tt.typ, []byte(tt.payload))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(incoming{})); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLongTextClipped(t *testing.T) {
+	long := strings.Repeat("é", maxTextLen)
+	in, err := parseEnvelope("slash_commands", []byte(`{"user_id":"U1","channel_id":"C1","trigger_id":"t","text":"`+long+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in.Text) > maxTextLen || !strings.HasPrefix(long, in.Text) {
+		t.Errorf("text of %d bytes not clipped cleanly to %d", len(in.Text), maxTextLen)
+	}
+}
+
+// FuzzParseEnvelope: any payload gives a message or an error, never a panic,
+// and a message always names its user's channel and dedupe key.
+func FuzzParseEnvelope(f *testing.F) {
+	f.Add("events_api", `{"type":"event_callback","team_id":"T1","event_id":"Ev1","event":{"type":"message","channel_type":"im","channel":"D1","user":"U1","text":"search acme"}}`)
+	f.Add("events_api", `{"type":"event_callback","event_id":"Ev2","event":{"type":"app_mention","channel":"C1","user":"U1","text":"<@U0BOT> help"}}`)
+	f.Add("slash_commands", `{"user_id":"U1","channel_id":"C1","trigger_id":"1.2","text":"whoami"}`)
+	f.Add("events_api", `{"type":"event_callback","event_id":"","event":null}`)
+	f.Fuzz(func(t *testing.T, typ, payload string) {
+		in, err := parseEnvelope(typ, []byte(payload))
+		if err != nil || in == nil {
+			return
+		}
+		if in.ChannelID == "" || in.dedupeKey == "" || len(in.Text) > maxTextLen {
+			t.Errorf("accepted an incomplete message: %+v", in)
+		}
+	})
+}
+
+func TestSplitCommand(t *testing.T) {
+	tests := []struct{ in, name, args string }{
+		{"Search  Acme Corp ", "search", "Acme Corp"},
+		{"opp", "opp", ""},
+		{"", "", ""},
+		{"  WHOAMI", "whoami", ""},
+	}
+	for _, tt := range tests {
+		name, args := splitCommand(tt.in)
+		if name != tt.name || args != tt.args {
+			t.Errorf("splitCommand(%q) = %q, %q; want %q, %q", tt.in, name, args, tt.name, tt.args)
+		}
+	}
+}
+
+func TestEveryCommandInHelp(t *testing.T) {
+	b := &Bot{cmds: commands()}
+	b.byName = index(b.cmds)
+	r, _ := b.cmdHelp(t.Context(), &incoming{}, "")
+	for name := range b.byName {
+		if !strings.Contains(r.text, "`"+name) {
+			t.Errorf("help does not mention %q", name)
+		}
+	}
+	for _, want := range []string{"help", "connect", "disconnect", "whoami", "search", "account", "contact", "opportunity", "opp", "lead", "case"} {
+		if b.byName[want] == nil {
+			t.Errorf("command %q missing from the table", want)
+		}
+	}
+}
+
+func TestPoolOrderAndBounds(t *testing.T) {
+	var mu sync.Mutex
+	var order []int
+	release := make(chan struct{})
+	p := newPool(2, 3, func(string, any, []byte) {})
+	if !p.submit("a", func() { <-release }) {
+		t.Fatal("first job refused")
+	}
+	for i := 1; i <= 3; i++ {
+		if !p.submit("a", func() { mu.Lock(); order = append(order, i); mu.Unlock() }) {
+			t.Fatalf("job %d refused within depth", i)
+		}
+	}
+	if p.submit("a", func() {}) {
+		t.Error("job beyond the user's queue depth accepted")
+	}
+	if !p.submit("b", func() { <-release }) {
+		t.Fatal("second user refused with a free worker")
+	}
+	if p.submit("c", func() {}) {
+		t.Error("third user accepted with both workers busy")
+	}
+	close(release)
+	if err := p.close(mustCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]int{1, 2, 3}, order); diff != "" {
+		t.Errorf("order mismatch (-want +got):\n%s", diff)
+	}
+	if p.submit("d", func() {}) {
+		t.Error("closed pool accepted a job")
+	}
+}
+
+func TestPoolRecoversPanics(t *testing.T) {
+	var got any
+	p := newPool(1, 1, func(_ string, r any, _ []byte) { got = r })
+	p.submit("a", func() { panic("boom") })
+	ran := false
+	p.submit("a", func() { ran = true })
+	if err := p.close(mustCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got != "boom" || !ran {
+		t.Errorf("panic reported %v, next job ran %v; want boom and true", got, ran)
+	}
+}
+
+func TestDedupe(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	d := newDedupe(15*time.Minute, 3)
+	steps := []struct {
+		id   string
+		at   time.Duration
+		want bool
+	}{
+		{"a", 0, true},
+		{"a", time.Minute, false},        // Slack's retry after 1 minute
+		{"a", 5 * time.Minute, false},    // and after 5
+		{"a", 16 * time.Minute, true},    // forgotten after the window
+		{"b", 16 * time.Minute, true},    //
+		{"c", 16 * time.Minute, true},    //
+		{"d", 16 * time.Minute, true},    // over max: the oldest ("a") goes
+		{"a", 16*time.Minute + 1, true},  //
+		{"d", 16*time.Minute + 2, false}, //
+	}
+	for i, s := range steps {
+		if got := d.first(s.id, t0.Add(s.at)); got != s.want {
+			t.Errorf("step %d: first(%q) = %v, want %v", i, s.id, got, s.want)
+		}
+	}
+	if len(d.seen) > 3 || len(d.order) > 3 {
+		t.Errorf("dedupe holds %d/%d ids; want at most 3", len(d.seen), len(d.order))
+	}
+}

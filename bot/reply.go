@@ -1,0 +1,226 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/slack-go/slack"
+
+	"github.com/forcebind/forcebind/auth"
+	"github.com/forcebind/forcebind/salesforce"
+	"github.com/forcebind/forcebind/store"
+)
+
+// reply is an answer and where it goes. Every reply reaches only the person
+// who asked: a DM, an ephemeral message in a channel, or an ephemeral slash
+// command response.
+type reply struct {
+	surface     surface
+	channel     string
+	user        string
+	responseURL string
+	text        string // the notification and fallback text
+	blocks      []slack.Block
+}
+
+func (in *incoming) reply(text string, blocks ...slack.Block) reply {
+	return reply{surface: in.Surface, channel: in.ChannelID, user: in.UserID, responseURL: in.ResponseURL, text: text, blocks: blocks}
+}
+
+// maxResults is how many records one answer shows; Slack allows 50 blocks.
+const maxResults = 20
+
+// results renders records as Block Kit: one section per record with its type,
+// name (linked to the record), and key fields.
+func (in *incoming) results(words string, rs []salesforce.Result) reply {
+	if len(rs) == 0 {
+		return in.reply(fmt.Sprintf("Nothing in Salesforce matches %s that you can see.", code(words)))
+	}
+	shown := rs
+	if len(shown) > maxResults {
+		shown = shown[:maxResults]
+	}
+	head := fmt.Sprintf("%d result%s for %s", len(rs), plural(len(rs)), code(words))
+	blocks := []slack.Block{slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "*"+head+"*", false, false), nil, nil)}
+	names := make([]string, 0, len(shown))
+	for _, r := range shown {
+		var sb strings.Builder
+		fmt.Fprintf(&sb, "*%s*  ·  _%s_", link(r.URL, nonEmpty(r.Name, r.ID)), escape(r.Type))
+		var fields []string
+		for _, f := range r.Fields {
+			if f.Value != "" {
+				fields = append(fields, escape(f.Label)+": "+escape(f.Value))
+			}
+		}
+		if len(fields) > 0 {
+			sb.WriteString("\n" + strings.Join(fields, "  ·  "))
+		}
+		blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, sb.String(), false, false), nil, nil))
+		names = append(names, r.Name+" ("+r.Type+")")
+	}
+	if len(rs) > len(shown) {
+		blocks = append(blocks, slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType,
+			fmt.Sprintf("Showing the first %d. Add words to narrow it down.", len(shown)), false, false)))
+	}
+	return in.reply(head+": "+escape(strings.Join(names, ", ")), blocks...)
+}
+
+// linkReply offers the binding link. It says the link is personal and when
+// it stops working.
+func (in *incoming) linkReply(intro string, l auth.Link) reply {
+	text := linkText(intro, l)
+	btn := slack.NewButtonBlockElement("connect", "connect", slack.NewTextBlockObject(slack.PlainTextType, "Connect to Salesforce", false, false))
+	btn.URL = l.URL
+	btn.Style = slack.StylePrimary
+	return in.reply(text,
+		slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, text, false, false), nil, nil),
+		slack.NewActionBlock("connect", btn))
+}
+
+func linkText(intro string, l auth.Link) string {
+	if intro != "" {
+		intro += " "
+	}
+	return intro + fmt.Sprintf("%s. The link is only for you: it works once, until %s. Don't share it: whoever uses it links *their* Salesforce account to *your* Slack user.",
+		link(l.URL, "Connect your Salesforce account"), slackDate(l.Expires))
+}
+
+// Messenger sends forcebind's messages through the Slack Web API. It
+// implements auth.Notifier and is safe for concurrent use.
+type Messenger struct {
+	api  *slack.Client
+	http *http.Client
+	log  zerolog.Logger
+
+	mu    sync.Mutex
+	names map[string]cachedName
+}
+
+type cachedName struct {
+	name string
+	at   time.Time
+}
+
+// nameTTL is how long a Slack display name is reused; maxNames caps the cache.
+const (
+	nameTTL  = time.Hour
+	maxNames = 10_000
+)
+
+var _ auth.Notifier = (*Messenger)(nil)
+
+// NewMessenger returns a Messenger that posts with api. hc is used for slash
+// command response URLs; nil means http.DefaultClient.
+func NewMessenger(api *slack.Client, hc *http.Client, log zerolog.Logger) *Messenger {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &Messenger{api: api, http: hc, log: log, names: make(map[string]cachedName)}
+}
+
+// Linked DMs the Slack user of b the Salesforce identity now linked.
+func (m *Messenger) Linked(ctx context.Context, b store.Binding) error {
+	text := fmt.Sprintf("You're connected to Salesforce as %s (org %s). I'll answer as that user from now on. Send `disconnect` to undo it.",
+		bold(b.Username), code(b.OrgID))
+	return m.send(ctx, reply{surface: surfaceDM, channel: b.UserID, text: text})
+}
+
+// Relink DMs who a fresh link after their Salesforce grant ended.
+func (m *Messenger) Relink(ctx context.Context, who auth.Requester, l auth.Link) error {
+	in := &incoming{Surface: surfaceDM, ChannelID: who.UserID, UserID: who.UserID}
+	return m.send(ctx, in.linkReply("Your Salesforce connection has ended (it was revoked or expired), so I can't answer as you any more.", l))
+}
+
+// send delivers r to where it belongs.
+func (m *Messenger) send(ctx context.Context, r reply) error {
+	opts := []slack.MsgOption{slack.MsgOptionText(r.text, false)}
+	if len(r.blocks) > 0 {
+		opts = append(opts, slack.MsgOptionBlocks(r.blocks...))
+	}
+	switch {
+	case r.surface == surfaceSlash && r.responseURL != "":
+		msg := &slack.WebhookMessage{ResponseType: slack.ResponseTypeEphemeral, Text: r.text}
+		if len(r.blocks) > 0 {
+			msg.Blocks = &slack.Blocks{BlockSet: r.blocks}
+		}
+		if err := slack.PostWebhookCustomHTTPContext(ctx, r.responseURL, m.http, msg); err != nil {
+			return fmt.Errorf("slash command response: %w", err)
+		}
+		return nil
+	case r.surface == surfaceDM:
+		_, _, err := m.api.PostMessageContext(ctx, r.channel, opts...)
+		return wrapSlack("chat.postMessage", err)
+	default:
+		_, err := m.api.PostEphemeralContext(ctx, r.channel, r.user, opts...)
+		return wrapSlack("chat.postEphemeral", err)
+	}
+}
+
+// displayName returns the Slack user's display name for pages, or "" when
+// Slack does not say. Names are cached for an hour.
+func (m *Messenger) displayName(ctx context.Context, userID string) string {
+	m.mu.Lock()
+	c, ok := m.names[userID]
+	m.mu.Unlock()
+	if ok && time.Since(c.at) < nameTTL {
+		return c.name
+	}
+	u, err := m.api.GetUserInfoContext(ctx, userID)
+	if err != nil {
+		m.log.Debug().Err(err).Str("user", userID).Msg("users.info failed; using the user id")
+		return ""
+	}
+	name := nonEmpty(u.Profile.DisplayName, nonEmpty(u.RealName, u.Name))
+	m.mu.Lock()
+	if len(m.names) >= maxNames {
+		clear(m.names)
+	}
+	m.names[userID] = cachedName{name: name, at: time.Now()}
+	m.mu.Unlock()
+	return name
+}
+
+func wrapSlack(method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var rl *slack.RateLimitedError
+	if errors.As(err, &rl) {
+		return fmt.Errorf("%s: rate limited for %s: %w", method, rl.RetryAfter, err)
+	}
+	return fmt.Errorf("%s: %w", method, err)
+}
+
+// escape makes text safe inside Slack mrkdwn: &, < and > are control characters.
+func escape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// link renders a mrkdwn link; the URL must be one forcebind made.
+func link(url, text string) string {
+	return "<" + url + "|" + strings.ReplaceAll(escape(text), "|", "¦") + ">"
+}
+
+func bold(s string) string { return "*" + escape(s) + "*" }
+
+func code(s string) string { return "`" + strings.ReplaceAll(escape(s), "`", "'") + "`" }
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func nonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
