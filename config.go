@@ -1,0 +1,219 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/forcebind/forcebind/auth"
+	"github.com/forcebind/forcebind/salesforce"
+	"github.com/forcebind/forcebind/store"
+)
+
+// Config is everything forcebind reads from its environment and flags. Only
+// main builds one; the other packages receive the values they need.
+type Config struct {
+	SlackAppToken string
+	SlackBotToken string
+	SlackAPIURL   string
+
+	ClientID      string
+	ClientSecret  string
+	LoginURL      string
+	APIVersion    string
+	Listen        string
+	CallbackURL   string
+	LinkTTL       time.Duration
+	linkTTLString string
+
+	DB      string
+	KeyFile string
+	Key     string
+
+	LogLevel  string
+	LogFormat string
+}
+
+// group names a set of settings that a subcommand uses; a subcommand only
+// accepts (and only validates) the flags of its groups.
+type group int
+
+const (
+	groupLog group = iota
+	groupStore
+	groupSlack
+	groupSalesforce
+)
+
+// setting is one row of the configuration contract in DESIGN.md: an
+// environment variable, the flag that overrides it, and its default.
+type setting struct {
+	env, flag, def, usage string
+	group                 group
+	dst                   func(*Config) *string
+}
+
+// settings is the configuration contract. Names here are public: keep them.
+func settings() []setting {
+	return []setting{
+		{"LOG_LEVEL", "log-level", "info", "log level: debug, info, warn, error", groupLog, func(c *Config) *string { return &c.LogLevel }},
+		{"LOG_FORMAT", "log-format", "", "log format: json or console (default json, console on a terminal)", groupLog, func(c *Config) *string { return &c.LogFormat }},
+		{"FORCEBIND_DB", "db", "forcebind.db", "bbolt store file", groupStore, func(c *Config) *string { return &c.DB }},
+		{"FORCEBIND_KEY_FILE", "key-file", "", "file of base64 32-byte keys, one a line, first is primary (mode 0600)", groupStore, func(c *Config) *string { return &c.KeyFile }},
+		{"FORCEBIND_KEY", "key", "", "base64 32-byte keys, comma separated, first is primary", groupStore, func(c *Config) *string { return &c.Key }},
+		{"SLACK_APP_TOKEN", "slack-app-token", "", "Slack app-level token xapp-… (connections:write)", groupSlack, func(c *Config) *string { return &c.SlackAppToken }},
+		{"SLACK_BOT_TOKEN", "slack-bot-token", "", "Slack bot token xoxb-…", groupSlack, func(c *Config) *string { return &c.SlackBotToken }},
+		{"SLACK_API_URL", "slack-api-url", "https://slack.com/api/", "Slack Web API base URL", groupSlack, func(c *Config) *string { return &c.SlackAPIURL }},
+		{"SALESFORCE_CLIENT_ID", "salesforce-client-id", "", "connected app consumer key", groupSalesforce, func(c *Config) *string { return &c.ClientID }},
+		{"SALESFORCE_CLIENT_SECRET", "salesforce-client-secret", "", "connected app consumer secret (optional)", groupSalesforce, func(c *Config) *string { return &c.ClientSecret }},
+		{"SALESFORCE_LOGIN_URL", "salesforce-login-url", "https://login.salesforce.com", "login host: login, test, or a My Domain URL", groupSalesforce, func(c *Config) *string { return &c.LoginURL }},
+		{"SALESFORCE_API_VERSION", "salesforce-api-version", salesforce.DefaultAPIVersion, "Salesforce REST API version", groupSalesforce, func(c *Config) *string { return &c.APIVersion }},
+		{"FORCEBIND_LISTEN", "listen", "127.0.0.1:8787", "address of the OAuth callback listener", groupSalesforce, func(c *Config) *string { return &c.Listen }},
+		{"FORCEBIND_CALLBACK_URL", "callback-url", "http://localhost:8787/oauth/callback", "callback URL; must equal the connected app's", groupSalesforce, func(c *Config) *string { return &c.CallbackURL }},
+		{"FORCEBIND_LINK_TTL", "link-ttl", "10m", "lifetime of a binding link", groupSalesforce, func(c *Config) *string { return &c.linkTTLString }},
+	}
+}
+
+// parseConfig reads the settings of groups from getenv and then args (flags
+// win). It returns the remaining arguments and one error that lists every
+// problem found, so an operator fixes them all in one go.
+func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer, groups ...group) (Config, []string, error) {
+	var cfg Config
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	for _, s := range settings() {
+		if !slices.Contains(groups, s.group) {
+			continue
+		}
+		def := s.def
+		if v, ok := lookup(getenv, s.env); ok {
+			def = v
+		}
+		fs.StringVar(s.dst(&cfg), s.flag, def, s.usage+" ($"+s.env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, nil, err
+	}
+	var problems []string
+	if slices.Contains(groups, groupStore) {
+		problems = append(problems, cfg.checkStore()...)
+	}
+	if slices.Contains(groups, groupLog) {
+		problems = append(problems, cfg.checkLog()...)
+	}
+	if slices.Contains(groups, groupSlack) {
+		problems = append(problems, cfg.checkSlack()...)
+	}
+	if slices.Contains(groups, groupSalesforce) {
+		problems = append(problems, cfg.checkSalesforce()...)
+	}
+	if len(problems) > 0 {
+		return Config{}, nil, fmt.Errorf("configuration:\n  - %s", strings.Join(problems, "\n  - "))
+	}
+	return cfg, fs.Args(), nil
+}
+
+// keyring builds the store keyring from whichever key source is set.
+func (c Config) keyring() (*store.Keyring, error) {
+	if c.KeyFile != "" {
+		return store.KeyringFromFile(c.KeyFile)
+	}
+	return store.KeyringFromEnv(c.Key)
+}
+
+func (c Config) checkStore() []string {
+	var p []string
+	if c.DB == "" {
+		p = append(p, "FORCEBIND_DB is empty")
+	}
+	switch {
+	case c.KeyFile == "" && c.Key == "":
+		p = append(p, "one of FORCEBIND_KEY_FILE or FORCEBIND_KEY is required (create a key with: forcebind key generate)")
+	case c.KeyFile != "" && c.Key != "":
+		p = append(p, "FORCEBIND_KEY_FILE and FORCEBIND_KEY are both set; set only one")
+	}
+	return p
+}
+
+func (c *Config) checkSlack() []string {
+	var p []string
+	switch {
+	case c.SlackAppToken == "":
+		p = append(p, "SLACK_APP_TOKEN is required (an app-level token xapp-… with connections:write)")
+	case !strings.HasPrefix(c.SlackAppToken, "xapp-"):
+		p = append(p, "SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+	}
+	switch {
+	case c.SlackBotToken == "":
+		p = append(p, "SLACK_BOT_TOKEN is required (the bot token xoxb-…)")
+	case !strings.HasPrefix(c.SlackBotToken, "xoxb-"):
+		p = append(p, "SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+	}
+	if u, err := url.Parse(c.SlackAPIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		p = append(p, fmt.Sprintf("SLACK_API_URL %q is not an absolute http(s) URL", c.SlackAPIURL))
+	} else if !strings.HasSuffix(c.SlackAPIURL, "/") {
+		c.SlackAPIURL += "/" // slack-go appends method names to it
+	}
+	return p
+}
+
+func (c *Config) checkSalesforce() []string {
+	var p []string
+	if c.ClientID == "" {
+		p = append(p, "SALESFORCE_CLIENT_ID is required (the connected app's consumer key)")
+	}
+	if _, err := auth.ParseLoginURL(c.LoginURL); err != nil {
+		p = append(p, "SALESFORCE_LOGIN_URL: "+err.Error())
+	}
+	if !apiVersion.MatchString(c.APIVersion) {
+		p = append(p, fmt.Sprintf("SALESFORCE_API_VERSION %q is not a version like 62.0", c.APIVersion))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		p = append(p, fmt.Sprintf("FORCEBIND_LISTEN %q is not host:port", c.Listen))
+	}
+	if u, err := url.Parse(c.CallbackURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path == "" {
+		p = append(p, fmt.Sprintf("FORCEBIND_CALLBACK_URL %q is not an absolute http(s) URL with a path", c.CallbackURL))
+	} else if u.Path != "/oauth/callback" {
+		p = append(p, fmt.Sprintf("FORCEBIND_CALLBACK_URL %q must end in /oauth/callback, the listener's route", c.CallbackURL))
+	}
+	ttl, err := time.ParseDuration(c.linkTTLString)
+	switch {
+	case err != nil:
+		p = append(p, fmt.Sprintf("FORCEBIND_LINK_TTL %q is not a duration like 10m", c.linkTTLString))
+	case ttl < time.Minute || ttl > 24*time.Hour:
+		p = append(p, fmt.Sprintf("FORCEBIND_LINK_TTL %s is outside 1m to 24h", ttl))
+	default:
+		c.LinkTTL = ttl
+	}
+	return p
+}
+
+// apiVersion is the form of a Salesforce REST API version.
+var apiVersion = regexp.MustCompile(`^[1-9][0-9]{1,2}\.[0-9]$`)
+
+func (c Config) checkLog() []string {
+	var p []string
+	switch strings.ToLower(c.LogLevel) {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		p = append(p, fmt.Sprintf("LOG_LEVEL %q is not one of debug, info, warn, error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "", "json", "console":
+	default:
+		p = append(p, fmt.Sprintf("LOG_FORMAT %q is not json or console", c.LogFormat))
+	}
+	return p
+}
+
+// lookup treats an empty variable as unset, as operators expect of `FOO= cmd`.
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}

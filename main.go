@@ -1,0 +1,173 @@
+// Command forcebind is a Slack bot that lets every Slack user work with
+// Salesforce as themselves. See README.md and doc.go.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/forcebind/forcebind/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// Exit codes: 0 success, 1 a failure while running, 2 a bad command line or
+// configuration.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches a subcommand and returns the process exit code. It is main
+// without the process: tests call it with their own environment and writers.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		printUsage(stderr)
+		return exitUsage
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "help", "-h", "-help", "--help":
+		printUsage(stdout)
+		return exitOK
+	case "version", "-version", "--version":
+		fmt.Fprintf(stdout, "forcebind %s\n", version)
+		return exitOK
+	case "key":
+		err = runKey(ctx, rest, getenv, stdout, stderr)
+	case "run":
+		err = runRun(ctx, rest, getenv, stderr)
+	case "demo":
+		err = runDemo(ctx, rest, stdin, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "forcebind: unknown command %q\n\n", cmd)
+		printUsage(stderr)
+		return exitUsage
+	}
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(stderr, "forcebind: %v\n", err)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "forcebind: %v\n", err)
+		return exitFail
+	}
+}
+
+// usageError marks an error in how forcebind was called, as opposed to one
+// that happened while doing the work.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// runRun is `forcebind run`: the daemon, configured from the environment
+// and flags.
+func runRun(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, rest, err := parseConfig("run", args, getenv, stderr, groupLog, groupStore, groupSlack, groupSalesforce)
+	if err != nil {
+		return configError(err)
+	}
+	if len(rest) > 0 {
+		return usageError{fmt.Errorf("run: unexpected arguments %q", rest)}
+	}
+	log := newLogger(cfg, stderr)
+	log.Info().Str("version", version).Msg("forcebind starting")
+	return daemon{cfg: cfg, log: log}.run(ctx)
+}
+
+func runKey(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{errors.New("key: want 'key generate' or 'key rotate'")}
+	}
+	switch args[0] {
+	case "generate":
+		if len(args) > 1 {
+			return usageError{fmt.Errorf("key generate takes no arguments")}
+		}
+		k, err := store.GenerateKey()
+		if err != nil {
+			return fmt.Errorf("generate key: %w", err)
+		}
+		fmt.Fprintln(stdout, k)
+		return nil
+	case "rotate":
+		cfg, rest, err := parseConfig("key rotate", args[1:], getenv, stderr, groupStore)
+		if err != nil {
+			return configError(err)
+		}
+		if len(rest) > 0 {
+			return usageError{fmt.Errorf("key rotate: unexpected arguments %q", rest)}
+		}
+		return rotateKeys(ctx, cfg, stdout)
+	default:
+		return usageError{fmt.Errorf("key: unknown subcommand %q; want 'generate' or 'rotate'", args[0])}
+	}
+}
+
+// rotateKeys re-seals every record of the store under the primary key, so
+// that older keys can then be dropped from the keyring.
+func rotateKeys(ctx context.Context, cfg Config, stdout io.Writer) error {
+	ring, err := cfg.keyring()
+	if err != nil {
+		return usageError{err} // a malformed or exposed key is a configuration error
+	}
+	db, err := store.Open(cfg.DB, store.Options{Keyring: ring})
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", cfg.DB, err)
+	}
+	n, err := db.Rotate(ctx)
+	if cerr := db.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close store: %w", cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("rotate %s: %w", cfg.DB, err)
+	}
+	fmt.Fprintf(stdout, "re-sealed %d records of %s under key %s; keys after the first may now be removed\n", n, cfg.DB, ring.PrimaryID())
+	return nil
+}
+
+// configError turns a flag or configuration error into a usage error, except
+// for -h, which is a request for help.
+func configError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usageError{err}
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, `forcebind — work with Salesforce from Slack, as yourself.
+
+Usage:
+  forcebind run             run the daemon (Slack Socket Mode + OAuth callback listener)
+  forcebind demo            try it: a fake Slack, a fake Salesforce org and the real daemon
+                            in one process, no credentials needed (-script FILE to play a script)
+  forcebind key generate    print a new random key (base64 of 32 bytes)
+  forcebind key rotate      re-seal every record of FORCEBIND_DB under the primary key
+  forcebind version         print the version
+  forcebind help            print this help
+
+Every setting is an environment variable with a matching flag; run
+'forcebind run -h' for the flags of a subcommand. See README.md.
+`)
+}
