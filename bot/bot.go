@@ -158,7 +158,9 @@ func (b *Bot) Run(ctx context.Context) error {
 	busyDone := make(chan struct{})
 	go b.sendBusy(busyDone)
 
-	err = b.loop(ctx, client, runErr)
+	// socketDone receives slack-go's result once; the loop may take it first.
+	socketDone := make(chan error, 1)
+	err = b.loop(ctx, client, runErr, socketDone)
 
 	// Stop taking events, then let the work in flight finish.
 	stopSocket()
@@ -170,10 +172,8 @@ func (b *Bot) Run(ctx context.Context) error {
 	close(b.busy)
 	<-busyDone
 	select {
-	case e := <-runErr:
-		if err == nil && e != nil && !errors.Is(e, context.Canceled) {
-			err = e
-		}
+	case <-socketDone: // the loop already has it
+	case <-runErr: // slack-go returns promptly once sockCtx is cancelled
 	case <-drainCtx.Done():
 	}
 	return err
@@ -181,7 +181,7 @@ func (b *Bot) Run(ctx context.Context) error {
 
 // loop is the Socket Mode reader. Everything it does is bounded: acks have
 // a deadline and work goes to the pool, which never blocks.
-func (b *Bot) loop(ctx context.Context, client *socketmode.Client, runErr <-chan error) error {
+func (b *Bot) loop(ctx context.Context, client *socketmode.Client, runErr <-chan error, socketDone chan<- error) error {
 	conn := connWatch{}
 	for {
 		select {
@@ -191,6 +191,7 @@ func (b *Bot) loop(ctx context.Context, client *socketmode.Client, runErr <-chan
 		case err := <-b.fatal:
 			return err
 		case err := <-runErr:
+			socketDone <- err
 			if isFatalSlackError(err) {
 				return fmt.Errorf("socket mode: %w: %w", ErrSlackAuth, err)
 			}
