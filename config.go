@@ -87,18 +87,24 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	var cfg Config
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	var used []setting
 	for _, s := range settings() {
-		if !slices.Contains(groups, s.group) {
-			continue
+		if slices.Contains(groups, s.group) {
+			used = append(used, s)
+			// The flag's default is the documented one, never the environment's
+			// value: flag usage prints defaults, and these include secrets.
+			fs.StringVar(s.dst(&cfg), s.flag, s.def, s.usage+" ($"+s.env+")")
 		}
-		def := s.def
-		if v, ok := lookup(getenv, s.env); ok {
-			def = v
-		}
-		fs.StringVar(s.dst(&cfg), s.flag, def, s.usage+" ($"+s.env+")")
 	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, nil, err
+	}
+	set := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, s := range used {
+		if v, ok := lookup(getenv, s.env); ok && !set[s.flag] {
+			*s.dst(&cfg) = v
+		}
 	}
 	var problems []string
 	if slices.Contains(groups, groupStore) {
@@ -155,8 +161,8 @@ func (c *Config) checkSlack() []string {
 	case !strings.HasPrefix(c.SlackBotToken, "xoxb-"):
 		p = append(p, "SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
 	}
-	if u, err := url.Parse(c.SlackAPIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		p = append(p, fmt.Sprintf("SLACK_API_URL %q is not an absolute http(s) URL", c.SlackAPIURL))
+	if u, err := url.Parse(c.SlackAPIURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && auth.IsLoopback(u.Hostname()))) {
+		p = append(p, fmt.Sprintf("SLACK_API_URL %q is not an https URL (http only on a loopback host)", c.SlackAPIURL))
 	} else if !strings.HasSuffix(c.SlackAPIURL, "/") {
 		c.SlackAPIURL += "/" // slack-go appends method names to it
 	}

@@ -165,3 +165,23 @@ func TestCommandLine(t *testing.T) {
 		})
 	}
 }
+
+// Flag usage (printed on -h or a bad flag) must not show secrets taken from
+// the environment.
+func TestUsageHidesSecrets(t *testing.T) {
+	env := map[string]string{
+		"SLACK_APP_TOKEN": "xapp-SECRET-APP", "SLACK_BOT_TOKEN": "xoxb-SECRET-BOT",
+		"SALESFORCE_CLIENT_SECRET": "SECRET-CLIENT", "FORCEBIND_KEY": "SECRET-KEY",
+	}
+	for _, args := range [][]string{{"run", "-bogus"}, {"run", "-h"}, {"key", "rotate", "-bogus"}} {
+		_, out, errOut := runCLI(t, env, args...)
+		if !strings.Contains(out+errOut, "-slack-bot-token") && args[0] == "run" {
+			t.Errorf("%v printed no usage", args)
+		}
+		for _, v := range env {
+			if strings.Contains(out+errOut, v) {
+				t.Errorf("%v printed the secret %q", args, v)
+			}
+		}
+	}
+}
