@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -128,11 +129,17 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 			"Nothing was linked. Ask @forcebind for a new link and try again; if it keeps failing, tell your Salesforce administrator.")
 		return
 	}
-	// The tokens wait, sealed, for the person's decision, and expire with the link.
+	// The tokens wait, sealed, for the person's decision, and expire with the
+	// link, but leave at least confirmWindow to read the page: a slow login
+	// (MFA) can end near the link's expiry.
 	confirmP := p
 	confirmP.Verifier = ""
 	confirmP.Binding = &b
-	token, err := s.cfg.Store.CreatePending(ctx, confirmP)
+	confirmP.Created = s.now()
+	confirmP.Expires = later(p.Expires, confirmP.Created.Add(confirmWindow))
+	sctx, cancelStore := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancelStore()
+	token, err := s.cfg.Store.CreatePending(sctx, confirmP)
 	if err != nil {
 		log.Error().Err(err).Msg("hold tokens for confirmation")
 		s.revokeQuietly(b.RefreshToken)
@@ -146,8 +153,9 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		SFDisplayName: id.DisplayName,
 		SFOrg:         b.OrgID,
 		SlackUser:     nonEmpty(p.DisplayName, p.UserID),
+		SlackUserID:   p.UserID,
 		SlackTeam:     nonEmpty(p.TeamName, p.TeamID),
-		Expires:       p.Expires,
+		Expires:       confirmP.Expires,
 	})
 }
 
@@ -183,9 +191,7 @@ func (s *Service) handleConfirm(w http.ResponseWriter, r *http.Request) {
 	b := *p.Binding
 	log := s.log.With().Str("team", b.TeamID).Str("user", b.UserID).Logger()
 	if decision == "cancel" {
-		if err := s.revoke(ctx, b.RefreshToken); err != nil {
-			log.Warn().Err(err).Msg("revoke cancelled sign-in")
-		}
+		s.revokeQuietly(b.RefreshToken) // even if the person closes the tab at once
 		log.Info().Msg("binding cancelled by the user")
 		s.pages.problem(w, http.StatusOK, "Cancelled", "Nothing was linked, and the sign-in was revoked at Salesforce.")
 		return
@@ -206,7 +212,9 @@ func (s *Service) handleConfirm(w http.ResponseWriter, r *http.Request) {
 	} else {
 		s.audit("binding created", b)
 	}
-	if err := s.cfg.Notifier.Linked(ctx, b); err != nil {
+	nctx, cancelNotify := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancelNotify()
+	if err := s.cfg.Notifier.Linked(nctx, b); err != nil {
 		log.Warn().Err(err).Msg("confirmation DM failed")
 	}
 	s.pages.done(w, doneView{SFUsername: b.Username, SlackUser: nonEmpty(p.DisplayName, p.UserID), SlackTeam: nonEmpty(p.TeamName, p.TeamID)})
@@ -270,6 +278,16 @@ func (s *Service) revokeQuietly(token string) {
 	if err := s.revoke(context.Background(), token); err != nil {
 		s.log.Warn().Err(err).Msg("revoke of an unused token failed")
 	}
+}
+
+// confirmWindow is the least time the confirmation page stays valid.
+const confirmWindow = 2 * time.Minute
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func nonEmpty(a, b string) string {

@@ -31,7 +31,7 @@ func TestConnectFlow(t *testing.T) {
 	}
 
 	token, p := e.mustConfirmPage(t, jane, janeSF)
-	for _, want := range []string{janeSF, "Jane Doe", e.sf.OrgID(), "@jane", "Acme", `value="confirm"`, `value="cancel"`} {
+	for _, want := range []string{janeSF, "Jane Doe", e.sf.OrgID(), "jane", jane.UserID, "Acme", `value="confirm"`, `value="cancel"`} {
 		if !strings.Contains(p.body, want) {
 			t.Errorf("confirm page lacks %q", want)
 		}
@@ -274,16 +274,29 @@ func TestForeignHost(t *testing.T) {
 	}
 }
 
-func TestConfirmRefusesCrossSitePost(t *testing.T) {
-	e := mustEnv(t, envOptions{})
-	token, _ := e.mustConfirmPage(t, jane, janeSF)
-	p := browser(t, http.MethodPost, e.callback+"/oauth/confirm", url.Values{"token": {token}, "decision": {"confirm"}},
-		map[string]string{"Origin": "https://evil.example"})
-	if p.status != http.StatusForbidden {
-		t.Errorf("cross-site confirm answered %d, want 403", p.status)
+func TestConfirmOrigin(t *testing.T) {
+	tests := []struct {
+		name   string
+		header map[string]string
+		want   int
+	}{
+		{"cross-site origin", map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden},
+		{"cross-site fetch", map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "null"}, http.StatusForbidden},
+		{"same-site but other origin", map[string]string{"Sec-Fetch-Site": "same-site"}, http.StatusForbidden},
+		// What Chrome and Firefox send for our own form under no-referrer.
+		{"browser, same origin", map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": "null"}, http.StatusOK},
+		{"older browser, null origin", map[string]string{"Origin": "null"}, http.StatusOK},
+		{"no browser headers", nil, http.StatusOK},
 	}
-	if p := e.confirm(t, token, "confirm"); p.status != http.StatusOK {
-		t.Errorf("same-site confirm after a refused cross-site one answered %d", p.status)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mustEnv(t, envOptions{})
+			token, _ := e.mustConfirmPage(t, jane, janeSF)
+			p := browser(t, http.MethodPost, e.callback+"/oauth/confirm", url.Values{"token": {token}, "decision": {"confirm"}}, tt.header)
+			if p.status != tt.want {
+				t.Errorf("answered %d, want %d", p.status, tt.want)
+			}
+		})
 	}
 }
 
@@ -439,5 +452,29 @@ func TestRefreshForAnotherUserRejected(t *testing.T) {
 	got, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
 	if err != nil || got.AccessToken != b.AccessToken {
 		t.Errorf("binding changed or lost: %v", err)
+	}
+}
+
+// A sign-in that ends just before the link expires still leaves time to
+// read the confirmation page.
+func TestConfirmationOutlivesALateCallback(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	link, err := e.svc.Start(mustCtx(t), jane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	redirect, err := e.sf.Authorize(mustCtx(t), link.URL, janeSF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.advance(10*time.Minute - time.Second) // a slow MFA login
+	p := browser(t, http.MethodGet, redirect, nil, nil)
+	m := confirmToken.FindStringSubmatch(p.body)
+	if p.status != http.StatusOK || m == nil {
+		t.Fatalf("late callback answered %d:\n%s", p.status, p.body)
+	}
+	e.advance(time.Minute)
+	if p := e.confirm(t, m[1], "confirm"); p.status != http.StatusOK {
+		t.Errorf("confirm a minute later answered %d:\n%s", p.status, p.body)
 	}
 }

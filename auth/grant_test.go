@@ -97,3 +97,27 @@ func FuzzParseCallback(f *testing.F) {
 		}
 	})
 }
+
+func TestParseLoginURL(t *testing.T) {
+	tests := []struct {
+		raw string
+		ok  bool
+	}{
+		{"https://login.salesforce.com", true},
+		{"https://acme.my.salesforce.com/", true},
+		{"http://127.0.0.1:8123", true},
+		{"http://localhost:8123", true},
+		{"http://[::1]:8123", true},
+		{"http://login.salesforce.com", false}, // secrets in clear
+		{"http://10.0.0.5", false},
+		{"ftp://login.salesforce.com", false},
+		{"https://login.salesforce.com/services", false},
+		{"https://user@login.salesforce.com", false},
+		{"login.salesforce.com", false},
+	}
+	for _, tt := range tests {
+		if _, err := ParseLoginURL(tt.raw); (err == nil) != tt.ok {
+			t.Errorf("ParseLoginURL(%q) = %v, want ok %v", tt.raw, err, tt.ok)
+		}
+	}
+}

@@ -32,7 +32,8 @@ const layout = `{{define "head"}}<!doctype html><html lang="en"><head><meta char
 	`{{define "problem"}}{{template "head" .Title}}<h1>{{.Title}}</h1><p>{{.Text}}</p></body></html>{{end}}` +
 	`{{define "confirm"}}{{template "head" "Confirm"}}<h1>Link these accounts?</h1>` +
 	`<p class="who">Salesforce user <b>{{.SFUsername}}</b>{{if .SFDisplayName}} ({{.SFDisplayName}}){{end}}, org <code>{{.SFOrg}}</code></p>` +
-	`<p>will act for</p><p class="who">Slack user <b>@{{.SlackUser}}</b> in workspace <b>{{.SlackTeam}}</b></p>` +
+	`<p>will act for</p><p class="who">Slack user <b>{{.SlackUser}}</b> (member ID <code>{{.SlackUserID}}</code>) in workspace <b>{{.SlackTeam}}</b></p>` +
+	`<p><small>Display names are not unique: the member ID is in your Slack profile under ⋮ → Copy member ID.</small></p>` +
 	`<p>Whoever uses forcebind as that Slack user will see and do in Salesforce what <b>{{.SFUsername}}</b> may. ` +
 	`Only confirm if both are you. If someone sent you this link, choose Cancel.</p>` +
 	`<form method="post" action="/oauth/confirm"><input type="hidden" name="token" value="{{.Token}}">` +
@@ -40,16 +41,16 @@ const layout = `{{define "head"}}<!doctype html><html lang="en"><head><meta char
 	`<button type="submit" name="decision" value="cancel">Cancel</button></form>` +
 	`<p><small>This page works until {{.Expires.Format "15:04 MST"}}.</small></p></body></html>{{end}}` +
 	`{{define "done"}}{{template "head" "Connected"}}<h1>Connected</h1>` +
-	`<p>Slack user <b>@{{.SlackUser}}</b> in <b>{{.SlackTeam}}</b> now works with Salesforce as <b>{{.SFUsername}}</b>.</p>` +
+	`<p>Slack user <b>{{.SlackUser}}</b> in <b>{{.SlackTeam}}</b> now works with Salesforce as <b>{{.SFUsername}}</b>.</p>` +
 	`<p>You can close this tab and go back to Slack. To undo it, send @forcebind “disconnect”.</p></body></html>{{end}}`
 
 type problemView struct{ Title, Text string }
 
 type confirmView struct {
-	Token                            string
-	SFUsername, SFDisplayName, SFOrg string
-	SlackUser, SlackTeam             string
-	Expires                          time.Time
+	Token                             string
+	SFUsername, SFDisplayName, SFOrg  string
+	SlackUser, SlackUserID, SlackTeam string
+	Expires                           time.Time
 }
 
 type doneView struct{ SFUsername, SlackUser, SlackTeam string }
@@ -95,17 +96,21 @@ func (p pages) hostAllowed(r *http.Request) bool {
 	return strings.EqualFold(hostPort(&url.URL{Scheme: scheme, Host: r.Host}), p.host)
 }
 
-// sameOriginPost refuses a cross-site form post. Browsers send Origin on
-// POST (or Sec-Fetch-Site); a request with neither is a non-browser client,
-// which still needs the one-time token.
+// sameOriginPost refuses a cross-site form post. Browsers send
+// Sec-Fetch-Site on POST; under Referrer-Policy: no-referrer they send
+// "Origin: null" even for a same-origin form, so "null" counts as not said.
+// A request with neither header is a non-browser client, which still needs
+// the one-time token.
 func (p pages) sameOriginPost(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin":
+		return true
+	case "", "none":
+	default:
 		return false
 	}
-	if o := r.Header.Get("Origin"); o != "" && !strings.EqualFold(o, p.origin) {
-		return false
-	}
-	return true
+	o := r.Header.Get("Origin")
+	return o == "" || o == "null" || strings.EqualFold(o, p.origin)
 }
 
 func (p pages) problem(w http.ResponseWriter, status int, title, text string) {

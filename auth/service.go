@@ -216,7 +216,7 @@ func (s *Service) Unlink(ctx context.Context, teamID, userID string) (Unlinked, 
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	gone, err := s.cfg.Store.SweepExpired(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("sweep links: %w", err)
+		err = fmt.Errorf("sweep links: %w", err) // what was removed is still revoked below
 	}
 	for _, p := range gone {
 		if p.Binding != nil {
@@ -225,7 +225,17 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			}
 		}
 	}
-	return len(gone), nil
+	return len(gone), err
+}
+
+// Close waits, until ctx ends, for refreshes still running: each may hold
+// tokens Salesforce has already rotated that are not yet stored. Call it
+// before closing the store.
+func (s *Service) Close(ctx context.Context) error {
+	if err := s.flights.wait(ctx); err != nil {
+		return fmt.Errorf("refreshes still running: %w", err)
+	}
+	return nil
 }
 
 // revoke revokes token (a refresh token revokes its access tokens too). The

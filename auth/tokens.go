@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -107,13 +108,18 @@ func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, w
 	if tok.RefreshToken != b.RefreshToken {
 		newRefresh = tok.RefreshToken // rotation is on
 	}
-	nb, err := s.cfg.Store.UpdateTokens(ctx, teamID, userID, b.RefreshToken, store.Tokens{
+	// Salesforce has answered (and may have rotated the refresh token): the
+	// commit gets its own deadline, so a slow token answer cannot leave it
+	// no time and lose the grant.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	nb, err := s.cfg.Store.UpdateTokens(cctx, teamID, userID, b.RefreshToken, store.Tokens{
 		AccessToken: tok.AccessToken, RefreshToken: newRefresh, IssuedAt: grant.issuedAt,
 	})
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		// The grant was replaced while this refresh ran (a re-link); use what is stored.
-		cur, err := s.cfg.Store.GetBinding(ctx, teamID, userID)
+		cur, err := s.cfg.Store.GetBinding(cctx, teamID, userID)
 		if err != nil {
 			return "", fmt.Errorf("refresh: %w", err)
 		}
@@ -126,6 +132,9 @@ func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, w
 	s.audit("binding refreshed", nb)
 	return nb.AccessToken, nil
 }
+
+// commitTimeout bounds storing the tokens a refresh obtained.
+const commitTimeout = 10 * time.Second
 
 // relink deletes a binding whose grant has ended and sends its owner a fresh
 // link. It always returns ErrRelinkRequired, the caller's answer.
@@ -190,6 +199,7 @@ func safeErr(err error) error {
 type flightGroup struct {
 	mu    sync.Mutex
 	calls map[string]*flight
+	wg    sync.WaitGroup // executions still running
 }
 
 type flight struct {
@@ -207,7 +217,9 @@ func (g *flightGroup) do(ctx context.Context, key string, fn func() (string, err
 	if !ok {
 		f = &flight{done: make(chan struct{})}
 		g.calls[key] = f
+		g.wg.Add(1)
 		go func() {
+			defer g.wg.Done()
 			defer func() {
 				if r := recover(); r != nil {
 					f.err = fmt.Errorf("refresh panicked: %v", r)
@@ -226,6 +238,18 @@ func (g *flightGroup) do(ctx context.Context, key string, fn func() (string, err
 		return f.val, f.err
 	case <-ctx.Done():
 		return "", ctx.Err()
+	}
+}
+
+// wait blocks until every execution has finished or ctx ends.
+func (g *flightGroup) wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { g.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
