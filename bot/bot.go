@@ -62,7 +62,6 @@ type Bot struct {
 	pool   *pool
 	busy   chan reply // "busy" answers, sent by one goroutine off the reader
 	self   identity   // the bot as auth.test names it
-	fatal  chan error // a worker's or watcher's reason to stop
 	cmds   []command
 	byName map[string]*command
 }
@@ -109,15 +108,14 @@ func New(cfg Config) (*Bot, error) {
 		cfg.Messages = NewMessenger(cfg.API, nil, cfg.Logger)
 	}
 	b := &Bot{
-		cfg:   cfg,
-		api:   cfg.API,
-		auth:  cfg.Auth,
-		msg:   cfg.Messages,
-		log:   cfg.Logger,
-		now:   cfg.Now,
-		seen:  newDedupe(cfg.DedupeWindow, 200_000),
-		busy:  make(chan reply, 256),
-		fatal: make(chan error, 1),
+		cfg:  cfg,
+		api:  cfg.API,
+		auth: cfg.Auth,
+		msg:  cfg.Messages,
+		log:  cfg.Logger,
+		now:  cfg.Now,
+		seen: newDedupe(cfg.DedupeWindow, 200_000),
+		busy: make(chan reply, 256),
 	}
 	b.pool = newPool(cfg.Workers, cfg.QueuePerUser, b.onPanic)
 	b.cmds = commands()
@@ -188,8 +186,6 @@ func (b *Bot) loop(ctx context.Context, client *socketmode.Client, runErr <-chan
 		case <-ctx.Done():
 			b.log.Info().Msg("shutting down: no more events taken")
 			return nil
-		case err := <-b.fatal:
-			return err
 		case err := <-runErr:
 			socketDone <- err
 			if isFatalSlackError(err) {
@@ -217,14 +213,17 @@ func (b *Bot) dispatch(ctx context.Context, client *socketmode.Client, evt socke
 		// An envelope slack-go could not parse (an unknown type, a payload of an
 		// unexpected shape) is still acked, or Slack would send it again.
 		if bad, ok := evt.Data.(*socketmode.ErrorBadMessage); ok {
-			var env struct {
-				EnvelopeID string `json:"envelope_id"`
-				Type       string `json:"type"`
+			var req socketmode.Request
+			if json.Unmarshal(bad.Message, &req) == nil && req.EnvelopeID != "" {
+				b.ack(ctx, client, req.EnvelopeID)
+				if req.Type == "events_api" || req.Type == "slash_commands" {
+					// slack-go's typed parse failed (a block shape it does not
+					// know, say); forcebind's own parser needs much less.
+					b.accept(&req)
+					return nil
+				}
 			}
-			if json.Unmarshal(bad.Message, &env) == nil && env.EnvelopeID != "" {
-				b.ack(ctx, client, env.EnvelopeID)
-			}
-			b.log.Warn().Str("envelope_type", env.Type).Err(bad.Cause).Msg("envelope not understood; acked and dropped")
+			b.log.Warn().Str("envelope_type", req.Type).Err(bad.Cause).Msg("envelope not understood; acked and dropped")
 		}
 	case socketmode.EventTypeIncomingError:
 		b.log.Warn().Msg("unreadable frame from Slack dropped")
@@ -302,7 +301,7 @@ func (b *Bot) accept(req *socketmode.Request) {
 // drop says why an incoming message is not for the bot, or "".
 func (b *Bot) drop(in *incoming) string {
 	switch {
-	case in.TeamID != "" && b.self.teamID != "" && in.TeamID != b.self.teamID:
+	case b.self.teamID != "" && ((in.TeamID != "" && in.TeamID != b.self.teamID) || (in.UserTeam != "" && in.UserTeam != b.self.teamID)):
 		return "other team"
 	case in.UserID == "":
 		return "no user"

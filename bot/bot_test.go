@@ -264,12 +264,14 @@ func TestIgnoredMessages(t *testing.T) {
 			"message": map[string]any{"user": jane, "text": "help"}}),
 		s.SendMessageEvent(map[string]any{"channel_type": "channel", "channel": "C0GENERAL", "user": jane, "text": "help", "ts": "1.4"}),
 		s.SendMessageEvent(map[string]any{"channel_type": "im", "channel": dm, "user": jane, "team": "T0OTHER", "text": "help", "ts": "1.5"}),
+		s.SendMessageEvent(map[string]any{"channel_type": "im", "channel": dm, "user": jane, "user_team": "T0OTHER", "text": "help", "ts": "1.6"}),
 	}
 	for _, d := range deliveries {
 		mustAck(t, s, d)
 	}
 	s.SendDM(jane, "frobnicate")
-	mustMessage(t, s, to(dm))
+	// The loop is ordered: once the last DM is answered, the others were seen.
+	mustMessage(t, s, func(m slacktest.Message) bool { return strings.Contains(m.Text, "frobnicate") })
 	if n := len(s.Messages()); n != 1 {
 		t.Errorf("%d messages sent; want only the answer to the last DM: %+v", n, s.Messages())
 	}
@@ -417,5 +419,31 @@ func TestShutdownFinishesInFlightWork(t *testing.T) {
 	if err := <-stopped; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+	// Run returns only after the work in flight has answered.
+	if n := countTo(s, s.DMChannel(jane)); n != 1 {
+		t.Errorf("%d answers when Run returned, want the in-flight one", n)
+	}
+}
+
+// A command that runs out of time still gets an answer saying so.
+func TestTimedOutCommandIsAnswered(t *testing.T) {
+	s := mustSlack(t)
+	fa := &fakeAuth{block: make(chan struct{})}
+	defer close(fa.block)
+	mustRun(t, s, fa, func(c *Config) { c.HandlerTimeout = 200 * time.Millisecond })
+	s.SendDM(jane, "search acme")
+	m := mustMessage(t, s, to(s.DMChannel(jane)))
+	if !strings.Contains(m.Text, "too long") {
+		t.Errorf("answer %q does not say it timed out", m.Text)
+	}
+}
+
+// An envelope slack-go cannot parse into its own types, but that carries a
+// usable message, is still answered.
+func TestEnvelopeSlackGoCannotParse(t *testing.T) {
+	s := mustSlack(t)
+	mustRun(t, s, &fakeAuth{}, nil)
+	d := s.SendMessageEvent(map[string]any{"channel_type": "im", "channel": s.DMChannel(jane), "user": jane, "text": "help", "ts": "1.1", "blocks": 5})
+	mustAck(t, s, d)
 	mustMessage(t, s, to(s.DMChannel(jane)))
 }

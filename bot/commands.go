@@ -26,6 +26,9 @@ type command struct {
 // findLimit is how many records a per-object command shows.
 const findLimit = 10
 
+// replyTimeout bounds sending one answer to Slack.
+const replyTimeout = 10 * time.Second
+
 func commands() []command {
 	cmds := []command{
 		{Name: "help", Help: "show this help", run: (*Bot).cmdHelp},
@@ -101,7 +104,11 @@ func (b *Bot) handle(in *incoming) {
 		name = c.Name
 		r, outcome = c.run(b, ctx, in, args)
 	}
-	if err := b.msg.send(ctx, r); err != nil {
+	// The answer gets its own deadline: a command that ran out of time must
+	// still be able to say so.
+	sendCtx, cancelSend := context.WithTimeout(context.WithoutCancel(ctx), replyTimeout)
+	defer cancelSend()
+	if err := b.msg.send(sendCtx, r); err != nil {
 		b.log.Warn().Err(err).Str("team", in.TeamID).Str("user", in.UserID).Msg("reply not sent")
 		outcome += "+reply_failed"
 	}

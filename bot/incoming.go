@@ -12,6 +12,7 @@ import (
 // surfaces: a DM, a mention in a channel, or the slash command.
 type incoming struct {
 	TeamID, UserID, BotID, Subtype string
+	UserTeam                       string // the sender's own team, when Slack says
 	ChannelID                      string
 	Text                           string // the command text, without the mention or slash command
 	Surface                        surface
@@ -65,6 +66,7 @@ func parseEventsAPI(payload []byte) (*incoming, error) {
 			Channel     string `json:"channel"`
 			ChannelType string `json:"channel_type"`
 			Team        string `json:"team"`
+			UserTeam    string `json:"user_team"`
 		} `json:"event"`
 	}
 	if err := json.Unmarshal(payload, &p); err != nil {
@@ -80,6 +82,9 @@ func parseEventsAPI(payload []byte) (*incoming, error) {
 	in := &incoming{
 		TeamID: p.TeamID, UserID: ev.User, BotID: ev.BotID, Subtype: ev.Subtype,
 		ChannelID: ev.Channel, dedupeKey: p.EventID,
+		// A Slack Connect user writes from their own team; bindings are per
+		// workspace member, so such a message counts as the other team's.
+		UserTeam: nonEmpty(ev.UserTeam, ev.Team),
 	}
 	switch {
 	case ev.Type == "app_mention":
@@ -127,8 +132,26 @@ func stripMention(s string) string {
 	return strings.TrimSpace(mention.ReplaceAllString(s, ""))
 }
 
+// slackMarkup matches Slack's encoding of links, mailto links, channels and
+// users in message text: <https://acme.com|acme.com>, <mailto:a@b.c|a@b.c>.
+var slackMarkup = regexp.MustCompile(`<([^<>|]*)(?:\|([^<>]*))?>`)
+
+// plainText undoes Slack's encoding of typed text: a link becomes the text
+// shown for it, and &amp; &lt; &gt; become & < >, so "search AT&T" or
+// "contact jane@acme.com" search for what the person typed.
+func plainText(s string) string {
+	s = slackMarkup.ReplaceAllStringFunc(s, func(m string) string {
+		sub := slackMarkup.FindStringSubmatch(m)
+		if sub[2] != "" {
+			return sub[2]
+		}
+		return strings.TrimPrefix(sub[1], "mailto:")
+	})
+	return strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&").Replace(s)
+}
+
 func clip(s string) string {
-	s = strings.TrimSpace(s)
+	s = strings.TrimSpace(plainText(s))
 	if len(s) > maxTextLen {
 		s = strings.ToValidUTF8(s[:maxTextLen], "")
 	}

@@ -50,6 +50,22 @@ func TestParseEnvelope(t *testing.T) {
 	}
 }
 
+func TestPlainText(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"search AT&amp;T", "search AT&T"},
+		{"contact <mailto:jane@acme.com|jane@acme.com>", "contact jane@acme.com"},
+		{"contact <mailto:jane@acme.com>", "contact jane@acme.com"},
+		{"account <http://acme.com|acme.com>", "account acme.com"},
+		{"search &lt;script&gt;", "search <script>"},
+		{"search a|b > c", "search a|b > c"},
+	}
+	for _, tt := range tests {
+		if got := plainText(tt.in); got != tt.want {
+			t.Errorf("plainText(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
 func TestLongTextClipped(t *testing.T) {
 	long := strings.Repeat("é", maxTextLen)
 	in, err := parseEnvelope("slash_commands", []byte(`{"user_id":"U1","channel_id":"C1","trigger_id":"t","text":"`+long+`"}`))

@@ -176,7 +176,13 @@ func (m *Messenger) displayName(ctx context.Context, userID string) string {
 		m.log.Debug().Err(err).Str("user", userID).Msg("users.info failed; using the user id")
 		return ""
 	}
-	name := nonEmpty(u.Profile.DisplayName, nonEmpty(u.RealName, u.Name))
+	// Display names are chosen by their owner and need not be unique, so the
+	// confirmation page gets the real name and the handle as well (and shows
+	// the member ID beside them).
+	name := nonEmpty(u.RealName, u.Profile.DisplayName)
+	if u.Name != "" {
+		name = strings.TrimSpace(name + " (@" + u.Name + ")")
+	}
 	m.mu.Lock()
 	if len(m.names) >= maxNames {
 		clear(m.names)
