@@ -98,6 +98,14 @@ func (d daemon) run(ctx context.Context) (err error) {
 		<-served
 	}()
 
+	// Runs after the bot and the listener have stopped, before the store closes.
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if cerr := svc.Close(cctx); cerr != nil {
+			log.Error().Err(cerr).Msg("stopping with a refresh unfinished; its user may have to connect again")
+		}
+	}()
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	swept := make(chan struct{})
 	go func() { defer close(swept); sweep(sweepCtx, svc, log) }()
