@@ -71,7 +71,9 @@ func (c *Client) query(ctx context.Context, soql string, limit int) ([]Record, e
 // nextURL accepts only a relative /services/data/ path, which is what
 // Salesforce sends, and resolves it against the instance. Anything else
 // (another host, a scheme-relative URL, dot segments) is refused so the
-// token never goes elsewhere.
+// token never goes elsewhere. Salesforce's paths (…/query/01gXX-2000) are
+// never percent-encoded, so any escape in the path is refused too: a server
+// or proxy that decodes twice would turn %252e%252e into "..".
 func (c *Client) nextURL(next string) (string, error) {
 	refused := errors.New("refusing nextRecordsUrl that is not a relative /services/data/ path on the instance")
 	u, err := url.Parse(next)
@@ -79,7 +81,7 @@ func (c *Client) nextURL(next string) (string, error) {
 		return "", refused
 	}
 	if !strings.HasPrefix(u.Path, "/services/data/v") || path.Clean(u.Path) != u.Path ||
-		strings.ContainsAny(u.Path, `\`) || strings.Contains(u.RawPath, "%2") {
+		strings.ContainsAny(u.Path, `\`) || strings.Contains(u.EscapedPath(), "%") {
 		return "", refused
 	}
 	return c.instance + u.EscapedPath() + queryPart(u), nil
@@ -204,10 +206,11 @@ func (c *Client) Get(ctx context.Context, object, id string) (Record, error) {
 // Identity fetches the identity URL (the "id" of a token response) with the
 // binding's token and returns who the token belongs to. The caller must have
 // checked that the URL's host is one it trusts; here it only has to be an
-// absolute http(s) URL without userinfo.
+// absolute https URL without userinfo (plain http only to a loopback host,
+// for local fakes).
 func (c *Client) Identity(ctx context.Context, idURL string) (Identity, error) {
 	u, err := url.Parse(idURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+	if err != nil || u.Hostname() == "" || u.User != nil || !secureScheme(u) {
 		return Identity{}, fmt.Errorf("salesforce identity: %w: identity URL must be an absolute https URL", ErrInvalidInput)
 	}
 	ctx, cancel := c.bound(ctx)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -31,6 +32,7 @@ const (
 type Config struct {
 	// InstanceURL is the org's instance, e.g. https://acme.my.salesforce.com.
 	// A trailing slash is fine; a path, query, fragment or userinfo is not.
+	// Plain http is accepted only for a loopback host (a local fake).
 	InstanceURL string
 
 	// APIVersion is the REST API version, e.g. "62.0" (a leading "v" is
@@ -146,8 +148,8 @@ func parseInstanceURL(raw string) (string, error) {
 		return "", errors.New("not a URL")
 	}
 	switch {
-	case u.Scheme != "https" && u.Scheme != "http":
-		return "", errors.New("scheme must be https (or http for local fakes)")
+	case !secureScheme(u):
+		return "", errors.New("scheme must be https (http only for a loopback host)")
 	case u.Host == "" || u.Hostname() == "":
 		return "", errors.New("host is missing")
 	case u.User != nil:
@@ -158,6 +160,29 @@ func parseInstanceURL(raw string) (string, error) {
 		return "", errors.New("path is not allowed")
 	}
 	return u.Scheme + "://" + strings.ToLower(u.Host), nil
+}
+
+// secureScheme reports whether u may carry a bearer token: https anywhere,
+// plain http only to a loopback host, where local fakes such as sftest run
+// and nothing crosses a network.
+func secureScheme(u *url.URL) bool {
+	switch u.Scheme {
+	case "https":
+		return true
+	case "http":
+		return isLoopback(u.Hostname())
+	}
+	return false
+}
+
+// isLoopback reports whether host (without port or brackets) is "localhost"
+// or an address in 127.0.0.0/8 or ::1.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // noRedirects returns a shallow copy of hc (or a default client) that
@@ -239,7 +264,7 @@ func (c *Client) roundTrip(ctx context.Context, method, u string, body []byte, t
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, redactError(err, token))
 	}
 	defer resp.Body.Close()
 	if u, ok := parseLimitInfo(resp.Header.Get("Sforce-Limit-Info")); ok {
@@ -250,17 +275,30 @@ func (c *Client) roundTrip(ctx context.Context, method, u string, body []byte, t
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
-		return nil, fmt.Errorf("%w: read body: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: read body: %w", ErrUnavailable, redactError(err, token))
 	}
 	if len(data) > maxBodyBytes {
 		return nil, fmt.Errorf("response body exceeds %d bytes", maxBodyBytes)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		apiErr := ParseError(resp.StatusCode, resp.Header, data)
+		// Redact the raw body before anything is parsed or cut: a server
+		// may echo the token into any field, and capping first could leave
+		// part of it behind.
 		if token != "" {
-			apiErr.Message = strings.ReplaceAll(apiErr.Message, token, "[redacted]")
+			data = bytes.ReplaceAll(data, []byte(token), []byte(redacted))
 		}
-		return nil, apiErr
+		return nil, parseError(resp.StatusCode, resp.Header, data, token)
 	}
 	return data, nil
+}
+
+// redactError returns err unchanged unless its text contains token. Then it
+// returns a plain error with the token replaced: keeping err in the chain
+// would let errors.As hand out the unredacted original. Callers only match
+// the ErrUnavailable wrapped around it, so nothing is lost.
+func redactError(err error, token string) error {
+	if token == "" || !strings.Contains(err.Error(), token) {
+		return err
+	}
+	return errors.New(redact(err.Error(), token))
 }

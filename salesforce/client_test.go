@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/forcebind/forcebind/salesforce"
 	"github.com/forcebind/forcebind/salesforce/sftest"
@@ -204,6 +206,14 @@ func TestQueryRefusesForeignNextRecordsURL(t *testing.T) {
 		{name: "dot segments", next: "/services/data/v62.0/../../../x"},
 		{name: "other path", next: "/secur/frontdoor.jsp?x=1"},
 		{name: "backslash", next: `/services/data/v62.0/query/\` + evilHost},
+		{name: "encoded dot segments", next: "/services/data/v62.0/%2e%2e/%2e%2e/%2e%2e/x"},
+		{name: "encoded dot segments upper case", next: "/services/data/v62.0/query/%2E%2E/%2E%2E/%2E%2E/secur/frontdoor.jsp"},
+		{name: "encoded single dot", next: "/services/data/v62.0/%2e/query/01gX-2"},
+		{name: "encoded slash", next: "/services/data/v62.0/query%2F..%2F..%2F..%2Fx"},
+		{name: "encoded slash lower case", next: "/services/data/v62.0/query%2f..%2f..%2f..%2fx"},
+		{name: "encoded double slash to host", next: "/services/data/v62.0/%2F%2F" + evilHost + "/x"},
+		{name: "double encoded dots", next: "/services/data/v62.0/query/%252e%252e/%252e%252e/x"},
+		{name: "encoded backslash", next: "/services/data/v62.0/query/%5c" + evilHost},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -628,5 +638,227 @@ func TestConcurrentCallsRefreshTogether(t *testing.T) {
 	// once; the client itself must never refresh more than once per call.
 	if n := tokens.calls.Load(); n < 1 || n > 8 {
 		t.Errorf("refreshes = %d, want 1..8", n)
+	}
+}
+
+// roundTripFunc turns a function into an http.RoundTripper.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// leakedPiece returns a piece of at least 8 bytes of token found in the text
+// of err or of any error it wraps, or "" if there is none.
+func leakedPiece(err error, token string) string {
+	if err == nil {
+		return ""
+	}
+	text := err.Error()
+	for i := 0; i+8 <= len(token); i++ {
+		if strings.Contains(text, token[i:i+8]) {
+			return token[i : i+8]
+		}
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return leakedPiece(u.Unwrap(), token)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if p := leakedPiece(e, token); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+func TestTokenEchoRedacted(t *testing.T) {
+	// Shaped like a Salesforce access token: org id, "!", opaque part.
+	const token = "00D5g000004AcmeEAC!AQ8AQHx7p3c9Qk2LrWvT0mZsYb1nJdFgEhUiKoPa6sDt4yXwVe3cBn5Mq.Zz_r"
+	escaped := strings.ReplaceAll(token, "!", `\u0021`)
+	long := strings.Repeat("x", 480)
+	tests := []struct {
+		name string
+		body func(tok string) string // error body, given the echoed token
+	}{
+		{name: "errorCode", body: func(tok string) string { return `[{"errorCode":"` + tok + `","message":"bad"}]` }},
+		{name: "fields", body: func(tok string) string {
+			return `[{"errorCode":"BAD","message":"bad","fields":["Name","` + tok + `"]}]`
+		}},
+		{name: "message near the cap", body: func(tok string) string { return `[{"errorCode":"BAD","message":"` + long + tok + `"}]` }},
+		{name: "oauth error", body: func(tok string) string { return `{"error":"` + tok + `","error_description":"` + long + tok + `"}` }},
+		{name: "escaped in message", body: func(string) string { return `[{"errorCode":"BAD","message":"got ` + escaped + `"}]` }},
+		{name: "escaped near the cap", body: func(string) string { return `[{"errorCode":"BAD","message":"` + long + escaped + `"}]` }},
+		{name: "escaped in errorCode", body: func(string) string { return `{"errorCode":"` + escaped + `","message":"bad"}` }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				fmt.Fprint(w, tt.body(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")))
+			}))
+			defer echo.Close()
+			c := mustClient(t, salesforce.Config{InstanceURL: echo.URL, Tokens: salesforce.StaticToken(token)})
+			_, err := c.Query(context.Background(), "SELECT Id FROM Account")
+			var apiErr *salesforce.APIError
+			if !errors.As(err, &apiErr) {
+				t.Fatalf("Query error = %v, want an *APIError", err)
+			}
+			if p := leakedPiece(err, token); p != "" {
+				t.Errorf("error contains %q of the token: %v", p, err)
+			}
+		})
+	}
+
+	t.Run("transport error", func(t *testing.T) {
+		hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			return nil, fmt.Errorf("proxy refused request with header %q", r.Header.Get("Authorization"))
+		})}
+		c := mustClient(t, salesforce.Config{InstanceURL: "https://acme.my.salesforce.com", HTTPClient: hc, Tokens: salesforce.StaticToken(token)})
+		_, err := c.Get(context.Background(), "Account", "0015g00000AcmeAAAR")
+		if !errors.Is(err, salesforce.ErrUnavailable) {
+			t.Fatalf("Get error = %v, want ErrUnavailable", err)
+		}
+		if p := leakedPiece(err, token); p != "" {
+			t.Errorf("error contains %q of the token: %v", p, err)
+		}
+	})
+}
+
+func TestPlainHTTPOnlyToLoopback(t *testing.T) {
+	tests := []struct {
+		url    string
+		wantOK bool
+	}{
+		{url: "https://acme.my.salesforce.com", wantOK: true},
+		{url: "https://10.0.0.7:8443", wantOK: true},
+		{url: "http://127.0.0.1:8123", wantOK: true},
+		{url: "http://127.3.4.5", wantOK: true},
+		{url: "http://[::1]:8123", wantOK: true},
+		{url: "http://localhost:8123", wantOK: true},
+		{url: "http://LocalHost", wantOK: true},
+		{url: "http://acme.my.salesforce.com"},
+		{url: "http://10.0.0.7"},
+		{url: "http://128.0.0.1"},
+		{url: "http://0.0.0.0:8123"},
+		{url: "http://[::]:8123"},
+		{url: "http://localhost.evil.example"},
+		{url: "http://127.0.0.1.evil.example"},
+		{url: "http://evil.example#@127.0.0.1"},
+		{url: "ws://127.0.0.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			_, err := salesforce.New(salesforce.Config{InstanceURL: tt.url, Tokens: salesforce.StaticToken("t")})
+			if got := err == nil; got != tt.wantOK {
+				t.Errorf("New(%q) error = %v, want ok %v", tt.url, err, tt.wantOK)
+			}
+
+			var sent atomic.Int32
+			hc := &http.Client{Transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
+				sent.Add(1)
+				return nil, errors.New("no network in this test")
+			})}
+			c := mustClient(t, salesforce.Config{InstanceURL: "https://acme.my.salesforce.com", HTTPClient: hc, Tokens: salesforce.StaticToken("t")})
+			_, err = c.Identity(context.Background(), tt.url+"/id/00D5g000004AcmeEAC/0055g00000SamsAAAR")
+			refused := errors.Is(err, salesforce.ErrInvalidInput)
+			if refused == tt.wantOK {
+				t.Errorf("Identity(%q) error = %v, want refused %v", tt.url, err, !tt.wantOK)
+			}
+			if want := map[bool]int32{true: 1, false: 0}[tt.wantOK]; sent.Load() != want {
+				t.Errorf("Identity(%q) sent %d requests, want %d", tt.url, sent.Load(), want)
+			}
+		})
+	}
+}
+
+func TestResponseBodyCap(t *testing.T) {
+	const limit = 8 << 20
+	const endlessCap = 64 << 20 // where the endless body gives up
+	hugeRecord := `{"attributes":{"type":"Account"},"Id":"0015g00000AcmeAAAR","Name":"` + strings.Repeat("a", limit+1024) + `"}`
+	tests := []struct {
+		name    string
+		status  int
+		body    string // sent once unless endless
+		endless bool
+	}{
+		{name: "valid record over the cap", status: http.StatusOK, body: hugeRecord},
+		{name: "error answer over the cap", status: http.StatusBadRequest, body: `[{"errorCode":"BAD","message":"` + strings.Repeat("b", limit) + `"}]`},
+		{name: "endless body", status: http.StatusOK, endless: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var written atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tt.status)
+				if !tt.endless {
+					n, _ := io.WriteString(w, tt.body)
+					written.Add(int64(n))
+					return
+				}
+				chunk := []byte(`{"records":[` + strings.Repeat(" ", 64<<10))
+				for written.Load() < endlessCap {
+					n, err := w.Write(chunk)
+					written.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			}))
+			c := mustClient(t, salesforce.Config{InstanceURL: srv.URL, Tokens: salesforce.StaticToken("t")})
+			rec, err := c.Get(context.Background(), "Account", "0015g00000AcmeAAAR")
+			srv.Close() // waits for the handler, so written is final
+			if err == nil {
+				t.Fatalf("Get accepted a body of %d bytes (record name %d bytes)", written.Load(), len(rec.String("Name")))
+			}
+			// The cap applies before an error answer is parsed.
+			var apiErr *salesforce.APIError
+			if errors.As(err, &apiErr) {
+				t.Errorf("Get parsed an over-cap body as an API error: %v", err)
+			}
+			if tt.endless && written.Load() >= endlessCap {
+				t.Errorf("client read the endless body to the server's own cap of %d bytes", endlessCap)
+			}
+		})
+	}
+}
+
+func TestDefaultTimeout(t *testing.T) {
+	const record = `{"attributes":{"type":"Account"},"Id":"0015g00000AcmeAAAR","Name":"Acme"}`
+	tests := []struct {
+		name     string
+		delay    time.Duration // before the server answers, unless the client gives up
+		deadline time.Duration // of the caller's context; zero means none
+		wantErr  error
+	}{
+		// Without a deadline the client's own Timeout (50ms) must cut the
+		// call short; the server would answer only after 20s.
+		{name: "no deadline gets Timeout", delay: 20 * time.Second, wantErr: context.DeadlineExceeded},
+		// The caller's deadline wins over Timeout, even when it is longer.
+		{name: "caller deadline kept", delay: 300 * time.Millisecond, deadline: 20 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-r.Context().Done():
+				case <-time.After(tt.delay):
+					fmt.Fprint(w, record)
+				}
+			}))
+			defer srv.Close()
+			c := mustClient(t, salesforce.Config{InstanceURL: srv.URL, Tokens: salesforce.StaticToken("t"), Timeout: 50 * time.Millisecond})
+			ctx := context.Background()
+			if tt.deadline > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+				defer cancel()
+			}
+			_, err := c.Get(ctx, "Account", "0015g00000AcmeAAAR")
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("Get error = %v, want %v", err, tt.wantErr)
+			}
+		})
 	}
 }

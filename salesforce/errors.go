@@ -109,6 +109,15 @@ func (e *APIError) Is(target error) bool {
 // empty body. It never panics, always returns a non-nil error, and caps the
 // message length. It is safe for concurrent use.
 func ParseError(status int, header http.Header, body []byte) *APIError {
+	return parseError(status, header, body, "")
+}
+
+// parseError is ParseError that also replaces token (when not empty) in the
+// decoded fields before they are capped. The client redacts the raw body
+// too; this second pass catches a token the server sent JSON-escaped
+// (\u0021 for "!"), and running it before the cap keeps a token that
+// straddles the cut from surviving as a prefix.
+func parseError(status int, header http.Header, body []byte, token string) *APIError {
 	e := &APIError{StatusCode: status}
 	trimmed := bytes.TrimSpace(bytes.TrimPrefix(body, []byte("\xef\xbb\xbf")))
 	var ok bool
@@ -122,6 +131,13 @@ func ParseError(status int, header http.Header, body []byte) *APIError {
 		e.ErrorCode = ""
 		e.Fields = nil
 		e.Message = describeBody(status, header, trimmed)
+	}
+	if token != "" {
+		e.ErrorCode = redact(e.ErrorCode, token)
+		e.Message = redact(e.Message, token)
+		for i, f := range e.Fields {
+			e.Fields[i] = redact(f, token)
+		}
 	}
 	e.ErrorCode = clean(e.ErrorCode, maxCodeBytes)
 	e.Message = clean(e.Message, maxMessageBytes)
@@ -214,4 +230,16 @@ func clean(s string, limit int) string {
 		cut--
 	}
 	return s[:cut] + ellipsis
+}
+
+// redacted replaces a bearer token wherever it shows up in an error.
+const redacted = "[redacted]"
+
+// redact replaces every occurrence of token in s. An empty token would match
+// between every byte, so it leaves s alone.
+func redact(s, token string) string {
+	if token == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, token, redacted)
 }
