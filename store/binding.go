@@ -15,8 +15,9 @@ import (
 // A Binding links one Slack user to their own Salesforce user and holds the
 // grant that lets forcebind act as them. It is a plain value: copies are
 // independent, except that Scopes is shared, and a Binding is not safe to
-// modify from several goroutines at once. Its String method leaves the
-// tokens out, so a Binding printed by mistake leaks nothing.
+// modify from several goroutines at once. Its String and GoString methods
+// leave the tokens out and its MarshalJSON redacts them, so a Binding printed
+// or encoded by mistake leaks nothing.
 type Binding struct {
 	TeamID string // Slack team (workspace) id
 	UserID string // Slack user id; the record key is TeamID + "/" + UserID
@@ -41,9 +42,26 @@ func (b Binding) String() string {
 	return fmt.Sprintf("Binding{%s/%s -> %s (org %s, user %s) at %s}", b.TeamID, b.UserID, b.Username, b.OrgID, b.SalesforceUserID, b.InstanceURL)
 }
 
+// GoString is String, so that %#v hides the tokens too.
+func (b Binding) GoString() string {
+	return b.String()
+}
+
+// MarshalJSON encodes the binding with each token that is set replaced by
+// "[redacted]", so that a Binding logged or served as JSON leaks nothing.
+// It is not a way to persist a Binding: the tokens do not survive it. The
+// store seals its own record type, which keeps them.
+func (b Binding) MarshalJSON() ([]byte, error) {
+	type plain Binding // plain has no methods, so this does not recurse
+	r := plain(b)
+	r.AccessToken, r.RefreshToken = redact(r.AccessToken), redact(r.RefreshToken)
+	return json.Marshal(r)
+}
+
 // Tokens is the result of a refresh, as stored by UpdateTokens. An empty
 // RefreshToken means "unchanged": Salesforce returns none unless refresh
-// token rotation is on. Its String method leaves the tokens out.
+// token rotation is on. Its String and GoString methods leave the tokens
+// out and its MarshalJSON redacts them.
 type Tokens struct {
 	AccessToken  string
 	RefreshToken string
@@ -53,6 +71,20 @@ type Tokens struct {
 // String describes the tokens without their values.
 func (t Tokens) String() string {
 	return fmt.Sprintf("Tokens{issued %s, refresh rotated: %t}", t.IssuedAt.Format(time.RFC3339), t.RefreshToken != "")
+}
+
+// GoString is String, so that %#v hides the tokens too.
+func (t Tokens) GoString() string {
+	return t.String()
+}
+
+// MarshalJSON encodes the tokens with each value that is set replaced by
+// "[redacted]"; like Binding's, it is for logs, not for persisting.
+func (t Tokens) MarshalJSON() ([]byte, error) {
+	type plain Tokens
+	r := plain(t)
+	r.AccessToken, r.RefreshToken = redact(r.AccessToken), redact(r.RefreshToken)
+	return json.Marshal(r)
 }
 
 // GetBinding returns the binding of a Slack user, or ErrNotFound. It is safe
@@ -107,6 +139,29 @@ func (db *DB) PutBinding(ctx context.Context, b Binding) error {
 // DeleteBinding removes the binding of a Slack user, or returns ErrNotFound
 // when there was none. It is safe for concurrent use.
 func (db *DB) DeleteBinding(ctx context.Context, teamID, userID string) error {
+	return db.deleteBinding(ctx, teamID, userID, nil)
+}
+
+// DeleteBindingIf removes the binding of a Slack user, but only if its
+// refresh token is still refreshToken; the check and the delete happen in
+// one transaction. It is for deleting a binding whose grant was found dead
+// (the refresh token was revoked or expired) without clobbering a newer
+// binding stored in the meantime, such as one from a relink or a refresh
+// that won a race. It returns ErrConflict, and changes nothing, when the
+// stored refresh token differs, and ErrNotFound when there is no binding.
+// It is safe for concurrent use.
+func (db *DB) DeleteBindingIf(ctx context.Context, teamID, userID, refreshToken string) error {
+	return db.deleteBinding(ctx, teamID, userID, func(b Binding) error {
+		if subtle.ConstantTimeCompare([]byte(b.RefreshToken), []byte(refreshToken)) != 1 {
+			return ErrConflict
+		}
+		return nil
+	})
+}
+
+// deleteBinding removes a binding in one write transaction, after cond (if
+// set) has accepted the stored value.
+func (db *DB) deleteBinding(ctx context.Context, teamID, userID string, cond func(Binding) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -116,8 +171,18 @@ func (db *DB) DeleteBinding(ctx context.Context, teamID, userID string) error {
 	}
 	err = db.bolt.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucketBindings)
-		if bk.Get(key) == nil {
+		rec := bk.Get(key)
+		if rec == nil {
 			return ErrNotFound
+		}
+		if cond != nil {
+			b, err := db.openBinding(key, rec)
+			if err != nil {
+				return err
+			}
+			if err := cond(b); err != nil {
+				return err
+			}
 		}
 		return bk.Delete(key)
 	})
@@ -194,7 +259,9 @@ func (db *DB) CountBindings(ctx context.Context) (int, error) {
 }
 
 // bindingRecord is the sealed form of a Binding. Its field names are the file
-// format; renaming a Binding field must not change them.
+// format; renaming a Binding field must not change them. It is a distinct
+// type without methods, so it encodes the real tokens, not the redacted
+// form of Binding.MarshalJSON.
 type bindingRecord struct {
 	TeamID           string    `json:"team_id"`
 	UserID           string    `json:"user_id"`
@@ -236,6 +303,14 @@ func (db *DB) openBinding(key, rec []byte) (Binding, error) {
 		return Binding{}, fmt.Errorf("%w: binding does not decode: %v", ErrCorrupt, err)
 	}
 	return r.binding(), nil
+}
+
+// redact hides a secret but not whether it is set.
+func redact(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
 }
 
 // bindingKey is the record key of a Slack user. '/' is refused in the ids so

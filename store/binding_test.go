@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestBindingRoundTrip(t *testing.T) {
@@ -271,19 +273,162 @@ func TestStringHidesSecrets(t *testing.T) {
 	b := sampleBinding("T1", "U1")
 	p := Pending{TeamID: "T1", UserID: "U1", Verifier: "verifier-secret-8d7f", Binding: &b}
 	tk := Tokens{AccessToken: b.AccessToken, RefreshToken: b.RefreshToken}
-	for _, s := range []string{
-		b.String(), fmt.Sprint(b), fmt.Sprintf("%v %+v %s", b, b, &b),
-		p.String(), fmt.Sprintf("%v %+v", p, p),
-		tk.String(), fmt.Sprintf("%v %+v", tk, tk),
-	} {
+	mustJSON := func(v any) string {
+		t.Helper()
+		data, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("json.Marshal(%T): %v", v, err)
+		}
+		return string(data)
+	}
+	outputs := map[string]string{
+		"Binding String":    b.String(),
+		"Binding %v %+v %s": fmt.Sprintf("%v %+v %s", b, b, &b),
+		"Binding %#v":       fmt.Sprintf("%#v %#v", b, &b),
+		"Binding JSON":      mustJSON(b) + mustJSON(&b),
+		"Pending String":    p.String(),
+		"Pending %v %+v":    fmt.Sprintf("%v %+v %v", p, p, &p),
+		"Pending %#v":       fmt.Sprintf("%#v %#v", p, &p),
+		"Pending JSON":      mustJSON(p) + mustJSON(&p),
+		"Tokens String":     tk.String(),
+		"Tokens %v %+v":     fmt.Sprintf("%v %+v %v", tk, tk, &tk),
+		"Tokens %#v":        fmt.Sprintf("%#v %#v", tk, &tk),
+		"Tokens JSON":       mustJSON(tk) + mustJSON(&tk),
+		"nested %+v %#v":    fmt.Sprintf("%+v %#v", []any{b, p, tk}, []any{b, p, tk}),
+		"nested JSON":       mustJSON(map[string]any{"b": b, "p": []Pending{p}, "t": &tk}),
+	}
+	for name, s := range outputs {
 		for _, secret := range []string{b.AccessToken, b.RefreshToken, p.Verifier} {
 			if strings.Contains(s, secret) {
-				t.Errorf("%q contains the secret %q", s, secret)
+				t.Errorf("%s: %q contains the secret %q", name, s, secret)
 			}
 		}
 	}
 	if !strings.Contains(b.String(), b.Username) {
 		t.Errorf("Binding.String() = %q, want it to name the user", b.String())
+	}
+
+	// The JSON keeps everything else, and says which secrets were set.
+	var gotB map[string]any
+	if err := json.Unmarshal([]byte(mustJSON(b)), &gotB); err != nil {
+		t.Fatal(err)
+	}
+	for field, want := range map[string]any{"Username": b.Username, "AccessToken": "[redacted]", "RefreshToken": "[redacted]"} {
+		if gotB[field] != want {
+			t.Errorf("Binding JSON %s = %v, want %v", field, gotB[field], want)
+		}
+	}
+	var gotP struct {
+		UserID   string
+		Verifier string
+		Binding  struct{ AccessToken string }
+	}
+	if err := json.Unmarshal([]byte(mustJSON(p)), &gotP); err != nil {
+		t.Fatal(err)
+	}
+	if want := (struct {
+		UserID   string
+		Verifier string
+		Binding  struct{ AccessToken string }
+	}{"U1", "[redacted]", struct{ AccessToken string }{"[redacted]"}}); gotP != want {
+		t.Errorf("Pending JSON = %+v, want %+v", gotP, want)
+	}
+	if got := mustJSON(Tokens{}); !strings.Contains(got, `"AccessToken":""`) {
+		t.Errorf("JSON of empty Tokens = %s, want empty tokens left empty", got)
+	}
+}
+
+// TestSealedRecordsKeepSecrets checks that the redacting MarshalJSON
+// methods do not reach the sealed records, which must keep the real values.
+func TestSealedRecordsKeepSecrets(t *testing.T) {
+	clock := newTestClock()
+	db := mustNewDB(t, clock)
+	b := sampleBinding("T1", "U1")
+	mustPutBinding(t, db, b)
+	p := samplePending(clock, "U2")
+	p.Binding = &b
+	mustCreatePending(t, db, p)
+
+	var plaintexts []string
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		pt, err := db.keyring.open(bucketBindings, []byte("T1/U1"), nil, tx.Bucket(bucketBindings).Get([]byte("T1/U1")))
+		if err != nil {
+			return err
+		}
+		plaintexts = append(plaintexts, string(pt))
+		k, v := tx.Bucket(bucketPending).Cursor().First()
+		pt, err = db.keyring.open(bucketPending, k, v[:expiryLen], v[expiryLen:])
+		if err != nil {
+			return err
+		}
+		plaintexts = append(plaintexts, string(pt))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, pt := range plaintexts {
+		for _, secret := range []string{b.AccessToken, b.RefreshToken} {
+			if !strings.Contains(pt, secret) {
+				t.Errorf("sealed record %d does not hold the real token", i)
+			}
+		}
+		if strings.Contains(pt, "[redacted]") {
+			t.Errorf("sealed record %d holds a redacted value", i)
+		}
+	}
+	if !strings.Contains(plaintexts[1], p.Verifier) {
+		t.Error("sealed pending record does not hold the real verifier")
+	}
+}
+
+func TestDeleteBindingIf(t *testing.T) {
+	orig := sampleBinding("T1", "U1")
+	tests := []struct {
+		name     string
+		user     string
+		refresh  string
+		wantErr  error
+		wantGone bool
+	}{
+		{name: "refresh token matches", user: "U1", refresh: orig.RefreshToken, wantGone: true},
+		{name: "binding replaced since", user: "U1", refresh: "the-dead-refresh-token", wantErr: ErrConflict},
+		{name: "prefix of the refresh token", user: "U1", refresh: orig.RefreshToken[:5], wantErr: ErrConflict},
+		{name: "empty refresh token", user: "U1", refresh: "", wantErr: ErrConflict},
+		{name: "no binding", user: "U2", refresh: orig.RefreshToken, wantErr: ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			db := mustNewDB(t, nil)
+			mustPutBinding(t, db, orig)
+			other := sampleBinding("T1", "U3")
+			mustPutBinding(t, db, other)
+
+			err := db.DeleteBindingIf(ctx, "T1", tt.user, tt.refresh)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("DeleteBindingIf error = %v, want %v", err, tt.wantErr)
+			}
+			if err != nil && tt.refresh != "" && strings.Contains(err.Error(), tt.refresh) {
+				t.Errorf("error %q contains the refresh token", err)
+			}
+			got, err := db.GetBinding(ctx, "T1", "U1")
+			switch {
+			case tt.wantGone:
+				if !errors.Is(err, ErrNotFound) {
+					t.Errorf("GetBinding after DeleteBindingIf: %v, want ErrNotFound", err)
+				}
+			case err != nil:
+				t.Fatalf("GetBinding: %v", err)
+			default:
+				if diff := cmp.Diff(orig, got); diff != "" {
+					t.Errorf("binding changed by a refused delete (-want +got):\n%s", diff)
+				}
+			}
+			if _, err := db.GetBinding(ctx, "T1", "U3"); err != nil {
+				t.Errorf("GetBinding(U3): %v", err)
+			}
+		})
 	}
 }
 

@@ -19,9 +19,11 @@
 //
 // The raw state of a pending link is never stored, only its hash, so a copy
 // of the file cannot be used to complete someone else's link. The
-// pending_by_user index exists so that creating a link for a user deletes the
+// pending_by_user index exists so that creating a link for a user retires the
 // previous one in the same transaction: each Slack user has at most one live
-// link.
+// link. A retired link that holds tokens stays in the pending bucket, out of
+// the index and with an expiry in the past, until [DB.SweepExpired] hands it
+// back for revocation.
 //
 // A sealed record is
 //
@@ -34,6 +36,16 @@
 // copied under another key or into another bucket therefore fails to open,
 // and so does a pending link whose plaintext expiry was edited. The sealed
 // plaintext is JSON.
+//
+// # What rotation does not erase
+//
+// bbolt does not wipe the pages it frees. After [DB.Rotate], and after
+// deleting or replacing records, the old ciphertexts can remain in free
+// pages of the file, and so in the output of [DB.Backup] and in any copy of
+// the file, until the file is compacted (for example with "bbolt compact"
+// while the store is closed). Rotation therefore protects new records from a
+// leaked old key, not the tokens that were sealed under it: if a key has
+// leaked, revoke the grants it protected as well as rotating.
 //
 // # Concurrency
 //

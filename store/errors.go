@@ -7,13 +7,15 @@ import "errors"
 // goroutines and never carry key or token material.
 var (
 	// ErrNotFound is returned when a binding or pending link does not exist:
-	// GetBinding, DeleteBinding and UpdateTokens for a user with no binding,
-	// and RedeemPending for a state that is unknown, malformed or already
-	// redeemed.
+	// GetBinding, DeleteBinding, DeleteBindingIf and UpdateTokens for a user
+	// with no binding, and RedeemPending for a state that is unknown,
+	// malformed or already redeemed.
 	ErrNotFound = errors.New("not found")
 
 	// ErrExpired is returned by RedeemPending when the pending link exists
-	// but its expiry has passed. The link is deleted all the same.
+	// but its expiry has passed (or it was replaced by a newer link while it
+	// held tokens). The link is deleted all the same, and RedeemPending
+	// returns it alongside ErrExpired so that its tokens can be revoked.
 	ErrExpired = errors.New("pending link expired")
 
 	// ErrLocked is returned by Open when another process holds the file and
@@ -26,9 +28,9 @@ var (
 	// hold. The message names the key id, never the key.
 	ErrWrongKey = errors.New("keyring does not match the store")
 
-	// ErrConflict is returned by UpdateTokens when the stored refresh token is
-	// no longer the one the refresh used: another refresh won the race, and
-	// nothing was written.
+	// ErrConflict is returned by UpdateTokens and DeleteBindingIf when the
+	// stored refresh token is no longer the one the caller holds: another
+	// refresh or a relink got there first, and nothing was written.
 	ErrConflict = errors.New("binding changed since the refresh started")
 
 	// ErrSchema is returned by Open when the file was written by a newer

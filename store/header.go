@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"os"
 )
 
 // bbolt's on-disk meta page, which bbolt writes in native byte order: a
@@ -14,12 +13,18 @@ import (
 // page id, transaction id (8 bytes each) and an FNV-64a checksum of
 // everything before it. See go.etcd.io/bbolt/internal/common/meta.go.
 const (
-	boltPageHeader  = 16
-	boltMagic       = 0xED0CDAED
-	boltVersion     = 2
-	boltMetaSumLen  = 56 // bytes of the meta covered by the checksum
-	boltMetaLen     = boltMetaSumLen + 8
-	boltNoFreelist  = ^uint64(0)
+	boltPageHeader = 16
+	boltMagic      = 0xED0CDAED
+	boltVersion    = 2
+	boltMetaSumLen = 56 // bytes of the meta covered by the checksum
+	boltMetaLen    = boltMetaSumLen + 8
+	boltNoFreelist = ^uint64(0)
+)
+
+// bbolt takes any page size (Options.PageSize), not only powers of two;
+// these bounds only reject nonsense. The upper one is also the largest
+// offset at which bbolt looks for the second meta page.
+const (
 	boltMinPageSize = 1024
 	boltMaxPageSize = 1024 << 14
 )
@@ -36,19 +41,9 @@ type boltMeta struct {
 // through a memory map: on a truncated file that means garbage, panics, or
 // SIGBUS past the end of the file. A panic inside bbolt.Open cannot be
 // cleaned up (the half-open DB keeps its mapping, and with it the file
-// lock), so this check runs before bbolt sees the file.
-func checkBoltFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	size := fi.Size()
-
+// lock), so this check runs before bbolt sees the file. size is the size
+// of f, which must be positive.
+func checkBoltFile(f io.ReaderAt, size int64) error {
 	var metas []boltMeta
 	if m, ok := readBoltMeta(f, 0); ok {
 		metas = append(metas, m)
@@ -56,8 +51,9 @@ func checkBoltFile(path string) error {
 			metas = append(metas, m1)
 		}
 	} else {
-		// Like bbolt, look for the second meta page at every possible
-		// page size when the first is damaged.
+		// Like bbolt, look for the second meta page at every power of two
+		// when the first is damaged; a file with another page size and a
+		// damaged first meta page is lost to bbolt as well.
 		for ps := int64(boltMinPageSize); ps <= boltMaxPageSize && ps < size; ps *= 2 {
 			if m1, ok := readBoltMeta(f, ps); ok && int64(m1.pageSize) == ps {
 				metas = append(metas, m1)
@@ -72,8 +68,10 @@ func checkBoltFile(path string) error {
 	if len(metas) == 2 && metas[1].txid > m.txid {
 		m = metas[1]
 	}
-	if need := m.pageID * m.pageSize; need > uint64(size) {
-		return fmt.Errorf("%w: the file is %d bytes but its pages need %d; it was truncated", ErrCorrupt, size, need)
+	// Divide rather than multiply: a damaged or crafted page id times the
+	// page size can overflow and wrap to a small number.
+	if m.pageID > uint64(size)/m.pageSize {
+		return fmt.Errorf("%w: the file is %d bytes but its pages need %d pages of %d bytes; it was truncated", ErrCorrupt, size, m.pageID, m.pageSize)
 	}
 	if m.root >= m.pageID || (m.freelist >= m.pageID && m.freelist != boltNoFreelist) {
 		return fmt.Errorf("%w: meta page points past the end of the data", ErrCorrupt)
@@ -101,7 +99,7 @@ func readBoltMeta(r io.ReaderAt, off int64) (boltMeta, bool) {
 		pageID:   ne.Uint64(b[40:]),
 		txid:     ne.Uint64(b[48:]),
 	}
-	if m.pageSize < boltMinPageSize || m.pageSize > boltMaxPageSize || m.pageSize&(m.pageSize-1) != 0 {
+	if m.pageSize < boltMinPageSize || m.pageSize > boltMaxPageSize {
 		return boltMeta{}, false
 	}
 	return m, true

@@ -76,12 +76,7 @@ func (db *DB) Rotate(ctx context.Context) (int, error) {
 		}
 		n += len(ups)
 
-		meta := tx.Bucket(bucketMeta)
-		pt, err := db.keyring.open(bucketMeta, keyCanary, nil, meta.Get(keyCanary))
-		if err != nil {
-			return fmt.Errorf("canary: %w", err)
-		}
-		if err := meta.Put(keyCanary, db.keyring.seal(bucketMeta, keyCanary, nil, pt)); err != nil {
+		if err := db.resealCanary(tx); err != nil {
 			return err
 		}
 		n++

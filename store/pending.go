@@ -22,7 +22,8 @@ const (
 
 // A Pending is a link that has been handed to a Slack user and not yet
 // completed. It is a plain value, not safe to modify from several goroutines
-// at once. Its String method leaves out the verifier and any tokens.
+// at once. Its String and GoString methods leave out the verifier and any
+// tokens, and its MarshalJSON redacts them.
 type Pending struct {
 	TeamID      string // Slack team of the person the link was made for
 	TeamName    string
@@ -46,12 +47,32 @@ func (p Pending) String() string {
 	return fmt.Sprintf("Pending{%s/%s expires %s, awaiting confirm: %t}", p.TeamID, p.UserID, p.Expires.Format(time.RFC3339), p.Binding != nil)
 }
 
+// GoString is String, so that %#v hides the verifier and tokens too.
+func (p Pending) GoString() string {
+	return p.String()
+}
+
+// MarshalJSON encodes the pending link with its verifier and the tokens of
+// its Binding replaced by "[redacted]"; like Binding's, it is for logs, not
+// for persisting.
+func (p Pending) MarshalJSON() ([]byte, error) {
+	type plain Pending // Binding keeps its own redacting MarshalJSON
+	r := plain(p)
+	r.Verifier = redact(r.Verifier)
+	return json.Marshal(r)
+}
+
 // CreatePending stores p and returns the state that redeems it: 32 random
 // bytes in unpadded base64url. Only SHA-256 of the state is stored. Each
-// Slack user has at most one live pending link: creating one deletes the
-// user's previous link in the same transaction. TeamID and UserID are
-// required; a zero Created means now; Expires must be after both Created
-// and now. It is safe for concurrent use.
+// Slack user has at most one live pending link: creating one retires the
+// user's previous link in the same transaction. A previous link without a
+// Binding is deleted. One that holds a Binding (tokens awaiting
+// confirmation) is not dropped with its tokens: it is expired instead, so
+// that its state redeems only to ErrExpired and the next SweepExpired
+// returns it for the caller to revoke. A previous link that does not open is
+// left for SweepExpired too. TeamID and UserID are required; a zero Created
+// means now; Expires must be after both Created and now. It is safe for
+// concurrent use.
 func (db *DB) CreatePending(ctx context.Context, p Pending) (state string, err error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
@@ -76,17 +97,15 @@ func (db *DB) CreatePending(ctx context.Context, p Pending) (state string, err e
 	sum := sha256.Sum256(raw)
 	key := sum[:]
 
-	pt, err := json.Marshal(toPendingRecord(p))
+	val, err := db.sealPending(key, p)
 	if err != nil {
-		return "", fmt.Errorf("create pending for %s: encode: %w", userKey, err)
+		return "", fmt.Errorf("create pending for %s: %w", userKey, err)
 	}
-	exp := encodeExpiry(p.Expires)
-	val := append(exp, db.keyring.seal(bucketPending, key, exp, pt)...)
 
 	err = db.bolt.Update(func(tx *bolt.Tx) error {
 		pending, byUser := tx.Bucket(bucketPending), tx.Bucket(bucketByUser)
 		if old := byUser.Get(userKey); old != nil {
-			if err := pending.Delete(old); err != nil {
+			if err := db.retirePending(pending, bytes.Clone(old), now); err != nil {
 				return err
 			}
 		}
@@ -105,8 +124,11 @@ func (db *DB) CreatePending(ctx context.Context, p Pending) (state string, err e
 // deleted in one transaction, so a state redeems at most once however many
 // callers race. It returns ErrNotFound for a state that is unknown,
 // malformed or already spent, and ErrExpired (after deleting the link) for
-// one whose expiry has passed. Any string is safe to pass. It is safe for
-// concurrent use.
+// one whose expiry has passed or that a newer link replaced. With
+// ErrExpired it also returns the link, which is then valid and complete:
+// the caller should revoke the tokens in its Binding, which no one else
+// will see again. Any string is safe to pass. It is safe for concurrent
+// use.
 func (db *DB) RedeemPending(ctx context.Context, state string) (Pending, error) {
 	if err := ctx.Err(); err != nil {
 		return Pending{}, err
@@ -146,7 +168,7 @@ func (db *DB) RedeemPending(ctx context.Context, state string) (Pending, error) 
 	case openErr != nil:
 		return Pending{}, fmt.Errorf("redeem pending: %w", openErr)
 	case !db.now().Before(p.Expires):
-		return Pending{}, fmt.Errorf("redeem pending for %s/%s: %w at %s", p.TeamID, p.UserID, ErrExpired, p.Expires.Format(time.RFC3339))
+		return p, fmt.Errorf("redeem pending for %s/%s: %w at %s", p.TeamID, p.UserID, ErrExpired, p.Expires.Format(time.RFC3339))
 	}
 	return p, nil
 }
@@ -202,6 +224,37 @@ func (db *DB) SweepExpired(ctx context.Context) ([]Pending, error) {
 	return removed, nil
 }
 
+// retirePending takes the pending link at key out of use when a newer link
+// for the same user replaces it; the caller repoints the user's index entry.
+// A link holding a Binding keeps its tokens until someone can revoke them:
+// it is re-sealed with an expiry just before now, so that RedeemPending
+// refuses it with ErrExpired and SweepExpired returns it. A link that does
+// not open may hold tokens too, so it is left as it is, and SweepExpired
+// removes and reports it at its own expiry.
+func (db *DB) retirePending(pending *bolt.Bucket, key []byte, now time.Time) error {
+	val := pending.Get(key)
+	if val == nil {
+		return nil
+	}
+	p, err := db.openPending(key, val)
+	switch {
+	case err != nil:
+		return nil
+	case p.Binding == nil:
+		return pending.Delete(key)
+	}
+	// The expiry is in the associated data and inside the record, which
+	// RedeemPending checks, so both change and the link is sealed again.
+	if past := now.Add(-time.Nanosecond); past.Before(p.Expires) {
+		p.Expires = past
+	}
+	val, err = db.sealPending(key, p)
+	if err != nil {
+		return err
+	}
+	return pending.Put(key, val)
+}
+
 // dropIndex removes the per-user index entries that point at the given
 // pending keys. With userKey known it is one lookup; otherwise it scans the
 // index, which holds one entry per live link and stays small.
@@ -238,7 +291,8 @@ func dropIndex(byUser *bolt.Bucket, userKey []byte, keys [][]byte) error {
 }
 
 // pendingRecord is the sealed form of a Pending; its field names are the
-// file format.
+// file format. Like bindingRecord it has no methods, so it encodes the real
+// verifier and tokens.
 type pendingRecord struct {
 	TeamID      string         `json:"team_id"`
 	TeamName    string         `json:"team_name"`
@@ -275,6 +329,16 @@ func (r pendingRecord) pending() Pending {
 		p.Binding = &b
 	}
 	return p
+}
+
+// sealPending makes a pending value: plaintext expiry ‖ sealed record.
+func (db *DB) sealPending(key []byte, p Pending) ([]byte, error) {
+	pt, err := json.Marshal(toPendingRecord(p))
+	if err != nil {
+		return nil, fmt.Errorf("encode pending link: %w", err)
+	}
+	exp := encodeExpiry(p.Expires)
+	return append(exp, db.keyring.seal(bucketPending, key, exp, pt)...), nil
 }
 
 // openPending opens a pending value: plaintext expiry ‖ sealed record. The

@@ -360,3 +360,120 @@ func TestSweepExpiredRemovesUnopenable(t *testing.T) {
 		}
 	}
 }
+
+// TestRedeemPendingExpiredReturnsPending checks that an expired link comes
+// back with ErrExpired, so that the tokens it holds can be revoked.
+func TestRedeemPendingExpiredReturnsPending(t *testing.T) {
+	ctx := context.Background()
+	clock := newTestClock()
+	db := mustNewDB(t, clock)
+	b := sampleBinding("T1", "U1")
+	want := samplePending(clock, "U1")
+	want.Binding = &b
+	state := mustCreatePending(t, db, want)
+
+	clock.Advance(ttl)
+	got, err := db.RedeemPending(ctx, state)
+	if !errors.Is(err, ErrExpired) {
+		t.Fatalf("RedeemPending error = %v, want ErrExpired", err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("pending returned with ErrExpired mismatch (-want +got):\n%s", diff)
+	}
+	for _, secret := range []string{b.AccessToken, b.RefreshToken, want.Verifier} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error %q contains a secret", err)
+		}
+	}
+	if _, err := db.RedeemPending(ctx, state); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RedeemPending after expiry, again: %v, want ErrNotFound", err)
+	}
+}
+
+// TestCreatePendingRetiresLinkWithTokens checks that replacing a link that
+// holds tokens does not drop them: the old link stops working but stays
+// until someone takes it back to revoke its tokens.
+func TestCreatePendingRetiresLinkWithTokens(t *testing.T) {
+	tests := []struct {
+		name string
+		// takeBack gets the retired link back from the store, as the caller
+		// would to revoke its tokens.
+		takeBack func(t *testing.T, db *DB, oldState string) Pending
+	}{
+		{
+			name: "swept",
+			takeBack: func(t *testing.T, db *DB, oldState string) Pending {
+				got, err := db.SweepExpired(context.Background())
+				if err != nil {
+					t.Fatalf("SweepExpired: %v", err)
+				}
+				if len(got) != 1 {
+					t.Fatalf("SweepExpired returned %d links, want the retired one: %v", len(got), got)
+				}
+				if _, err := db.RedeemPending(context.Background(), oldState); !errors.Is(err, ErrNotFound) {
+					t.Errorf("RedeemPending(old state) after the sweep: %v, want ErrNotFound", err)
+				}
+				return got[0]
+			},
+		},
+		{
+			name: "redeemed",
+			takeBack: func(t *testing.T, db *DB, oldState string) Pending {
+				got, err := db.RedeemPending(context.Background(), oldState)
+				if !errors.Is(err, ErrExpired) {
+					t.Fatalf("RedeemPending(old state) = %v, want ErrExpired", err)
+				}
+				if swept, err := db.SweepExpired(context.Background()); err != nil || len(swept) != 0 {
+					t.Errorf("SweepExpired after redeeming = %v, %v; want nothing", swept, err)
+				}
+				return got
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			clock := newTestClock()
+			db := mustNewDB(t, clock)
+			b := sampleBinding("T1", "U1")
+			first := samplePending(clock, "U1")
+			first.Binding = &b
+			oldState := mustCreatePending(t, db, first)
+			clock.Advance(time.Minute)
+			second := samplePending(clock, "U1")
+			newState := mustCreatePending(t, db, second)
+
+			if got := bucketLen(t, db, bucketPending); got != 2 {
+				t.Errorf("pending bucket has %d records, want 2 (the new link and the retired one)", got)
+			}
+			if got := bucketLen(t, db, bucketByUser); got != 1 {
+				t.Errorf("pending_by_user has %d entries, want 1", got)
+			}
+
+			got := tt.takeBack(t, db, oldState)
+			if got.Binding == nil {
+				t.Fatal("retired link came back without its Binding")
+			}
+			if diff := cmp.Diff(b, *got.Binding); diff != "" {
+				t.Errorf("retired link's binding mismatch (-want +got):\n%s", diff)
+			}
+			if !got.Expires.Before(clock.Now()) {
+				t.Errorf("retired link expires %s, want before now %s", got.Expires, clock.Now())
+			}
+
+			// The new link is untouched.
+			p, err := db.RedeemPending(ctx, newState)
+			if err != nil {
+				t.Fatalf("RedeemPending(new state): %v", err)
+			}
+			if diff := cmp.Diff(second, p); diff != "" {
+				t.Errorf("new link mismatch (-want +got):\n%s", diff)
+			}
+			for _, name := range [][]byte{bucketPending, bucketByUser} {
+				if n := bucketLen(t, db, name); n != 0 {
+					t.Errorf("bucket %s has %d entries at the end, want 0", name, n)
+				}
+			}
+		})
+	}
+}

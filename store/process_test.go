@@ -30,10 +30,27 @@ const (
 //	hold:   open the store, print "ready", hold it until stdin closes
 //	writer: open the store and put bindings U0, U1, … printing each index
 //	        once its transaction has committed, until killed
+//	lock:   create the file empty and take bbolt's lock on it, as bbolt
+//	        does first when it creates a store; print "ready", hold the
+//	        lock until stdin closes, and exit leaving the file empty
 func TestHelperProcess(t *testing.T) {
 	mode := os.Getenv(helperModeEnv)
 	if mode == "" {
 		t.Skip("helper process only")
+	}
+	if mode == "lock" {
+		f, err := os.OpenFile(os.Getenv(helperPathEnv), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		if ok, err := tryLock(f, false); !ok || err != nil {
+			fmt.Fprintln(os.Stderr, "lock:", ok, err)
+			os.Exit(2)
+		}
+		fmt.Println("ready")
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
 	}
 	kr, err := KeyringFromEnv(os.Getenv(helperKeyEnv))
 	if err != nil {

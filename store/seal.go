@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -54,6 +55,12 @@ func sealedBy(rec []byte) string {
 		return ""
 	}
 	return hex.EncodeToString(rec[1:headerLen])
+}
+
+// sealedByPrimary reports whether rec claims to be sealed under the
+// primary key.
+func (k *Keyring) sealedByPrimary(rec []byte) bool {
+	return len(rec) >= headerLen && bytes.Equal(rec[1:headerLen], k.keys[0].id[:])
 }
 
 // additionalData binds a record to its header and place. Every part is

@@ -69,11 +69,13 @@ type DB struct {
 // Open opens the store at path, creating it (mode 0600) unless
 // opts.ReadOnly is set. A new file gets its buckets, schema version and
 // canary. An existing file must carry a schema this build knows and a canary
-// that opens with opts.Keyring (a canary sealed under an older key still in
-// the ring is fine). Open returns ErrLocked when another process holds the
-// file, ErrWrongKey when the keyring does not fit, ErrSchema for a newer
-// file and ErrCorrupt for a file that is not a valid store; it does not
-// panic on a damaged file.
+// that opens with opts.Keyring. A canary sealed under an older key still in
+// the ring is fine; a writable Open re-seals it under the primary, so that
+// from then on a ring without the primary fails here, with ErrWrongKey,
+// rather than on the first new record. Open returns ErrLocked when another
+// process holds the file (also one it is still creating), ErrWrongKey when
+// the keyring does not fit, ErrSchema for a newer file and ErrCorrupt for a
+// file that is not a valid store; it does not panic on a damaged file.
 func Open(path string, opts Options) (*DB, error) {
 	if opts.Keyring == nil {
 		return nil, fmt.Errorf("open store %s: no keyring", path)
@@ -90,21 +92,20 @@ func Open(path string, opts Options) (*DB, error) {
 		now = time.Now
 	}
 
-	// bbolt treats a zero-length file as new and would initialise it; a file
-	// that exists but is empty has lost its contents, so say so instead.
+	deadline := time.Now().Add(timeout)
 	fi, err := os.Stat(path)
 	switch {
-	case err == nil && fi.Mode().IsRegular() && fi.Size() == 0:
-		return nil, fmt.Errorf("open store %s: %w: the file exists but is empty; restore it from a backup, or remove it to start a new store", path, ErrCorrupt)
 	case errors.Is(err, fs.ErrNotExist) && opts.ReadOnly:
 		return nil, fmt.Errorf("open store %s read-only: %w", path, err)
 	case err == nil && fi.Mode().IsRegular():
-		if err := checkBoltFile(path); err != nil {
+		if err := checkExisting(path, timeout, opts.ReadOnly); err != nil {
 			return nil, fmt.Errorf("open store %s: %w", path, err)
 		}
 	}
 
-	bdb, err := openBolt(path, timeout, opts.ReadOnly)
+	// What is left of the timeout, but never zero, which would make bbolt
+	// wait forever.
+	bdb, err := openBolt(path, max(time.Until(deadline), time.Millisecond), opts.ReadOnly)
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +132,60 @@ func (db *DB) Path() string {
 	return db.path
 }
 
+// checkExisting checks an existing file before bbolt sees it, under the
+// lock bbolt is about to take. Without the lock, a file another process is
+// creating (empty, or with its first pages half written) would look
+// damaged: the lock makes Open wait for that process, and report ErrLocked
+// if it keeps the file, instead of ErrCorrupt. The lock is released before
+// bbolt takes its own on another descriptor, which would otherwise conflict
+// with it.
+func checkExisting(path string, timeout time.Duration, readOnly bool) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // removed since the caller looked; bbolt creates it afresh
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := waitLock(f, timeout, readOnly); err != nil {
+		return err
+	}
+	defer forceUnlock(f)
+
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	// bbolt treats a zero-length file as new and would initialise it; a file
+	// that exists but is empty has lost its contents, so say so instead.
+	if fi.Size() == 0 {
+		return fmt.Errorf("%w: the file exists but is empty; restore it from a backup, or remove it to start a new store", ErrCorrupt)
+	}
+	return checkBoltFile(f, fi.Size())
+}
+
+// waitLock takes the lock on f that bbolt would take, retrying as bbolt does
+// until timeout, and returns ErrLocked if it cannot.
+func waitLock(f *os.File, timeout time.Duration, readOnly bool) error {
+	const retry = 50 * time.Millisecond // bbolt's interval
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := tryLock(f, readOnly)
+		if err != nil {
+			return fmt.Errorf("lock: %w", err)
+		}
+		if ok {
+			return nil
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("%w (waited %s)", ErrLocked, timeout)
+		}
+		time.Sleep(min(retry, left))
+	}
+}
+
 // openBolt opens the bbolt file, turning bbolt's lock timeout into ErrLocked
 // and its panics on damaged files into ErrCorrupt. A truncated file can make
 // bbolt touch pages past the end of the mapping, which raises SIGBUS;
@@ -141,7 +196,7 @@ func openBolt(path string, timeout time.Duration, readOnly bool) (bdb *bolt.DB, 
 	defer func() {
 		if r := recover(); r != nil {
 			// bbolt's half-built DB is lost with the panic, and with it the
-			// way to unmap the file; that mapping leaks (checkBoltFile makes
+			// way to unmap the file; that mapping leaks (checkExisting makes
 			// this path rare). The lock must not leak, or the next Open in
 			// this process would report ErrLocked instead of the damage.
 			if file != nil {
@@ -187,22 +242,27 @@ func (db *DB) validate(readOnly bool) (err error) {
 		}
 	}()
 
-	fresh, err := db.check()
-	if err != nil || !fresh {
+	fresh, oldCanary, err := db.check()
+	switch {
+	case err != nil:
 		return err
-	}
-	if readOnly {
+	case fresh && readOnly:
 		return fmt.Errorf("%w: the file has no forcebind data (it was never initialised), and read-only mode cannot initialise it", ErrCorrupt)
+	case fresh:
+		return db.initialise()
+	case oldCanary && !readOnly:
+		return db.bolt.Update(db.resealCanary)
 	}
-	return db.initialise()
+	return nil
 }
 
 // check validates the file in a read transaction. It reports fresh when the
-// file is a valid but empty bbolt file, such as one bbolt has just created.
-func (db *DB) check() (fresh bool, err error) {
+// file is a valid but empty bbolt file, such as one bbolt has just created,
+// and oldCanary when the canary opened with a key other than the primary.
+func (db *DB) check() (fresh, oldCanary bool, err error) {
 	tx, err := db.bolt.Begin(false)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	defer func() { _ = tx.Rollback() }()
 
@@ -210,44 +270,44 @@ func (db *DB) check() (fresh bool, err error) {
 	// check this and would read past the end of a truncated file.
 	fi, err := os.Stat(db.path)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if tx.Size() > fi.Size() {
-		return false, fmt.Errorf("%w: the file is %d bytes but its pages need %d; it was truncated", ErrCorrupt, fi.Size(), tx.Size())
+		return false, false, fmt.Errorf("%w: the file is %d bytes but its pages need %d; it was truncated", ErrCorrupt, fi.Size(), tx.Size())
 	}
 
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
 		if k, _ := tx.Cursor().First(); k == nil {
-			return true, nil
+			return true, false, nil
 		}
-		return false, fmt.Errorf("%w: a bbolt file, but not a forcebind store (no %q bucket)", ErrCorrupt, bucketMeta)
+		return false, false, fmt.Errorf("%w: a bbolt file, but not a forcebind store (no %q bucket)", ErrCorrupt, bucketMeta)
 	}
 	if err := checkSchema(meta.Get(keySchema)); err != nil {
-		return false, err
+		return false, false, err
 	}
 	for _, name := range allBuckets() {
 		if tx.Bucket(name) == nil {
-			return false, fmt.Errorf("%w: bucket %q is missing", ErrCorrupt, name)
+			return false, false, fmt.Errorf("%w: bucket %q is missing", ErrCorrupt, name)
 		}
 	}
 	canary := meta.Get(keyCanary)
 	if canary == nil {
-		return false, fmt.Errorf("%w: no canary", ErrCorrupt)
+		return false, false, fmt.Errorf("%w: no canary", ErrCorrupt)
 	}
 	pt, err := db.keyring.open(bucketMeta, keyCanary, nil, canary)
 	if err != nil {
 		if errors.Is(err, ErrWrongKey) {
-			return false, fmt.Errorf("the canary: %w", err)
+			return false, false, fmt.Errorf("the canary: %w", err)
 		}
 		// The header names a key we hold but the seal does not open: the
 		// canary was altered, or a different key has a colliding id.
-		return false, fmt.Errorf("%w: the canary does not open with key id %s: %w", ErrWrongKey, sealedBy(canary), err)
+		return false, false, fmt.Errorf("%w: the canary does not open with key id %s: %w", ErrWrongKey, sealedBy(canary), err)
 	}
 	if string(pt) != canaryPlaintext {
-		return false, fmt.Errorf("%w: the canary opens but holds the wrong value", ErrCorrupt)
+		return false, false, fmt.Errorf("%w: the canary opens but holds the wrong value", ErrCorrupt)
 	}
-	return false, nil
+	return false, !db.keyring.sealedByPrimary(canary), nil
 }
 
 // initialise creates the buckets, schema version and canary of a new file.
@@ -267,6 +327,16 @@ func (db *DB) initialise() error {
 		}
 		return meta.Put(keyCanary, db.keyring.seal(bucketMeta, keyCanary, nil, []byte(canaryPlaintext)))
 	})
+}
+
+// resealCanary seals the canary again under the primary key.
+func (db *DB) resealCanary(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	pt, err := db.keyring.open(bucketMeta, keyCanary, nil, meta.Get(keyCanary))
+	if err != nil {
+		return fmt.Errorf("canary: %w", err)
+	}
+	return meta.Put(keyCanary, db.keyring.seal(bucketMeta, keyCanary, nil, pt))
 }
 
 func checkSchema(v []byte) error {

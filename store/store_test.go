@@ -144,15 +144,21 @@ func TestOpenDamagedFiles(t *testing.T) {
 		t.Fatalf("store is only %d bytes; the truncation cases need more", len(goodBytes))
 	}
 
+	meta, ok := readBoltMeta(bytes.NewReader(goodBytes), 0)
+	if !ok {
+		t.Fatal("the good store has no valid first meta page")
+	}
+	page := int(meta.pageSize)
+
 	random := func(n int) []byte {
 		b := make([]byte, n)
 		rand.Read(b)
 		return b
 	}
 	zeroedMeta := bytes.Clone(goodBytes)
-	clear(zeroedMeta[:8192])
+	clear(zeroedMeta[:2*page])
 	scrambled := bytes.Clone(goodBytes) // valid meta pages, garbage data pages
-	copy(scrambled[2*4096:], random(len(scrambled)-2*4096))
+	copy(scrambled[2*page:], random(len(scrambled)-2*page))
 	foreign := filepath.Join(dir, "foreign.db")
 	mustEditRaw(t, foreign, func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucket([]byte("something else"))
@@ -172,8 +178,8 @@ func TestOpenDamagedFiles(t *testing.T) {
 		{name: "garbage 64 KiB", content: random(64 << 10)},
 		{name: "text", content: bytes.Repeat([]byte("forcebind "), 2000)},
 		{name: "zeroed meta pages", content: zeroedMeta},
-		{name: "truncated to one page", content: goodBytes[:4096]},
-		{name: "truncated to three pages", content: goodBytes[:3*4096]},
+		{name: "truncated to one page", content: goodBytes[:page]},
+		{name: "truncated to three pages", content: goodBytes[:3*page]},
 		{name: "truncated to half", content: goodBytes[:len(goodBytes)/2]},
 		{name: "truncated mid-page", content: goodBytes[:used-100]},
 		{name: "scrambled data pages", content: scrambled},
@@ -204,6 +210,40 @@ func TestOpenDamagedFiles(t *testing.T) {
 				t.Error("a failed Open changed the file")
 			}
 		})
+	}
+}
+
+// TestOpenResealsOldCanary checks that a writable Open moves the canary to
+// the primary key, so that dropping the primary from the ring is caught at
+// Open rather than at the first record sealed under it.
+func TestOpenResealsOldCanary(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	oldKey, newKey := testKey(1), testKey(2)
+	mustClose(t, mustOpen(t, path, Options{Keyring: mustKeyring(t, oldKey)}))
+
+	// A read-only open cannot re-seal, and leaves the file alone.
+	mustClose(t, mustOpen(t, path, Options{Keyring: mustKeyring(t, newKey, oldKey), ReadOnly: true}))
+	mustClose(t, mustOpen(t, path, Options{Keyring: mustKeyring(t, oldKey)}))
+
+	db := mustOpen(t, path, Options{Keyring: mustKeyring(t, newKey, oldKey)})
+	mustPutBinding(t, db, sampleBinding("T1", "U1")) // sealed under newKey
+	mustClose(t, db)
+
+	db, err := Open(path, Options{Keyring: mustKeyring(t, oldKey)})
+	if err == nil {
+		db.Close()
+		t.Fatal("Open with only the old key after a write under the new one: no error")
+	}
+	if !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("Open error = %v, want ErrWrongKey", err)
+	}
+	if !strings.Contains(err.Error(), mustKeyring(t, newKey).PrimaryID()) {
+		t.Errorf("error %q does not name the new key id", err)
+	}
+	// The ring with both keys still opens everything.
+	db = mustOpen(t, path, Options{Keyring: mustKeyring(t, newKey, oldKey)})
+	if _, err := db.GetBinding(context.Background(), "T1", "U1"); err != nil {
+		t.Errorf("GetBinding: %v", err)
 	}
 }
 
@@ -467,16 +507,17 @@ func TestContextCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	calls := map[string]func() error{
-		"GetBinding":    func() error { _, err := db.GetBinding(ctx, "T", "U"); return err },
-		"PutBinding":    func() error { return db.PutBinding(ctx, sampleBinding("T", "U")) },
-		"DeleteBinding": func() error { return db.DeleteBinding(ctx, "T", "U") },
-		"UpdateTokens":  func() error { _, err := db.UpdateTokens(ctx, "T", "U", "r", Tokens{}); return err },
-		"CreatePending": func() error { _, err := db.CreatePending(ctx, Pending{TeamID: "T", UserID: "U"}); return err },
-		"RedeemPending": func() error { _, err := db.RedeemPending(ctx, "x"); return err },
-		"SweepExpired":  func() error { _, err := db.SweepExpired(ctx); return err },
-		"Rotate":        func() error { _, err := db.Rotate(ctx); return err },
-		"CountBindings": func() error { _, err := db.CountBindings(ctx); return err },
-		"Backup":        func() error { _, err := db.Backup(ctx, &bytes.Buffer{}); return err },
+		"GetBinding":      func() error { _, err := db.GetBinding(ctx, "T", "U"); return err },
+		"PutBinding":      func() error { return db.PutBinding(ctx, sampleBinding("T", "U")) },
+		"DeleteBinding":   func() error { return db.DeleteBinding(ctx, "T", "U") },
+		"DeleteBindingIf": func() error { return db.DeleteBindingIf(ctx, "T", "U", "r") },
+		"UpdateTokens":    func() error { _, err := db.UpdateTokens(ctx, "T", "U", "r", Tokens{}); return err },
+		"CreatePending":   func() error { _, err := db.CreatePending(ctx, Pending{TeamID: "T", UserID: "U"}); return err },
+		"RedeemPending":   func() error { _, err := db.RedeemPending(ctx, "x"); return err },
+		"SweepExpired":    func() error { _, err := db.SweepExpired(ctx); return err },
+		"Rotate":          func() error { _, err := db.Rotate(ctx); return err },
+		"CountBindings":   func() error { _, err := db.CountBindings(ctx); return err },
+		"Backup":          func() error { _, err := db.Backup(ctx, &bytes.Buffer{}); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, context.Canceled) {
