@@ -95,6 +95,10 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	p, err := s.cfg.Store.RedeemPending(ctx, c.state)
+	if p.Binding != nil {
+		// A confirmation token used as a state: it is spent now, so are its tokens.
+		s.revokeQuietly(p.Binding.RefreshToken)
+	}
 	switch {
 	case errors.Is(err, store.ErrExpired):
 		s.log.Info().Msg("callback with an expired link")
@@ -178,6 +182,9 @@ func (s *Service) handleConfirm(w http.ResponseWriter, r *http.Request) {
 	p, err := s.cfg.Store.RedeemPending(ctx, token)
 	switch {
 	case errors.Is(err, store.ErrExpired):
+		if p.Binding != nil {
+			s.revokeQuietly(p.Binding.RefreshToken) // the store hands back what expired
+		}
 		s.pages.problem(w, http.StatusGone, "This confirmation has expired", "Nothing was linked. Ask @forcebind for a new link.")
 		return
 	case errors.Is(err, store.ErrNotFound) || (err == nil && p.Binding == nil):

@@ -478,3 +478,49 @@ func TestConfirmationOutlivesALateCallback(t *testing.T) {
 		t.Errorf("confirm a minute later answered %d:\n%s", p.status, p.body)
 	}
 }
+
+// Tokens held for a confirmation that expired, or whose link was replaced
+// by a newer one, are revoked, not left live at Salesforce.
+func TestHeldTokensRevoked(t *testing.T) {
+	t.Run("confirmation expired", func(t *testing.T) {
+		e := mustEnv(t, envOptions{})
+		token, _ := e.mustConfirmPage(t, jane, janeSF)
+		e.advance(11 * time.Minute)
+		if p := e.confirm(t, token, "confirm"); p.status != http.StatusGone {
+			t.Errorf("expired confirm answered %d, want 410", p.status)
+		}
+		if n := e.sf.Calls(sftest.EndpointRevoke); n != 1 {
+			t.Errorf("%d revocations, want 1", n)
+		}
+	})
+	t.Run("link replaced before confirming", func(t *testing.T) {
+		e := mustEnv(t, envOptions{})
+		e.mustConfirmPage(t, jane, janeSF)
+		if _, err := e.svc.Start(mustCtx(t), jane); err != nil { // asks again meanwhile
+			t.Fatal(err)
+		}
+		if _, err := e.svc.Sweep(mustCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		if n := e.sf.Calls(sftest.EndpointRevoke); n != 1 {
+			t.Errorf("%d revocations, want 1", n)
+		}
+	})
+}
+
+// A grant found dead while the person linked again does not delete the new
+// binding: relink runs with the binding the refresh read before the re-link.
+func TestRelinkDuringRefreshKeepsNewBinding(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	old := e.mustBind(t, jane, janeSF)
+	e.mustBind(t, jane, janeSF) // linked again while the old grant's refresh ran
+	if err := e.svc.relink(mustCtx(t), old, jane); errors.Is(err, ErrRelinkRequired) {
+		t.Errorf("relink of a replaced grant = %v; the new binding counts as ended", err)
+	}
+	if _, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID); err != nil {
+		t.Errorf("the new binding was deleted: %v", err)
+	}
+	if _, relinks := e.notes.counts(); relinks != 0 {
+		t.Errorf("%d fresh links sent to someone who had just linked", relinks)
+	}
+}

@@ -21,6 +21,7 @@ type Store interface {
 	GetBinding(ctx context.Context, teamID, userID string) (store.Binding, error)
 	PutBinding(ctx context.Context, b store.Binding) error
 	DeleteBinding(ctx context.Context, teamID, userID string) error
+	DeleteBindingIf(ctx context.Context, teamID, userID, refreshToken string) error
 	UpdateTokens(ctx context.Context, teamID, userID, usedRefreshToken string, t store.Tokens) (store.Binding, error)
 	CreatePending(ctx context.Context, p store.Pending) (string, error)
 	RedeemPending(ctx context.Context, state string) (store.Pending, error)

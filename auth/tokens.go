@@ -139,7 +139,13 @@ const commitTimeout = 10 * time.Second
 // relink deletes a binding whose grant has ended and sends its owner a fresh
 // link. It always returns ErrRelinkRequired, the caller's answer.
 func (s *Service) relink(ctx context.Context, b store.Binding, who Requester) error {
-	if err := s.cfg.Store.DeleteBinding(ctx, b.TeamID, b.UserID); err != nil && !errors.Is(err, store.ErrNotFound) {
+	// Only the binding of the dead grant goes: if the person linked again while
+	// this refresh ran, the new binding stays and no link is sent.
+	switch err := s.cfg.Store.DeleteBindingIf(ctx, b.TeamID, b.UserID, b.RefreshToken); {
+	case errors.Is(err, store.ErrConflict):
+		s.log.Info().Str("team", b.TeamID).Str("user", b.UserID).Msg("grant ended, but the user has linked again meanwhile")
+		return ErrTransient
+	case err != nil && !errors.Is(err, store.ErrNotFound):
 		s.log.Error().Err(err).Str("team", b.TeamID).Str("user", b.UserID).Msg("delete ended binding")
 	}
 	s.audit("binding removed: grant ended", b)
