@@ -74,14 +74,7 @@ func TestConnectFlow(t *testing.T) {
 
 func TestBadCallbacks(t *testing.T) {
 	e := mustEnv(t, envOptions{})
-	link, err := e.svc.Start(mustCtx(t), jane)
-	if err != nil {
-		t.Fatal(err)
-	}
-	redirect, err := e.sf.Authorize(mustCtx(t), link.URL, janeSF)
-	if err != nil {
-		t.Fatal(err)
-	}
+	redirect := e.mustRedirect(t)
 	ru, _ := url.Parse(redirect)
 	code := ru.Query().Get("code")
 	forged := strings.Repeat("A", 43)
@@ -120,14 +113,7 @@ func TestBadCallbacks(t *testing.T) {
 
 func TestExpiredLink(t *testing.T) {
 	e := mustEnv(t, envOptions{})
-	link, err := e.svc.Start(mustCtx(t), jane)
-	if err != nil {
-		t.Fatal(err)
-	}
-	redirect, err := e.sf.Authorize(mustCtx(t), link.URL, janeSF)
-	if err != nil {
-		t.Fatal(err)
-	}
+	redirect := e.mustRedirect(t)
 	e.advance(11 * time.Minute)
 	p := browser(t, http.MethodGet, redirect, nil, nil)
 	if p.status != http.StatusGone || !strings.Contains(p.body, "expired") {
@@ -140,14 +126,7 @@ func TestExpiredLink(t *testing.T) {
 
 func TestConcurrentCallbacksOneExchange(t *testing.T) {
 	e := mustEnv(t, envOptions{})
-	link, err := e.svc.Start(mustCtx(t), jane)
-	if err != nil {
-		t.Fatal(err)
-	}
-	redirect, err := e.sf.Authorize(mustCtx(t), link.URL, janeSF)
-	if err != nil {
-		t.Fatal(err)
-	}
+	redirect := e.mustRedirect(t)
 	var wg sync.WaitGroup
 	statuses := make(chan int, 10)
 	for range 10 {
@@ -212,14 +191,7 @@ func TestTokenEndpointFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := mustEnv(t, envOptions{timeout: 500 * time.Millisecond})
-			link, err := e.svc.Start(mustCtx(t), jane)
-			if err != nil {
-				t.Fatal(err)
-			}
-			redirect, err := e.sf.Authorize(mustCtx(t), link.URL, janeSF)
-			if err != nil {
-				t.Fatal(err)
-			}
+			redirect := e.mustRedirect(t)
 			tt.setup(e.sf)
 			p := browser(t, http.MethodGet, redirect, nil, nil)
 			e.sf.SetLatency(0)
@@ -238,14 +210,7 @@ func TestTokenEndpointFailures(t *testing.T) {
 func TestBadSignature(t *testing.T) {
 	// The fake signs with its (empty) secret; forcebind expects another.
 	e := mustEnv(t, envOptions{svcSecret: "a-different-secret"})
-	link, err := e.svc.Start(mustCtx(t), jane)
-	if err != nil {
-		t.Fatal(err)
-	}
-	redirect, err := e.sf.Authorize(mustCtx(t), link.URL, janeSF)
-	if err != nil {
-		t.Fatal(err)
-	}
+	redirect := e.mustRedirect(t)
 	p := browser(t, http.MethodGet, redirect, nil, nil)
 	if p.status != http.StatusBadGateway {
 		t.Errorf("answered %d, want 502", p.status)
@@ -406,14 +371,7 @@ func TestForgedGrants(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := mustEnv(t, envOptions{})
-			link, err := e.svc.Start(mustCtx(t), jane)
-			if err != nil {
-				t.Fatal(err)
-			}
-			redirect, err := e.sf.Authorize(mustCtx(t), link.URL, janeSF)
-			if err != nil {
-				t.Fatal(err)
-			}
+			redirect := e.mustRedirect(t)
 			e.sf.RewriteGrants(func(_ string, g *sftest.Grant) { tt.modify(g) })
 			p := browser(t, http.MethodGet, redirect, nil, nil)
 			if p.status != http.StatusBadGateway || confirmToken.MatchString(p.body) {
@@ -459,14 +417,7 @@ func TestRefreshForAnotherUserRejected(t *testing.T) {
 // read the confirmation page.
 func TestConfirmationOutlivesALateCallback(t *testing.T) {
 	e := mustEnv(t, envOptions{})
-	link, err := e.svc.Start(mustCtx(t), jane)
-	if err != nil {
-		t.Fatal(err)
-	}
-	redirect, err := e.sf.Authorize(mustCtx(t), link.URL, janeSF)
-	if err != nil {
-		t.Fatal(err)
-	}
+	redirect := e.mustRedirect(t)
 	e.advance(10*time.Minute - time.Second) // a slow MFA login
 	p := browser(t, http.MethodGet, redirect, nil, nil)
 	m := confirmToken.FindStringSubmatch(p.body)

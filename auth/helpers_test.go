@@ -195,6 +195,21 @@ func browser(tb testing.TB, method, rawURL string, form url.Values, header map[s
 	return page{status: resp.StatusCode, header: resp.Header, body: string(b)}
 }
 
+// mustRedirect starts a link for jane and plays the Salesforce login as
+// jane@acme.example, returning where the browser is sent: the callback.
+func (e *env) mustRedirect(tb testing.TB) string {
+	tb.Helper()
+	link, err := e.svc.Start(mustCtx(tb), jane)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	redirect, err := e.sf.Authorize(mustCtx(tb), link.URL, janeSF)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return redirect
+}
+
 var confirmToken = regexp.MustCompile(`name="token" value="([A-Za-z0-9_-]+)"`)
 
 // mustConfirmPage runs the browser part up to the confirmation page: the

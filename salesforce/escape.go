@@ -7,7 +7,8 @@ import (
 
 // EscapeSOQL returns s escaped for use between single quotes in a SOQL
 // string literal: backslash, both quotes and the control characters SOQL
-// names get their backslash escapes, other control characters become \uXXXX.
+// names get their backslash escapes, other control characters become a \u
+// escape of four hex digits.
 // It is safe for concurrent use.
 func EscapeSOQL(s string) string {
 	var b strings.Builder
