@@ -8,6 +8,9 @@
 //
 // Subcommands:
 //
+//	forcebind run            the daemon
+//	forcebind demo           fakes and the daemon in one process, no credentials
+//	forcebind compact        rewrite the store with only live records (offline)
 //	forcebind key generate   print a new base64 32-byte key
 //	forcebind key rotate     re-seal every record under the primary key
 //	forcebind version        print the version

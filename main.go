@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/forcebind/forcebind/store"
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = runRun(ctx, rest, getenv, stderr)
 	case "demo":
 		err = runDemo(ctx, rest, stdin, stdout, stderr)
+	case "compact":
+		err = runCompact(ctx, rest, getenv, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "forcebind: unknown command %q\n\n", cmd)
 		printUsage(stderr)
@@ -146,6 +149,55 @@ func rotateKeys(ctx context.Context, cfg Config, stdout io.Writer) error {
 	return nil
 }
 
+// runCompact is `forcebind compact`: rewrite the store offline with only its
+// live records, so that freed pages (old ciphertexts, such as those sealed
+// under a rotated-out key) are gone from the file.
+func runCompact(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, rest, err := parseConfig("compact", args, getenv, stderr, groupStore)
+	if err != nil {
+		return configError(err)
+	}
+	if len(rest) > 0 {
+		return usageError{fmt.Errorf("compact: unexpected arguments %q", rest)}
+	}
+	ring, err := cfg.keyring()
+	if err != nil {
+		return usageError{err}
+	}
+	db, err := store.Open(cfg.DB, store.Options{Keyring: ring})
+	if errors.Is(err, store.ErrLocked) {
+		return fmt.Errorf("open store %s: %w (stop forcebind first: compact works offline)", cfg.DB, err)
+	}
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", cfg.DB, err)
+	}
+	before, err := os.Stat(cfg.DB)
+	if err != nil {
+		db.Close()
+		return err
+	}
+	tmp := cfg.DB + ".compacting"
+	size, err := db.CompactTo(ctx, tmp)
+	if cerr := db.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	// Rename is atomic: readers see the old file or the new one, never half.
+	if err := os.Rename(tmp, cfg.DB); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("replace %s: %w", cfg.DB, err)
+	}
+	if d, err := os.Open(filepath.Dir(cfg.DB)); err == nil {
+		_ = d.Sync() // make the rename durable
+		d.Close()
+	}
+	fmt.Fprintf(stdout, "compacted %s: %d → %d bytes\n", cfg.DB, before.Size(), size)
+	return nil
+}
+
 // configError turns a flag or configuration error into a usage error, except
 // for -h, which is a request for help.
 func configError(err error) error {
@@ -164,6 +216,7 @@ Usage:
                             in one process, no credentials needed (-script FILE to play a script)
   forcebind key generate    print a new random key (base64 of 32 bytes)
   forcebind key rotate      re-seal every record of FORCEBIND_DB under the primary key
+  forcebind compact         rewrite FORCEBIND_DB with only its live records (offline)
   forcebind version         print the version
   forcebind help            print this help
 

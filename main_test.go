@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -183,5 +184,54 @@ func TestUsageHidesSecrets(t *testing.T) {
 				t.Errorf("%v printed the secret %q", args, v)
 			}
 		}
+	}
+}
+
+func TestCompact(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "forcebind.db")
+	key := mustKey(t)
+	kr, err := store.KeyringFromEnv(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(dbPath, store.Options{Keyring: kr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		b := store.Binding{TeamID: "T1", UserID: fmt.Sprintf("U%d", i), AccessToken: "a", RefreshToken: "r"}
+		if err := db.PutBinding(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			if err := db.DeleteBinding(ctx, "T1", fmt.Sprintf("U%d", i-1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	env := map[string]string{"FORCEBIND_DB": dbPath, "FORCEBIND_KEY": key}
+	// While another process (here: this one) holds the store, compact refuses.
+	if code, _, errOut := runCLI(t, env, "compact"); code != exitFail || !strings.Contains(errOut, "stop forcebind first") {
+		t.Errorf("compact of a store in use: exit %d, %q", code, errOut)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, env, "compact")
+	if code != exitOK || !strings.Contains(out, "compacted") {
+		t.Fatalf("compact: exit %d: %s", code, errOut)
+	}
+	db, err = store.Open(dbPath, store.Options{Keyring: kr})
+	if err != nil {
+		t.Fatalf("open after compact: %v", err)
+	}
+	defer db.Close()
+	if n, _ := db.CountBindings(ctx); n != 1 {
+		t.Errorf("%d bindings after compact, want 1", n)
+	}
+	if _, err := os.Stat(dbPath + ".compacting"); !os.IsNotExist(err) {
+		t.Error("temporary file left behind")
 	}
 }

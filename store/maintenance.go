@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -106,4 +108,35 @@ func (db *DB) Backup(ctx context.Context, w io.Writer) (int64, error) {
 		return n, fmt.Errorf("backup store %s: %w", db.path, err)
 	}
 	return n, nil
+}
+
+// CompactTo writes a compacted copy of the store to path (created 0600, which
+// must not exist): only live records, with none of the freed pages in which
+// bbolt leaves old ciphertexts behind, such as records sealed under a key
+// that Rotate has since replaced. It returns the new file's size. The copy
+// is fsynced before CompactTo returns.
+func (db *DB) CompactTo(ctx context.Context, path string) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	dst, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
+		return os.OpenFile(name, flag|os.O_EXCL, mode)
+	}})
+	if err != nil {
+		return 0, fmt.Errorf("compact to %s: %w", path, err)
+	}
+	if err := bolt.Compact(dst, db.bolt, 4<<20); err != nil {
+		dst.Close()
+		os.Remove(path)
+		return 0, fmt.Errorf("compact to %s: %w", path, err)
+	}
+	if err := dst.Close(); err != nil {
+		os.Remove(path)
+		return 0, fmt.Errorf("compact to %s: %w", path, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
 }
