@@ -158,15 +158,20 @@ func (b *Bot) Run(ctx context.Context) error {
 
 	// socketDone receives slack-go's result once; the loop may take it first.
 	socketDone := make(chan error, 1)
-	err = b.loop(ctx, client, runErr, socketDone)
+	// Handlers run under work: not cancelled by the signal that stops the
+	// loop, so work in flight can finish, but cancelled when the drain ends.
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	err = b.loop(ctx, work, client, runErr, socketDone)
 
 	// Stop taking events, then let the work in flight finish.
 	stopSocket()
 	drainCtx, cancel := context.WithTimeout(context.Background(), b.cfg.DrainTimeout)
 	defer cancel()
 	if perr := b.pool.close(drainCtx); perr != nil {
-		b.log.Warn().Err(perr).Msg("shutdown did not wait for all work")
+		b.log.Warn().Err(perr).Msg("shutdown did not wait for all work; cancelling it")
 	}
+	stopWork()
 	close(b.busy)
 	<-busyDone
 	select {
@@ -179,7 +184,7 @@ func (b *Bot) Run(ctx context.Context) error {
 
 // loop is the Socket Mode reader. Everything it does is bounded: acks have
 // a deadline and work goes to the pool, which never blocks.
-func (b *Bot) loop(ctx context.Context, client *socketmode.Client, runErr <-chan error, socketDone chan<- error) error {
+func (b *Bot) loop(ctx, work context.Context, client *socketmode.Client, runErr <-chan error, socketDone chan<- error) error {
 	conn := connWatch{}
 	for {
 		select {
@@ -196,7 +201,7 @@ func (b *Bot) loop(ctx context.Context, client *socketmode.Client, runErr <-chan
 			}
 			return fmt.Errorf("socket mode: %w", err)
 		case evt := <-client.Events:
-			if err := b.dispatch(ctx, client, evt, &conn); err != nil {
+			if err := b.dispatch(ctx, work, client, evt, &conn); err != nil {
 				return err
 			}
 		}
@@ -204,11 +209,11 @@ func (b *Bot) loop(ctx context.Context, client *socketmode.Client, runErr <-chan
 }
 
 // dispatch handles one event from slack-go.
-func (b *Bot) dispatch(ctx context.Context, client *socketmode.Client, evt socketmode.Event, conn *connWatch) error {
+func (b *Bot) dispatch(ctx, work context.Context, client *socketmode.Client, evt socketmode.Event, conn *connWatch) error {
 	switch evt.Type {
 	case socketmode.EventTypeEventsAPI, socketmode.EventTypeSlashCommand, socketmode.EventTypeInteractive:
 		b.ack(ctx, client, evt.Request.EnvelopeID)
-		b.accept(evt.Request)
+		b.accept(work, evt.Request)
 	case socketmode.EventTypeErrorBadMessage:
 		// An envelope slack-go could not parse (an unknown type, a payload of an
 		// unexpected shape) is still acked, or Slack would send it again.
@@ -219,7 +224,7 @@ func (b *Bot) dispatch(ctx context.Context, client *socketmode.Client, evt socke
 				if req.Type == "events_api" || req.Type == "slash_commands" {
 					// slack-go's typed parse failed (a block shape it does not
 					// know, say); forcebind's own parser needs much less.
-					b.accept(&req)
+					b.accept(work, &req)
 					return nil
 				}
 			}
@@ -269,7 +274,7 @@ func (b *Bot) ack(ctx context.Context, client *socketmode.Client, envelopeID str
 }
 
 // accept decides whether an acked envelope is work, and hands it over.
-func (b *Bot) accept(req *socketmode.Request) {
+func (b *Bot) accept(work context.Context, req *socketmode.Request) {
 	if req == nil {
 		return
 	}
@@ -289,7 +294,7 @@ func (b *Bot) accept(req *socketmode.Request) {
 		b.log.Info().Str("event_id", in.dedupeKey).Int("retry_attempt", req.RetryAttempt).Str("retry_reason", req.RetryReason).Msg("duplicate delivery dropped")
 		return
 	}
-	if !b.pool.submit(in.TeamID+"/"+in.UserID, func() { b.handle(in) }) {
+	if !b.pool.submit(in.TeamID+"/"+in.UserID, func() { b.handle(work, in) }) {
 		b.log.Warn().Str("team", in.TeamID).Str("user", in.UserID).Msg("busy: work refused")
 		select {
 		case b.busy <- in.reply(busyText):

@@ -447,3 +447,22 @@ func TestEnvelopeSlackGoCannotParse(t *testing.T) {
 	mustAck(t, s, d)
 	mustMessage(t, s, to(s.DMChannel(jane)))
 }
+
+// Work still running when the drain time is up is cancelled, so Run returns
+// within the bound instead of waiting for HandlerTimeout.
+func TestShutdownCancelsWorkPastTheDrain(t *testing.T) {
+	s := mustSlack(t)
+	fa := &fakeAuth{block: make(chan struct{})} // never released: Binding waits for its ctx
+	r := mustRun(t, s, fa, func(c *Config) { c.DrainTimeout = 200 * time.Millisecond; c.HandlerTimeout = time.Hour })
+	mustAck(t, s, s.SendDM(jane, "search acme"))
+	start := time.Now()
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Run took %v to return with stuck work; the drain bound is 200ms", d)
+	}
+	if !strings.Contains(r.logs.String(), "cancelling it") {
+		t.Error("no log of the cancelled work")
+	}
+}

@@ -85,9 +85,9 @@ func splitCommand(text string) (name, args string) {
 }
 
 // handle runs one message end to end under HandlerTimeout and logs one line.
-func (b *Bot) handle(in *incoming) {
+func (b *Bot) handle(work context.Context, in *incoming) {
 	start := b.now()
-	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HandlerTimeout)
+	ctx, cancel := context.WithTimeout(work, b.cfg.HandlerTimeout)
 	defer cancel()
 	name, args := splitCommand(in.Text)
 	var (
