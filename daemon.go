@@ -86,8 +86,9 @@ func (d daemon) run(ctx context.Context) (err error) {
 		_ = srv.Shutdown(context.Background())
 		return usageError{err}
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(svc.Handler()) }()
+	var serveErr error
+	served := make(chan struct{}) // closed when Serve returns; serveErr is then set
+	go func() { serveErr = srv.Serve(svc.Handler()); close(served) }()
 	log.Info().Str("listen", srv.Addr().String()).Str("callback_url", cfg.CallbackURL).Msg("callback listener up")
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -98,7 +99,8 @@ func (d daemon) run(ctx context.Context) (err error) {
 		<-served
 	}()
 
-	// Runs after the bot and the listener have stopped, before the store closes.
+	// Deferred calls run last-first: this one runs once the bot has stopped,
+	// before the listener shuts down and the store closes.
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -125,13 +127,13 @@ func (d daemon) run(ctx context.Context) (err error) {
 	go func() { botErr <- b.Run(runCtx) }()
 	select {
 	case err = <-botErr:
-	case err = <-served:
+	case <-served:
 		cancel()
 		<-botErr
+		err = serveErr
 		if err == nil {
 			err = errors.New("callback listener stopped")
 		}
-		served <- nil // for the deferred shutdown
 	}
 	if err != nil {
 		return err

@@ -151,18 +151,17 @@ func (b *Bot) Run(ctx context.Context) error {
 
 	sockCtx, stopSocket := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSocket()
-	runErr := make(chan error, 1)
-	go func() { runErr <- client.RunContext(sockCtx) }()
+	var runErr error
+	socketDone := make(chan struct{}) // closed when RunContext returns; runErr is then set
+	go func() { runErr = client.RunContext(sockCtx); close(socketDone) }()
 	busyDone := make(chan struct{})
 	go b.sendBusy(busyDone)
 
-	// socketDone receives slack-go's result once; the loop may take it first.
-	socketDone := make(chan error, 1)
 	// Handlers run under work: not cancelled by the signal that stops the
 	// loop, so work in flight can finish, but cancelled when the drain ends.
 	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
-	err = b.loop(ctx, work, client, runErr, socketDone)
+	err = b.loop(ctx, work, client, socketDone, &runErr)
 
 	// Stop taking events, then let the work in flight finish.
 	stopSocket()
@@ -175,8 +174,7 @@ func (b *Bot) Run(ctx context.Context) error {
 	close(b.busy)
 	<-busyDone
 	select {
-	case <-socketDone: // the loop already has it
-	case <-runErr: // slack-go returns promptly once sockCtx is cancelled
+	case <-socketDone: // slack-go returns promptly once sockCtx is cancelled
 	case <-drainCtx.Done():
 	}
 	return err
@@ -184,15 +182,15 @@ func (b *Bot) Run(ctx context.Context) error {
 
 // loop is the Socket Mode reader. Everything it does is bounded: acks have
 // a deadline and work goes to the pool, which never blocks.
-func (b *Bot) loop(ctx, work context.Context, client *socketmode.Client, runErr <-chan error, socketDone chan<- error) error {
+func (b *Bot) loop(ctx, work context.Context, client *socketmode.Client, socketDone <-chan struct{}, runErr *error) error {
 	conn := connWatch{}
 	for {
 		select {
 		case <-ctx.Done():
 			b.log.Info().Msg("shutting down: no more events taken")
 			return nil
-		case err := <-runErr:
-			socketDone <- err
+		case <-socketDone:
+			err := *runErr
 			if isFatalSlackError(err) {
 				return fmt.Errorf("socket mode: %w: %w", ErrSlackAuth, err)
 			}
