@@ -161,7 +161,7 @@ func (c *Config) checkSlack() []string {
 	case !strings.HasPrefix(c.SlackBotToken, "xoxb-"):
 		p = append(p, "SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
 	}
-	if u, err := url.Parse(c.SlackAPIURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && auth.IsLoopback(u.Hostname()))) {
+	if u, err := url.Parse(c.SlackAPIURL); err != nil || u.Host == "" || !salesforce.SecureScheme(u) {
 		p = append(p, fmt.Sprintf("SLACK_API_URL %q is not an https URL (http only on a loopback host)", c.SlackAPIURL))
 	} else if !strings.HasSuffix(c.SlackAPIURL, "/") {
 		c.SlackAPIURL += "/" // slack-go appends method names to it

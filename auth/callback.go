@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -156,9 +157,9 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		SFUsername:    b.Username,
 		SFDisplayName: id.DisplayName,
 		SFOrg:         b.OrgID,
-		SlackUser:     nonEmpty(p.DisplayName, p.UserID),
+		SlackUser:     cmp.Or(p.DisplayName, p.UserID),
 		SlackUserID:   p.UserID,
-		SlackTeam:     nonEmpty(p.TeamName, p.TeamID),
+		SlackTeam:     cmp.Or(p.TeamName, p.TeamID),
 		Expires:       confirmP.Expires,
 	})
 }
@@ -224,7 +225,7 @@ func (s *Service) handleConfirm(w http.ResponseWriter, r *http.Request) {
 	if err := s.cfg.Notifier.Linked(nctx, b); err != nil {
 		log.Warn().Err(err).Msg("confirmation DM failed")
 	}
-	s.pages.done(w, doneView{SFUsername: b.Username, SlackUser: nonEmpty(p.DisplayName, p.UserID), SlackTeam: nonEmpty(p.TeamName, p.TeamID)})
+	s.pages.done(w, doneView{SFUsername: b.Username, SlackUser: cmp.Or(p.DisplayName, p.UserID), SlackTeam: cmp.Or(p.TeamName, p.TeamID)})
 }
 
 // exchange redeems the authorization code, checks the answer and reads the
@@ -292,13 +293,6 @@ const confirmWindow = 2 * time.Minute
 
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-func nonEmpty(a, b string) string {
-	if a != "" {
 		return a
 	}
 	return b

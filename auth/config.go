@@ -11,6 +11,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/oauth2"
+
+	"github.com/forcebind/forcebind/salesforce"
 )
 
 // defaultScopes are the OAuth scopes forcebind asks for: REST API access and a
@@ -57,7 +59,7 @@ func ParseLoginURL(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("login URL: %w", err)
 	}
 	switch {
-	case u.Scheme != "https" && !(u.Scheme == "http" && IsLoopback(u.Hostname())):
+	case !salesforce.SecureScheme(u):
 		return nil, fmt.Errorf("login URL %q: scheme must be https (http only on a loopback host)", raw)
 	case u.Host == "":
 		return nil, fmt.Errorf("login URL %q: no host", raw)
@@ -66,16 +68,6 @@ func ParseLoginURL(raw string) (*url.URL, error) {
 	}
 	u.Path = ""
 	return u, nil
-}
-
-// IsLoopback reports whether host names this machine (localhost, 127.0.0.0/8,
-// ::1), the only place forcebind sends credentials over plain http.
-func IsLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // salesforceDomains are the registrable domains Salesforce serves orgs from.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/forcebind/forcebind/salesforce"
 )
 
 // grant is what forcebind takes from a Salesforce token response, checked.
@@ -78,22 +80,14 @@ func verifySignature(secret, id, issuedAt, signature string) bool {
 // /id/{orgId}/{userId}.
 func parseIdentityPath(u *url.URL) (org, user string, err error) {
 	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
-	if len(parts) != 3 || parts[0] != "id" || !isSalesforceID(parts[1], "00D") || !isSalesforceID(parts[2], "005") {
+	if len(parts) != 3 || parts[0] != "id" || !isID(parts[1], "00D") || !isID(parts[2], "005") {
 		return "", "", fmt.Errorf("identity URL path %q is not /id/{orgId}/{userId}", u.Path)
 	}
 	return parts[1], parts[2], nil
 }
 
-// isSalesforceID reports whether s is a 15- or 18-character Salesforce id
-// with the given key prefix.
-func isSalesforceID(s, prefix string) bool {
-	if (len(s) != 15 && len(s) != 18) || !strings.HasPrefix(s, prefix) {
-		return false
-	}
-	for _, c := range s {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
-			return false
-		}
-	}
-	return true
+// isID reports whether s is a valid Salesforce id (checksum included) of
+// the object whose key prefix is prefix ("00D" org, "005" user).
+func isID(s, prefix string) bool {
+	return strings.HasPrefix(s, prefix) && salesforce.ValidID(s)
 }

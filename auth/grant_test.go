@@ -43,13 +43,14 @@ func TestParseIdentityPath(t *testing.T) {
 		path      string
 		org, user string
 	}{
-		{"/id/00D5g000004FakeEAA/0055g00000JaneAAAR", "00D5g000004FakeEAA", "0055g00000JaneAAAR"},
-		{"/id/00D5g000004Fake/0055g00000JaneA", "00D5g000004Fake", "0055g00000JaneA"},
-		{"/id/00D5g000004FakeEAA", "", ""},
-		{"/id/0055g00000JaneAAAR/00D5g000004FakeEAA", "", ""},
-		{"/id/00D5g000004FakeEAA/0055g00000JaneAAAR/extra", "", ""},
-		{"/id/00D5g000004Fake!AA/0055g00000JaneAAAR", "", ""},
+		{"/id/00D5g000004FbcDEAS/0055g00000JaneAAAR", "00D5g000004FbcDEAS", "0055g00000JaneAAAR"},
+		{"/id/00D5g000004FbcD/0055g00000JaneA", "00D5g000004FbcD", "0055g00000JaneA"},
+		{"/id/00D5g000004FbcDEAS", "", ""},
+		{"/id/0055g00000JaneAAAR/00D5g000004FbcDEAS", "", ""},
+		{"/id/00D5g000004FbcDEAS/0055g00000JaneAAAR/extra", "", ""},
+		{"/id/00D5g000004Fbc!EAS/0055g00000JaneAAAR", "", ""},
 		{"/services/oauth2/userinfo", "", ""},
+		{"/id/00D5g000004FbcDEAA/0055g00000JaneAAAR", "", ""}, // wrong checksum
 	}
 	for _, tt := range tests {
 		org, user, err := parseIdentityPath(&url.URL{Path: tt.path})

@@ -97,6 +97,10 @@ func TestInvalidGrantRelinksOnce(t *testing.T) {
 	e := mustEnv(t, envOptions{})
 	b := e.mustBind(t, jane, janeSF)
 	e.sf.RevokeAll()
+	// Slow answers make the 5 requests overlap, so all of them share the one
+	// refresh that finds the grant ended (a request arriving after it finds
+	// no binding, which is checked below).
+	e.sf.SetLatency(100 * time.Millisecond)
 	var wg sync.WaitGroup
 	for range 5 {
 		wg.Go(func() {
@@ -106,6 +110,7 @@ func TestInvalidGrantRelinksOnce(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	e.sf.SetLatency(0)
 	if _, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("binding kept after invalid_grant: %v", err)
 	}

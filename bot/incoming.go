@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,7 +85,7 @@ func parseEventsAPI(payload []byte) (*incoming, error) {
 		ChannelID: ev.Channel, dedupeKey: p.EventID,
 		// A Slack Connect user writes from their own team; bindings are per
 		// workspace member, so such a message counts as the other team's.
-		UserTeam: nonEmpty(ev.UserTeam, ev.Team),
+		UserTeam: cmp.Or(ev.UserTeam, ev.Team),
 	}
 	switch {
 	case ev.Type == "app_mention":

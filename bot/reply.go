@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -51,7 +52,7 @@ func (in *incoming) results(words string, rs []salesforce.Result) reply {
 	names := make([]string, 0, len(shown))
 	for _, r := range shown {
 		var sb strings.Builder
-		fmt.Fprintf(&sb, "*%s*  ·  _%s_", link(r.URL, nonEmpty(r.Name, r.ID)), escape(r.Type))
+		fmt.Fprintf(&sb, "*%s*  ·  _%s_", link(r.URL, cmp.Or(r.Name, r.ID)), escape(r.Type))
 		var fields []string
 		for _, f := range r.Fields {
 			if f.Value != "" {
@@ -179,7 +180,7 @@ func (m *Messenger) displayName(ctx context.Context, userID string) string {
 	// Display names are chosen by their owner and need not be unique, so the
 	// confirmation page gets the real name and the handle as well (and shows
 	// the member ID beside them).
-	name := nonEmpty(u.RealName, u.Profile.DisplayName)
+	name := cmp.Or(u.RealName, u.Profile.DisplayName)
 	if u.Name != "" {
 		name = strings.TrimSpace(name + " (@" + u.Name + ")")
 	}
@@ -222,11 +223,4 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
-}
-
-func nonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

@@ -210,7 +210,7 @@ func (c *Client) Get(ctx context.Context, object, id string) (Record, error) {
 // for local fakes).
 func (c *Client) Identity(ctx context.Context, idURL string) (Identity, error) {
 	u, err := url.Parse(idURL)
-	if err != nil || u.Hostname() == "" || u.User != nil || !secureScheme(u) {
+	if err != nil || u.Hostname() == "" || u.User != nil || !SecureScheme(u) {
 		return Identity{}, fmt.Errorf("salesforce identity: %w: identity URL must be an absolute https URL", ErrInvalidInput)
 	}
 	ctx, cancel := c.bound(ctx)

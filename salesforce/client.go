@@ -148,7 +148,7 @@ func parseInstanceURL(raw string) (string, error) {
 		return "", errors.New("not a URL")
 	}
 	switch {
-	case !secureScheme(u):
+	case !SecureScheme(u):
 		return "", errors.New("scheme must be https (http only for a loopback host)")
 	case u.Host == "" || u.Hostname() == "":
 		return "", errors.New("host is missing")
@@ -162,10 +162,10 @@ func parseInstanceURL(raw string) (string, error) {
 	return u.Scheme + "://" + strings.ToLower(u.Host), nil
 }
 
-// secureScheme reports whether u may carry a bearer token: https anywhere,
+// SecureScheme reports whether u may carry a credential: https anywhere,
 // plain http only to a loopback host, where local fakes such as sftest run
-// and nothing crosses a network.
-func secureScheme(u *url.URL) bool {
+// and nothing crosses a network. Safe for concurrent use.
+func SecureScheme(u *url.URL) bool {
 	switch u.Scheme {
 	case "https":
 		return true
