@@ -155,6 +155,12 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("%d fresh links after revocation, want 1", links)
 	}
 
+	// What people type is theirs: it never reaches the log, at any level.
+	step(t, h, "contact zebra-quagga-4711", 1)
+	if strings.Contains(logs.String(), "zebra-quagga-4711") {
+		t.Error("message text is in the log")
+	}
+
 	// Connect again, then disconnect, which revokes at Salesforce.
 	if _, err := h.browse(mustCtx(t), h.lastLink(), "approve", "jane@acme.example"); err != nil {
 		t.Fatal(err)
@@ -320,8 +326,10 @@ func TestRunExitsOnSlackRefusal(t *testing.T) {
 		{"token_revoked", func(s *slacktest.Server) { s.SetError("apps.connections.open", "token_revoked") }},
 		{"link_disabled", func(s *slacktest.Server) {
 			go func() {
-				for !s.Connected() {
-					time.Sleep(5 * time.Millisecond)
+				for deadline := time.Now().Add(10 * time.Second); !s.Connected(); time.Sleep(5 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						return // the daemon never connected; the test fails on its exit code
+					}
 				}
 				s.Disconnect("link_disabled")
 			}()

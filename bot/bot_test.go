@@ -466,3 +466,39 @@ func TestShutdownCancelsWorkPastTheDrain(t *testing.T) {
 		t.Error("no log of the cancelled work")
 	}
 }
+
+// Another process on the same app token splits the events: the log says so.
+func TestWarnsAboutOtherConnections(t *testing.T) {
+	s := mustSlack(t)
+	s.SetNumConnections(2)
+	r := mustRun(t, s, &fakeAuth{}, nil)
+	s.SendDM(jane, "help")
+	mustMessage(t, s, to(s.DMChannel(jane)))
+	logs := r.logs.String()
+	if !strings.Contains(logs, `"num_connections":2`) || !strings.Contains(logs, "another process is using the same app token") {
+		t.Errorf("no warning about a second connection in:\n%s", logs)
+	}
+}
+
+// A frame over ReadLimit costs the connection, not the daemon: it reconnects
+// and answers what comes next.
+func TestOversizedFrame(t *testing.T) {
+	s := mustSlack(t)
+	mustRun(t, s, &fakeAuth{}, func(c *Config) { c.ReadLimit = 4 << 10 })
+	s.SendDM(jane, "help")
+	mustMessage(t, s, to(s.DMChannel(jane)))
+	s.SendRaw([]byte(`{"type":"events_api","envelope_id":"big","payload":{"x":"` + strings.Repeat("a", 8<<10) + `"}}`))
+	// Wait for the new connection: an envelope written to the dying one would
+	// be lost here, as the fake (unlike Slack) does not redeliver unacked ones.
+	ctx := mustCtx(t)
+	for s.Connections() < 2 || !s.Connected() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no reconnect after an oversized frame (%d connections)", s.Connections())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	d := s.SendDM(sam, "help")
+	mustAck(t, s, d)
+	mustMessage(t, s, to(s.DMChannel(sam)))
+}

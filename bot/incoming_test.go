@@ -1,12 +1,15 @@
 package bot
 
 import (
+	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/forcebind/forcebind/salesforce"
 )
 
 func TestParseEnvelope(t *testing.T) {
@@ -201,3 +204,42 @@ func TestDedupe(t *testing.T) {
 		t.Errorf("dedupe holds %d/%d ids; want at most 3", len(d.seen), len(d.order))
 	}
 }
+
+// Salesforce data is text, never Slack markup: a record named "<!channel>"
+// must not ping a channel, nor a "*" turn the rest bold into a link.
+func TestResultsEscapeSalesforceData(t *testing.T) {
+	in := &incoming{Surface: surfaceMention, ChannelID: "C1", UserID: "U1"}
+	r := in.results("<!here>", []salesforce.Result{{
+		Type: "Account", ID: "001", Name: "<!channel> & Sons|x>",
+		URL:    "https://acme.my.salesforce.com/lightning/r/Account/001/view",
+		Fields: []salesforce.Field{{Label: "Phone", Value: "<tel:1>"}, {Label: "Empty", Value: ""}},
+	}})
+	var blocks strings.Builder
+	enc := json.NewEncoder(&blocks)
+	enc.SetEscapeHTML(false) // show the text as Slack receives it
+	if err := enc.Encode(r.blocks); err != nil {
+		t.Fatal(err)
+	}
+	all := r.text + blocks.String()
+	for _, bad := range []string{"<!channel>", "<!here>", "<tel:1>"} {
+		if strings.Contains(all, bad) {
+			t.Errorf("answer contains live markup %q:\n%s", bad, all)
+		}
+	}
+	for _, want := range []string{"&lt;!channel&gt; &amp; Sons", "<https://acme.my.salesforce.com/lightning/r/Account/001/view|", "Phone: &lt;tel:1&gt;"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("answer lacks %q:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "Empty:") {
+		t.Error("an empty field was shown")
+	}
+	if len(r.blocks) != 2 || !r.isEphemeralTo("U1") {
+		t.Errorf("want a header and one record, ephemeral to the asker; got %d blocks, %+v", len(r.blocks), r)
+	}
+	if none := in.results("zzz", nil); !strings.Contains(none.text, "Nothing in Salesforce matches") {
+		t.Errorf("empty result answered %q", none.text)
+	}
+}
+
+func (r reply) isEphemeralTo(user string) bool { return r.surface != surfaceDM && r.user == user }
