@@ -475,3 +475,19 @@ func TestRelinkDuringRefreshKeepsNewBinding(t *testing.T) {
 		t.Errorf("%d fresh links sent to someone who had just linked", relinks)
 	}
 }
+
+// Start asks the Slack side for the name on the confirmation page only when
+// the caller did not give one.
+func TestStartLooksUpTheName(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	_, p := e.mustConfirmPage(t, jane, janeSF) // jane comes with a name
+	if e.notes.nameLookups != 0 || !strings.Contains(p.body, "<b>jane</b>") {
+		t.Errorf("%d lookups for a named requester; page:\n%s", e.notes.nameLookups, p.body)
+	}
+	nameless := jane
+	nameless.DisplayName = ""
+	_, p = e.mustConfirmPage(t, nameless, janeSF)
+	if e.notes.nameLookups != 1 || !strings.Contains(p.body, "Jane Doe (@jane)") {
+		t.Errorf("%d lookups for a nameless requester; page:\n%s", e.notes.nameLookups, p.body)
+	}
+}

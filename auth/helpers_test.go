@@ -32,6 +32,8 @@ type notes struct {
 	mu      sync.Mutex
 	linked  []store.Binding
 	relinks []Link
+	// nameLookups counts DisplayName calls.
+	nameLookups int
 }
 
 func (n *notes) Linked(_ context.Context, b store.Binding) error {
@@ -46,6 +48,13 @@ func (n *notes) Relink(_ context.Context, _ Requester, l Link) error {
 	defer n.mu.Unlock()
 	n.relinks = append(n.relinks, l)
 	return nil
+}
+
+func (n *notes) DisplayName(context.Context, string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.nameLookups++
+	return "Jane Doe (@jane)"
 }
 
 func (n *notes) counts() (linked, relinks int) {

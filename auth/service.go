@@ -37,6 +37,10 @@ type Notifier interface {
 	// Relink sends who, privately, a fresh link after their Salesforce grant
 	// ended (refresh answered invalid_grant). It is called once per ended grant.
 	Relink(ctx context.Context, who Requester, link Link) error
+	// DisplayName returns the name the confirmation page shows for the Slack
+	// user (with their handle), or "" when Slack does not say. Start calls it
+	// only when it makes a link for a Requester without one.
+	DisplayName(ctx context.Context, userID string) string
 }
 
 // Requester is the Slack person a link is made for, and where to reach them.
@@ -45,7 +49,7 @@ type Requester struct {
 	TeamName    string
 	UserID      string
 	ChannelID   string // where they asked; a DM channel or a public one
-	DisplayName string
+	DisplayName string // "" means Start asks the Notifier
 }
 
 // Link is a binding link: the Salesforce authorize URL to send, privately, to
@@ -143,6 +147,9 @@ func New(cfg Config) (*Service, error) {
 // (after confirming on a page that names both). A new link replaces any
 // earlier one of the same person.
 func (s *Service) Start(ctx context.Context, who Requester) (Link, error) {
+	if who.DisplayName == "" {
+		who.DisplayName = s.cfg.Notifier.DisplayName(ctx, who.UserID)
+	}
 	verifier := oauth2.GenerateVerifier()
 	now := s.now()
 	p := store.Pending{

@@ -222,8 +222,21 @@ func TestLinkIsPrivate(t *testing.T) {
 	}
 	fa.mu.Lock()
 	defer fa.mu.Unlock()
-	if len(fa.starts) != 3 || fa.starts[0].TeamName != "Acme" || fa.starts[0].DisplayName == "" {
-		t.Errorf("links were started for %+v; want 3, with team and display names", fa.starts)
+	if len(fa.starts) != 3 || fa.starts[0].TeamName != "Acme" || fa.starts[0].UserID != jane {
+		t.Errorf("links were started for %+v; want 3, for the askers, with the team's name", fa.starts)
+	}
+}
+
+// The name on the confirmation page: real name and handle, which a forwarded
+// link's sender cannot copy as easily as a display name.
+func TestMessengerDisplayName(t *testing.T) {
+	s := mustSlack(t)
+	m := NewMessenger(slack.New(s.BotToken(), slack.OptionAPIURL(s.APIURL)), nil, zerolog.Nop())
+	if got := m.DisplayName(mustCtx(t), jane); got != "Jane Doe (@jane)" {
+		t.Errorf("DisplayName = %q, want %q", got, "Jane Doe (@jane)")
+	}
+	if got := m.DisplayName(mustCtx(t), "U0NOBODY"); got != "" {
+		t.Errorf("DisplayName of an unknown user = %q, want empty", got)
 	}
 }
 

@@ -195,7 +195,7 @@ func (b *Bot) withSalesforce(ctx context.Context, in *incoming, query func(*sale
 	if err != nil {
 		return b.failure(in, err)
 	}
-	sf, err := b.auth.Client(bd, b.requester(ctx, in))
+	sf, err := b.auth.Client(bd, b.requester(in))
 	if err != nil {
 		return b.failure(in, err)
 	}
@@ -209,19 +209,17 @@ func (b *Bot) withSalesforce(ctx context.Context, in *incoming, query func(*sale
 // sendLink creates a binding link and answers with it. The answer goes only
 // to the requester: a DM, an ephemeral message, or a slash command response.
 func (b *Bot) sendLink(ctx context.Context, in *incoming, intro string) (reply, string) {
-	link, err := b.auth.Start(ctx, b.requester(ctx, in))
+	link, err := b.auth.Start(ctx, b.requester(in))
 	if err != nil {
 		return b.failure(in, err)
 	}
 	return in.linkReply(intro, link), "link_sent"
 }
 
-// requester describes in's sender for the binding flow.
-func (b *Bot) requester(ctx context.Context, in *incoming) auth.Requester {
-	return auth.Requester{
-		TeamID: in.TeamID, TeamName: b.self.team, UserID: in.UserID, ChannelID: in.ChannelID,
-		DisplayName: b.msg.displayName(ctx, in.UserID),
-	}
+// requester describes in's sender for the binding flow. auth looks up the
+// display name itself, and only when it makes a link.
+func (b *Bot) requester(in *incoming) auth.Requester {
+	return auth.Requester{TeamID: in.TeamID, TeamName: b.self.team, UserID: in.UserID, ChannelID: in.ChannelID}
 }
 
 // failure turns an error into plain words for the person and a log line for

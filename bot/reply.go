@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/slack-go/slack"
@@ -98,21 +96,7 @@ type Messenger struct {
 	api  *slack.Client
 	http *http.Client
 	log  zerolog.Logger
-
-	mu    sync.Mutex
-	names map[string]cachedName
 }
-
-type cachedName struct {
-	name string
-	at   time.Time
-}
-
-// nameTTL is how long a Slack display name is reused; maxNames caps the cache.
-const (
-	nameTTL  = time.Hour
-	maxNames = 10_000
-)
 
 var _ auth.Notifier = (*Messenger)(nil)
 
@@ -122,7 +106,7 @@ func NewMessenger(api *slack.Client, hc *http.Client, log zerolog.Logger) *Messe
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	return &Messenger{api: api, http: hc, log: log, names: make(map[string]cachedName)}
+	return &Messenger{api: api, http: hc, log: log}
 }
 
 // Linked DMs the Slack user of b the Salesforce identity now linked.
@@ -163,33 +147,22 @@ func (m *Messenger) send(ctx context.Context, r reply) error {
 	}
 }
 
-// displayName returns the Slack user's display name for pages, or "" when
-// Slack does not say. Names are cached for an hour.
-func (m *Messenger) displayName(ctx context.Context, userID string) string {
-	m.mu.Lock()
-	c, ok := m.names[userID]
-	m.mu.Unlock()
-	if ok && time.Since(c.at) < nameTTL {
-		return c.name
-	}
+// DisplayName returns the Slack user's real name (or display name) and
+// handle, "Jane Doe (@jane)", for the confirmation page, or "" when Slack
+// does not say. It implements auth.Notifier.
+func (m *Messenger) DisplayName(ctx context.Context, userID string) string {
 	u, err := m.api.GetUserInfoContext(ctx, userID)
 	if err != nil {
-		m.log.Debug().Err(err).Str("user", userID).Msg("users.info failed; using the user id")
+		m.log.Debug().Err(err).Str("user", userID).Msg("users.info failed; the page shows the member ID")
 		return ""
 	}
 	// Display names are chosen by their owner and need not be unique, so the
-	// confirmation page gets the real name and the handle as well (and shows
-	// the member ID beside them).
+	// page gets the real name and the handle as well (and shows the member ID
+	// beside them).
 	name := cmp.Or(u.RealName, u.Profile.DisplayName)
 	if u.Name != "" {
 		name = strings.TrimSpace(name + " (@" + u.Name + ")")
 	}
-	m.mu.Lock()
-	if len(m.names) >= maxNames {
-		clear(m.names)
-	}
-	m.names[userID] = cachedName{name: name, at: time.Now()}
-	m.mu.Unlock()
 	return name
 }
 

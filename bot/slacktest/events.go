@@ -14,39 +14,34 @@ const verificationToken = "slacktest-verification"
 // carries {type:"message", channel_type:"im", channel: DMChannel(userID), user,
 // text, ts, event_ts}, as Slack sends when userID writes to the bot in its DM.
 func (s *Server) SendDM(userID, text string) Delivery {
-	s.mu.Lock()
-	ts := s.tsLocked()
-	s.mu.Unlock()
-	return s.sendEvent(map[string]any{
-		"client_msg_id": uuid(),
-		"type":          "message",
-		"text":          text,
-		"user":          userID,
-		"ts":            ts,
-		"team":          s.opts.TeamID,
-		"channel":       s.DMChannel(userID),
-		"event_ts":      ts,
-		"channel_type":  "im",
-	})
+	ev := s.userEvent("message", s.DMChannel(userID), userID, text)
+	ev["channel_type"] = "im"
+	return s.sendEvent(ev)
 }
 
 // SendMention queues an app_mention event from userID in channelID. Slack puts
 // the mention in the text itself, e.g. "<@U0BOT> search acme"; text is sent as
 // given.
 func (s *Server) SendMention(channelID, userID, text string) Delivery {
+	return s.sendEvent(s.userEvent("app_mention", channelID, userID, text))
+}
+
+// userEvent is the inner event Slack sends for a person's message of type
+// typ ("message", "app_mention") in channelID.
+func (s *Server) userEvent(typ, channelID, userID, text string) map[string]any {
 	s.mu.Lock()
 	ts := s.tsLocked()
 	s.mu.Unlock()
-	return s.sendEvent(map[string]any{
+	return map[string]any{
 		"client_msg_id": uuid(),
-		"type":          "app_mention",
+		"type":          typ,
 		"text":          text,
 		"user":          userID,
 		"ts":            ts,
 		"team":          s.opts.TeamID,
 		"channel":       channelID,
 		"event_ts":      ts,
-	})
+	}
 }
 
 // SendMessageEvent queues ev as the inner event of an event_callback, for the
