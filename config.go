@@ -32,6 +32,16 @@ type Config struct {
 	LinkTTL       time.Duration
 	linkTTLString string
 
+	// ConnectFlow is auth.FlowWeb or auth.FlowDevice.
+	ConnectFlow       auth.Flow
+	connectFlowString string
+	// RequireEmailMatch defaults to on for the device flow, off for the web flow.
+	RequireEmailMatch  bool
+	requireEmailString string
+	TLSCertFile        string
+	TLSKeyFile         string
+	AdminListen        string
+
 	DB      string
 	KeyFile string
 	Key     string
@@ -77,6 +87,11 @@ func settings() []setting {
 		{"FORCEBIND_LISTEN", "listen", "127.0.0.1:8787", "address of the OAuth callback listener", groupSalesforce, func(c *Config) *string { return &c.Listen }},
 		{"FORCEBIND_CALLBACK_URL", "callback-url", "http://localhost:8787/oauth/callback", "callback URL; must equal the connected app's", groupSalesforce, func(c *Config) *string { return &c.CallbackURL }},
 		{"FORCEBIND_LINK_TTL", "link-ttl", "10m", "lifetime of a binding link", groupSalesforce, func(c *Config) *string { return &c.linkTTLString }},
+		{"FORCEBIND_CONNECT_FLOW", "connect-flow", "web", "how people sign in: web (link and callback) or device (code, no inbound path)", groupSalesforce, func(c *Config) *string { return &c.connectFlowString }},
+		{"FORCEBIND_REQUIRE_EMAIL_MATCH", "require-email-match", "", "bind only when the Salesforce email equals the Slack one: true or false (default true for device, false for web)", groupSalesforce, func(c *Config) *string { return &c.requireEmailString }},
+		{"FORCEBIND_TLS_CERT_FILE", "tls-cert-file", "", "PEM certificate chain; with the key file, the listener serves TLS (reloaded on SIGHUP)", groupSalesforce, func(c *Config) *string { return &c.TLSCertFile }},
+		{"FORCEBIND_TLS_KEY_FILE", "tls-key-file", "", "PEM private key for FORCEBIND_TLS_CERT_FILE", groupSalesforce, func(c *Config) *string { return &c.TLSKeyFile }},
+		{"FORCEBIND_ADMIN_LISTEN", "admin-listen", "", "separate address for /healthz, /readyz and /metrics (default: on FORCEBIND_LISTEN)", groupSalesforce, func(c *Config) *string { return &c.AdminListen }},
 	}
 }
 
@@ -196,6 +211,30 @@ func (c *Config) checkSalesforce() []string {
 		p = append(p, fmt.Sprintf("FORCEBIND_LINK_TTL %s is outside 1m to 24h", ttl))
 	default:
 		c.LinkTTL = ttl
+	}
+	switch auth.Flow(c.connectFlowString) {
+	case auth.FlowWeb, auth.FlowDevice:
+		c.ConnectFlow = auth.Flow(c.connectFlowString)
+	default:
+		p = append(p, fmt.Sprintf("FORCEBIND_CONNECT_FLOW %q is not web or device", c.connectFlowString))
+	}
+	switch strings.ToLower(c.requireEmailString) {
+	case "":
+		c.RequireEmailMatch = c.ConnectFlow == auth.FlowDevice
+	case "true", "1", "yes", "on":
+		c.RequireEmailMatch = true
+	case "false", "0", "no", "off":
+		c.RequireEmailMatch = false
+	default:
+		p = append(p, fmt.Sprintf("FORCEBIND_REQUIRE_EMAIL_MATCH %q is not true or false", c.requireEmailString))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		p = append(p, "FORCEBIND_TLS_CERT_FILE and FORCEBIND_TLS_KEY_FILE must be set together")
+	}
+	if c.AdminListen != "" {
+		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
+			p = append(p, fmt.Sprintf("FORCEBIND_ADMIN_LISTEN %q is not host:port", c.AdminListen))
+		}
 	}
 	return p
 }

@@ -28,16 +28,46 @@ type Config struct {
 	CallbackURL  string        // FORCEBIND_CALLBACK_URL
 	APIVersion   string        // SALESFORCE_API_VERSION, e.g. "62.0"
 	LinkTTL      time.Duration // FORCEBIND_LINK_TTL; default 10 minutes
+	// Flow is how people sign in: FlowWeb (the default) or FlowDevice
+	// (FORCEBIND_CONNECT_FLOW).
+	Flow Flow
+	// RequireEmailMatch binds only when the Salesforce user's email equals
+	// the Slack profile's (FORCEBIND_REQUIRE_EMAIL_MATCH).
+	RequireEmailMatch bool
 	// CallTimeout bounds each call to Salesforce's OAuth endpoints (a code
 	// exchange with its identity read, a refresh, a revocation); default 20s.
 	CallTimeout time.Duration
 
 	Store      Store
 	Notifier   Notifier
+	Observer   Observer // nil means nothing is observed
 	HTTPClient *http.Client // shared and pooled; nil means http.DefaultClient
 	Logger     zerolog.Logger
 	Now        func() time.Time // nil means time.Now
 }
+
+// Observer is told of what the Service does, for metrics. Its methods must
+// be quick and safe for concurrent use.
+type Observer interface {
+	// Refreshed reports one token refresh by outcome: "ok", "relink" (the
+	// grant ended), "transient", "client_rejected" or "error".
+	Refreshed(outcome string)
+	// LinkEnded reports one binding link that ended, by outcome: "bound",
+	// or a Failure's String.
+	LinkEnded(flow Flow, outcome string)
+}
+
+// Flow is an OAuth flow people sign in with.
+type Flow string
+
+const (
+	// FlowWeb is the web server flow with PKCE: a link, the callback
+	// listener, and a confirmation page.
+	FlowWeb Flow = "web"
+	// FlowDevice is the device flow: a code typed at Salesforce's
+	// verification page while forcebind polls; no listener is needed.
+	FlowDevice Flow = "device"
+)
 
 // endpoints derives the OAuth endpoints from the login URL.
 func endpoints(login *url.URL) oauth2.Endpoint {

@@ -34,6 +34,23 @@ type notes struct {
 	relinks []Link
 	// nameLookups counts DisplayName calls.
 	nameLookups int
+	// email is what Email answers; emailErr, if set, is its error.
+	email    string
+	emailErr error
+	failures []Failure
+}
+
+func (n *notes) Email(context.Context, string) (string, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.email, n.emailErr
+}
+
+func (n *notes) LinkFailed(_ context.Context, _ Requester, why Failure) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.failures = append(n.failures, why)
+	return nil
 }
 
 func (n *notes) Linked(_ context.Context, b store.Binding) error {

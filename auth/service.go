@@ -41,6 +41,45 @@ type Notifier interface {
 	// user (with their handle), or "" when Slack does not say. Start calls it
 	// only when it makes a link for a Requester without one.
 	DisplayName(ctx context.Context, userID string) string
+	// Email returns the email address on the Slack user's profile (scope
+	// users:read.email), or "" when the profile has none. It is asked only
+	// when Config.RequireEmailMatch is set; an error means Slack could not
+	// be asked, and nothing is bound.
+	Email(ctx context.Context, userID string) (string, error)
+	// LinkFailed tells who, privately, that a link they started ended without
+	// a binding, and why. Device-flow links end this way on their own (denied,
+	// expired); either flow when the emails differ.
+	LinkFailed(ctx context.Context, who Requester, why Failure) error
+}
+
+// Failure is why a binding link ended without a binding.
+type Failure int
+
+const (
+	// FailureEmailMismatch means the Salesforce user's email is not the Slack
+	// profile's, so the sign-in was revoked (Config.RequireEmailMatch).
+	FailureEmailMismatch Failure = iota + 1
+	// FailureDenied means the person chose Deny at Salesforce.
+	FailureDenied
+	// FailureExpired means the device code ran out before it was approved.
+	FailureExpired
+	// FailureError means Salesforce or the store failed; the log has why.
+	FailureError
+)
+
+// String names the failure for logs and metrics.
+func (f Failure) String() string {
+	switch f {
+	case FailureEmailMismatch:
+		return "email_mismatch"
+	case FailureDenied:
+		return "denied"
+	case FailureExpired:
+		return "expired"
+	case FailureError:
+		return "error"
+	}
+	return "unknown"
 }
 
 // Requester is the Slack person a link is made for, and where to reach them.
@@ -53,10 +92,13 @@ type Requester struct {
 }
 
 // Link is a binding link: the Salesforce authorize URL to send, privately, to
-// the person it was made for, and when it stops working.
+// the person it was made for, and when it stops working. In the device flow
+// URL is Salesforce's verification page and UserCode the code to type there;
+// UserCode is "" in the web flow.
 type Link struct {
-	URL     string
-	Expires time.Time
+	URL      string
+	UserCode string
+	Expires  time.Time
 }
 
 // Errors of the token source and Unlink. Match them with errors.Is; the

@@ -74,7 +74,11 @@ func (in *incoming) results(words string, rs []salesforce.Result) reply {
 // it stops working.
 func (in *incoming) linkReply(intro string, l auth.Link) reply {
 	text := linkText(intro, l)
-	btn := slack.NewButtonBlockElement("connect", "connect", slack.NewTextBlockObject(slack.PlainTextType, "Connect to Salesforce", false, false))
+	label := "Connect to Salesforce"
+	if l.UserCode != "" {
+		label = "Open Salesforce" // the device flow: the page where the code is typed
+	}
+	btn := slack.NewButtonBlockElement("connect", "connect", slack.NewTextBlockObject(slack.PlainTextType, label, false, false))
 	btn.URL = l.URL
 	btn.Style = slack.StylePrimary
 	return in.reply(text,
@@ -85,6 +89,10 @@ func (in *incoming) linkReply(intro string, l auth.Link) reply {
 func linkText(intro string, l auth.Link) string {
 	if intro != "" {
 		intro += " "
+	}
+	if l.UserCode != "" {
+		return intro + fmt.Sprintf("Open %s, sign in, and enter the code %s. The code is only for you and works until %s. Don't share it: whoever enters it links *their* Salesforce account to *your* Slack user. I'll message you here once you're connected.",
+			link(l.URL, escape(l.URL)), code(l.UserCode), slackDate(l.Expires))
 	}
 	return intro + fmt.Sprintf("%s. The link is only for you: it works once, until %s. Don't share it: whoever uses it links *their* Salesforce account to *your* Slack user.",
 		link(l.URL, "Connect your Salesforce account"), slackDate(l.Expires))
@@ -120,6 +128,22 @@ func (m *Messenger) Linked(ctx context.Context, b store.Binding) error {
 func (m *Messenger) Relink(ctx context.Context, who auth.Requester, l auth.Link) error {
 	in := &incoming{Surface: surfaceDM, ChannelID: who.UserID, UserID: who.UserID}
 	return m.send(ctx, in.linkReply("Your Salesforce connection has ended (it was revoked or expired), so I can't answer as you any more.", l))
+}
+
+// LinkFailed DMs who why the link they started bound nothing.
+func (m *Messenger) LinkFailed(ctx context.Context, who auth.Requester, why auth.Failure) error {
+	var text string
+	switch why {
+	case auth.FailureEmailMismatch:
+		text = "I did not connect that Salesforce account: its email address is not the one on your Slack profile, so I signed it out again. Sign in to Salesforce as yourself and send `connect` for a new link."
+	case auth.FailureDenied:
+		text = "The Salesforce sign-in was denied, so nothing was connected. Send `connect` to try again."
+	case auth.FailureExpired:
+		text = "Your Salesforce connect code expired before it was used, so nothing was connected. Send `connect` for a new one."
+	default:
+		text = "Something went wrong while connecting your Salesforce account, so nothing was connected. Please send `connect` to try again."
+	}
+	return m.send(ctx, reply{surface: surfaceDM, channel: who.UserID, text: text})
 }
 
 // send delivers r to where it belongs.
@@ -164,6 +188,17 @@ func (m *Messenger) DisplayName(ctx context.Context, userID string) string {
 		name = strings.TrimSpace(name + " (@" + u.Name + ")")
 	}
 	return name
+}
+
+// Email returns the email address on the Slack user's profile, or "" when
+// it has none. It needs the users:read.email scope, and implements
+// auth.Notifier.
+func (m *Messenger) Email(ctx context.Context, userID string) (string, error) {
+	u, err := m.api.GetUserInfoContext(ctx, userID)
+	if err != nil {
+		return "", wrapSlack("users.info", err)
+	}
+	return strings.TrimSpace(u.Profile.Email), nil
 }
 
 func wrapSlack(method string, err error) error {

@@ -11,6 +11,7 @@ func Scopes() []string {
 		"im:read",           // DMs with the bot
 		"im:write",          // opening a DM to send a link or a confirmation
 		"users:read",        // users.info: the name on the confirmation page
+		"users:read.email",  // users.info: the profile email, for FORCEBIND_REQUIRE_EMAIL_MATCH
 	}
 }
 
