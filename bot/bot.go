@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -39,6 +40,7 @@ type Config struct {
 	Logger   zerolog.Logger
 	Now      func() time.Time // nil means time.Now
 	Messages *Messenger       // how replies are sent; nil builds one on API
+	Observer Observer         // told of events, acks, commands and the connection; nil means nothing is observed
 
 	Workers        int           // users whose work runs at once; default 64
 	QueuePerUser   int           // one user's messages waiting behind the running one; default 8
@@ -47,6 +49,41 @@ type Config struct {
 	DrainTimeout   time.Duration // how long shutdown waits for in-flight work; default 20s
 	DedupeWindow   time.Duration // how long event ids are remembered; default 15m
 	ReadLimit      int64         // largest websocket frame accepted; default 1 MiB
+}
+
+// Observer is told what the bot does, for metrics. Its methods are called
+// from the Socket Mode reader and from the workers: they must be quick, must
+// not block, and must be safe for concurrent use. Every string passed comes
+// from a small fixed set, so it is fit for a metric label.
+type Observer interface {
+	// EventReceived reports one frame read from the Socket Mode connection,
+	// by envelope type: "events_api", "slash_commands", "interactive",
+	// "hello", "unknown" (an envelope of a type the bot does not know),
+	// "malformed" (not an envelope) or "oversized" (over ReadLimit; it costs
+	// the connection).
+	EventReceived(typ string)
+	// EventAcked reports one envelope acknowledged: latency runs from the
+	// envelope's receipt to AckCtx's return, and ok is false when the ack
+	// could not be queued (it timed out, or the connection was gone).
+	EventAcked(latency time.Duration, ok bool)
+	// CommandDone reports one message handled: command is the command's
+	// name in the table ("opp" counts as "opportunity", an empty message as
+	// "help") or "unknown"; outcome is what the log line says ("ok",
+	// "link_sent", "relink", "timeout", ..., "panic", with "+reply_failed"
+	// appended when the answer could not be sent); took runs from the start
+	// of the work to the answer sent. Work refused because the pool was full
+	// is reported with outcome "busy" and took zero: it never ran.
+	CommandDone(command, outcome string, took time.Duration)
+	// Connected reports the Socket Mode connection up (Slack's hello), with
+	// how many connections Slack counts for the app token, this one
+	// included: more than one means another process shares the events.
+	Connected(numConnections int)
+	// Disconnected reports that the connection Connected reported is gone:
+	// dropped, replaced at Slack's request, or closed because Run ends.
+	Disconnected()
+	// Reconnecting reports one attempt to open the connection other than
+	// the first of the run: after a drop, or after a failed attempt.
+	Reconnecting()
 }
 
 // Bot is the Slack side of forcebind. Create it with New and run it with
@@ -58,6 +95,8 @@ type Bot struct {
 	msg    *Messenger
 	log    zerolog.Logger
 	now    func() time.Time
+	obs    Observer
+	ready  atomic.Bool // the Socket Mode connection is up: between hello and its end
 	seen   *dedupe
 	pool   *pool
 	busy   chan reply // "busy" answers, sent by one goroutine off the reader
@@ -107,6 +146,10 @@ func New(cfg Config) (*Bot, error) {
 	if cfg.Messages == nil {
 		cfg.Messages = NewMessenger(cfg.API, nil, cfg.Logger)
 	}
+	obs := cfg.Observer
+	if obs == nil {
+		obs = nopObserver{}
+	}
 	b := &Bot{
 		cfg:  cfg,
 		api:  cfg.API,
@@ -114,6 +157,7 @@ func New(cfg Config) (*Bot, error) {
 		msg:  cfg.Messages,
 		log:  cfg.Logger,
 		now:  cfg.Now,
+		obs:  obs,
 		seen: newDedupe(cfg.DedupeWindow, 200_000),
 		busy: make(chan reply, 256),
 	}
@@ -122,6 +166,12 @@ func New(cfg Config) (*Bot, error) {
 	b.byName = index(b.cmds)
 	return b, nil
 }
+
+// Ready reports whether the Socket Mode connection is up: true from Slack's
+// hello until that connection drops or Run stops taking events, false
+// before, between connections and after Run returns. Safe for concurrent
+// use, from any goroutine, at any time (a readiness probe calls it).
+func (b *Bot) Ready() bool { return b.ready.Load() }
 
 // Run connects to Slack and handles events until ctx ends (then it stops
 // taking events, lets in-flight work finish within DrainTimeout and returns
@@ -162,6 +212,7 @@ func (b *Bot) Run(ctx context.Context) error {
 	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 	err = b.loop(ctx, work, client, socketDone, &runErr)
+	b.disconnected()
 
 	// Stop taking events, then let the work in flight finish.
 	stopSocket()
@@ -208,17 +259,25 @@ func (b *Bot) loop(ctx, work context.Context, client *socketmode.Client, socketD
 
 // dispatch handles one event from slack-go.
 func (b *Bot) dispatch(ctx, work context.Context, client *socketmode.Client, evt socketmode.Event, conn *connWatch) error {
+	received := b.now()
 	switch evt.Type {
 	case socketmode.EventTypeEventsAPI, socketmode.EventTypeSlashCommand, socketmode.EventTypeInteractive:
-		b.ack(ctx, client, evt.Request.EnvelopeID)
+		b.obs.EventReceived(string(evt.Type))
+		b.ack(ctx, client, evt.Request.EnvelopeID, received)
 		b.accept(work, evt.Request)
 	case socketmode.EventTypeErrorBadMessage:
 		// An envelope slack-go could not parse (an unknown type, a payload of an
 		// unexpected shape) is still acked, or Slack would send it again.
 		if bad, ok := evt.Data.(*socketmode.ErrorBadMessage); ok {
 			var req socketmode.Request
-			if json.Unmarshal(bad.Message, &req) == nil && req.EnvelopeID != "" {
-				b.ack(ctx, client, req.EnvelopeID)
+			parsed := json.Unmarshal(bad.Message, &req) == nil
+			if parsed {
+				b.obs.EventReceived(envelopeType(req.Type))
+			} else {
+				b.obs.EventReceived("malformed")
+			}
+			if parsed && req.EnvelopeID != "" {
+				b.ack(ctx, client, req.EnvelopeID, received)
 				if req.Type == "events_api" || req.Type == "slash_commands" {
 					// slack-go's typed parse failed (a block shape it does not
 					// know, say); forcebind's own parser needs much less.
@@ -229,15 +288,31 @@ func (b *Bot) dispatch(ctx, work context.Context, client *socketmode.Client, evt
 			b.log.Warn().Str("envelope_type", req.Type).Err(bad.Cause).Msg("envelope not understood; acked and dropped")
 		}
 	case socketmode.EventTypeIncomingError:
+		// slack-go reports a frame that is not JSON, but also a read that
+		// failed because the connection did; only the first is an event.
+		if ie, ok := evt.Data.(*slack.IncomingEventError); ok {
+			if typ := unreadableType(ie.ErrorObj); typ != "" {
+				b.obs.EventReceived(typ)
+			}
+		}
 		b.log.Warn().Msg("unreadable frame from Slack dropped")
 	case socketmode.EventTypeHello:
+		b.obs.EventReceived("hello")
 		n := evt.Request.NumConnections
 		l := b.log.Info()
 		if n > 1 {
 			l = b.log.Warn().Str("hint", "another process is using the same app token; each gets a share of the events")
 		}
 		l.Int("num_connections", n).Msg("socket mode hello")
+		// Ready before Connected, so an observer sees the state it reports.
+		b.ready.Store(true)
+		b.obs.Connected(n)
 	case socketmode.EventTypeConnecting:
+		// slack-go says nothing when a connection ends; it opens the next.
+		b.disconnected()
+		if ce, ok := evt.Data.(*slack.ConnectingEvent); ok && (ce.Attempt > 1 || ce.ConnectionCount > 0) {
+			b.obs.Reconnecting()
+		}
 		b.log.Debug().Msg("connecting to Slack")
 	case socketmode.EventTypeConnected:
 		conn.connected()
@@ -258,15 +333,25 @@ func (b *Bot) dispatch(ctx, work context.Context, client *socketmode.Client, evt
 	return nil
 }
 
+// disconnected marks the connection down, and reports it if it was up.
+func (b *Bot) disconnected() {
+	if b.ready.Swap(false) {
+		b.obs.Disconnected()
+	}
+}
+
 // ack queues the acknowledgement of one envelope, bounded by AckTimeout:
-// AckCtx (never Ack, which can hang while disconnected).
-func (b *Bot) ack(ctx context.Context, client *socketmode.Client, envelopeID string) {
+// AckCtx (never Ack, which can hang while disconnected). received is when
+// the envelope came off the connection.
+func (b *Bot) ack(ctx context.Context, client *socketmode.Client, envelopeID string, received time.Time) {
 	if envelopeID == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.AckTimeout)
 	defer cancel()
-	if err := client.AckCtx(ctx, envelopeID, nil); err != nil {
+	err := client.AckCtx(ctx, envelopeID, nil)
+	b.obs.EventAcked(b.now().Sub(received), err == nil)
+	if err != nil {
 		b.log.Warn().Err(err).Str("envelope_id", envelopeID).Msg("ack not sent")
 	}
 }
@@ -293,6 +378,9 @@ func (b *Bot) accept(work context.Context, req *socketmode.Request) {
 		return
 	}
 	if !b.pool.submit(in.TeamID+"/"+in.UserID, func() { b.handle(work, in) }) {
+		typed, _ := splitCommand(in.Text)
+		name, _ := b.lookup(typed)
+		b.obs.CommandDone(name, "busy", 0)
 		b.log.Warn().Str("team", in.TeamID).Str("user", in.UserID).Msg("busy: work refused")
 		select {
 		case b.busy <- in.reply(busyText):
@@ -335,6 +423,42 @@ func (b *Bot) onPanic(key string, recovered any, stack []byte) {
 }
 
 func stack() []byte { return debug.Stack() }
+
+// envelopeType names a Socket Mode envelope type for EventReceived: one of
+// the types Slack documents, or "unknown", so a label never takes whatever
+// a server sends.
+func envelopeType(typ string) string {
+	switch typ {
+	case "events_api", "slash_commands", "interactive", "hello", "disconnect":
+		return typ
+	}
+	return "unknown"
+}
+
+// unreadableType names, for EventReceived, a frame slack-go could not read:
+// "malformed" when it was not JSON, "oversized" when it was over ReadLimit,
+// "" when the read failed because the connection did.
+func unreadableType(err error) string {
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntaxErr), errors.As(err, &typeErr):
+		return "malformed"
+	case errors.Is(err, websocket.ErrReadLimit):
+		return "oversized"
+	}
+	return ""
+}
+
+// nopObserver is the Observer of a Bot whose Config has none.
+type nopObserver struct{}
+
+func (nopObserver) EventReceived(string)                      {}
+func (nopObserver) EventAcked(time.Duration, bool)            {}
+func (nopObserver) CommandDone(string, string, time.Duration) {}
+func (nopObserver) Connected(int)                             {}
+func (nopObserver) Disconnected()                             {}
+func (nopObserver) Reconnecting()                             {}
 
 // connWatch tells a passing outage from a permanent refusal: Slack answering
 // apps.connections.open with the same error again and again after a

@@ -83,6 +83,7 @@ func (s *syncBuffer) String() string {
 
 // running is a Bot started by mustRun.
 type running struct {
+	bot  *Bot
 	srv  *slacktest.Server
 	logs *syncBuffer
 	stop func() error // cancels Run and returns its error
@@ -109,7 +110,7 @@ func mustRun(tb testing.TB, s *slacktest.Server, a Auth, tune func(*Config)) *ru
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{srv: s, logs: logs, done: make(chan error, 1)}
+	r := &running{bot: b, srv: s, logs: logs, done: make(chan error, 1)}
 	go func() { r.done <- b.Run(ctx) }()
 	var once sync.Once
 	var runErr error

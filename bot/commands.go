@@ -84,24 +84,33 @@ func splitCommand(text string) (name, args string) {
 	return strings.ToLower(strings.TrimSpace(name)), strings.TrimSpace(args)
 }
 
-// handle runs one message end to end under HandlerTimeout and logs one line.
+// lookup finds the command a typed name asks for, and its name in the table
+// (the name of an alias's command; "unknown", with nil, when there is none).
+// An empty name asks for help.
+func (b *Bot) lookup(typed string) (string, *command) {
+	if typed == "" {
+		typed = "help"
+	}
+	if c := b.byName[typed]; c != nil {
+		return c.Name, c
+	}
+	return "unknown", nil
+}
+
+// handle runs one message end to end under HandlerTimeout, logs one line
+// and reports it to the Observer (a panic too, on its way to the pool).
 func (b *Bot) handle(work context.Context, in *incoming) {
 	start := b.now()
 	ctx, cancel := context.WithTimeout(work, b.cfg.HandlerTimeout)
 	defer cancel()
-	name, args := splitCommand(in.Text)
-	var (
-		r       reply
-		outcome string
-	)
-	switch c := b.byName[name]; {
-	case name == "":
-		r, outcome = b.cmdHelp(ctx, in, "")
-	case c == nil:
-		r, outcome = in.reply(fmt.Sprintf("I don't know %s. Send `help` to see what I can do.", code(name))), "unknown_command"
-		name = "unknown"
-	default:
-		name = c.Name
+	typed, args := splitCommand(in.Text)
+	name, c := b.lookup(typed)
+	var r reply
+	outcome := "panic" // until the command returns
+	defer func() { b.obs.CommandDone(name, outcome, b.now().Sub(start)) }()
+	if c == nil {
+		r, outcome = in.reply(fmt.Sprintf("I don't know %s. Send `help` to see what I can do.", code(typed))), "unknown_command"
+	} else {
 		r, outcome = c.run(b, ctx, in, args)
 	}
 	// The answer gets its own deadline: a command that ran out of time must

@@ -9,6 +9,11 @@
 // each user's messages in order; when it is full the user is told to try
 // again instead of hearing nothing.
 //
+// Bot.Ready reports whether the Socket Mode connection is up, for a
+// readiness probe. An Observer, when configured, hears of every frame, ack,
+// command and connection change, for metrics; the package itself does not
+// import a metrics library.
+//
 // The package declares what it needs of the binding flow (Auth); Messenger
 // implements auth.Notifier over the Slack Web API. bot/slacktest is a fake
 // Slack for tests and the demo.

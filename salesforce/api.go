@@ -20,7 +20,7 @@ import (
 func (c *Client) Query(ctx context.Context, soql string) ([]Record, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	recs, err := c.query(ctx, soql, c.maxRecords)
+	recs, err := c.query(ctx, "query", soql, c.maxRecords)
 	if err != nil {
 		return nil, fmt.Errorf("salesforce query: %w", err)
 	}
@@ -34,11 +34,12 @@ type queryPage struct {
 	Records        []json.RawMessage `json:"records"`
 }
 
-func (c *Client) query(ctx context.Context, soql string, limit int) ([]Record, error) {
+// query runs soql for op (see Observer.Request), following the pages.
+func (c *Client) query(ctx context.Context, op, soql string, limit int) ([]Record, error) {
 	u := c.dataURL("query") + "?" + url.Values{"q": {soql}}.Encode()
 	var out []Record
 	for {
-		data, err := c.send(ctx, http.MethodGet, u, nil)
+		data, err := c.send(ctx, op, http.MethodGet, u, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -119,7 +120,7 @@ func (c *Client) Search(ctx context.Context, text string, objects ...string) ([]
 
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	data, err := c.send(ctx, http.MethodGet, c.dataURL("search")+"?"+url.Values{"q": {sosl}}.Encode(), nil)
+	data, err := c.send(ctx, "search", http.MethodGet, c.dataURL("search")+"?"+url.Values{"q": {sosl}}.Encode(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("salesforce search: %w", err)
 	}
@@ -167,7 +168,7 @@ func (c *Client) Find(ctx context.Context, object, text string, limit int) ([]Re
 
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	recs, err := c.query(ctx, soql, limit)
+	recs, err := c.query(ctx, "find", soql, limit)
 	if err != nil {
 		return nil, fmt.Errorf("salesforce find: %w", err)
 	}
@@ -192,7 +193,7 @@ func (c *Client) Get(ctx context.Context, object, id string) (Record, error) {
 	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	data, err := c.send(ctx, http.MethodGet, c.dataURL("sobjects/"+object+"/"+id), nil)
+	data, err := c.send(ctx, "get", http.MethodGet, c.dataURL("sobjects/"+object+"/"+id), nil)
 	if err != nil {
 		return Record{}, fmt.Errorf("salesforce get: %w", err)
 	}
@@ -215,7 +216,7 @@ func (c *Client) Identity(ctx context.Context, idURL string) (Identity, error) {
 	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	data, err := c.send(ctx, http.MethodGet, u.String(), nil)
+	data, err := c.send(ctx, "identity", http.MethodGet, u.String(), nil)
 	if err != nil {
 		return Identity{}, fmt.Errorf("salesforce identity: %w", err)
 	}

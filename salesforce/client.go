@@ -55,6 +55,33 @@ type Config struct {
 	// Timeout bounds each call whose context has no deadline. Zero means
 	// 30s.
 	Timeout time.Duration
+
+	// Observer, when set, is told of every HTTP request the Client sends
+	// and of the API usage Salesforce reports. Nil means nothing is
+	// observed.
+	Observer Observer
+}
+
+// Observer is told what a Client does, for metrics. Its methods run on the
+// request path of every goroutine using a Client: they must be quick, must
+// not block, and must be safe for concurrent use. Every string passed comes
+// from a small fixed set (instance from the orgs bound), so it is fit for a
+// metric label.
+type Observer interface {
+	// Request reports one HTTP request to Salesforce once its answer has
+	// been read or it failed. op is the Client method that sent it:
+	// "query" (once per page), "find", "search", "get" or "identity"; a
+	// request retried after a refresh counts twice. outcome is "ok",
+	// "session_expired", "rate_limited", "not_found", "unavailable" (5xx,
+	// not Salesforce's JSON, network failure), "invalid_input" (400: the
+	// API refused the request as malformed), "canceled" (the caller's
+	// context ended, by cancellation or deadline) or "error". took runs
+	// from sending the request to the end of its body.
+	Request(op, outcome string, took time.Duration)
+	// Usage reports the org's API usage from a response's Sforce-Limit-Info
+	// header. instance is the host of the Client's instance URL (e.g.
+	// acme.my.salesforce.com), which stands for the org.
+	Usage(instance string, u Usage)
 }
 
 // Client calls the REST API of one org as one user. It is safe for
@@ -70,6 +97,8 @@ type Client struct {
 	objects    map[string]Object // by API name
 	order      []string          // object names in table order
 	usage      atomic.Pointer[Usage]
+	obs        Observer // nil when nothing is observed
+	host       string   // the instance's host, for Observer.Usage
 }
 
 // New validates cfg and returns a Client. It does no I/O.
@@ -99,7 +128,9 @@ func New(cfg Config) (*Client, error) {
 		maxRecords: cfg.MaxRecords,
 		timeout:    cfg.Timeout,
 		objects:    make(map[string]Object),
+		obs:        cfg.Observer,
 	}
+	_, c.host, _ = strings.Cut(instance, "://")
 	if c.maxRecords == 0 {
 		c.maxRecords = defaultMaxRecords
 	}
@@ -226,14 +257,15 @@ func (c *Client) dataURL(resource string) string {
 	return c.instance + "/services/data/v" + c.version + "/" + resource
 }
 
-// send performs one API call with the binding's token. On 401
-// INVALID_SESSION_ID it refreshes once and retries once.
-func (c *Client) send(ctx context.Context, method, u string, body []byte) ([]byte, error) {
+// send performs one API call for op (see Observer.Request) with the
+// binding's token. On 401 INVALID_SESSION_ID it refreshes once and retries
+// once.
+func (c *Client) send(ctx context.Context, op, method, u string, body []byte) ([]byte, error) {
 	token, err := c.tokens.AccessToken(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("access token: %w", err)
 	}
-	data, err := c.roundTrip(ctx, method, u, body, token)
+	data, err := c.roundTrip(ctx, op, method, u, body, token)
 	var apiErr *APIError
 	if err == nil || !errors.As(err, &apiErr) || !errors.Is(apiErr, ErrSessionExpired) {
 		return data, err
@@ -242,10 +274,22 @@ func (c *Client) send(ctx context.Context, method, u string, body []byte) ([]byt
 	if rerr != nil {
 		return nil, fmt.Errorf("refresh session: %w (after %w)", rerr, err)
 	}
-	return c.roundTrip(ctx, method, u, body, fresh)
+	return c.roundTrip(ctx, op, method, u, body, fresh)
 }
 
-func (c *Client) roundTrip(ctx context.Context, method, u string, body []byte, token string) ([]byte, error) {
+// roundTrip sends one request and reports it to the Observer.
+func (c *Client) roundTrip(ctx context.Context, op, method, u string, body []byte, token string) ([]byte, error) {
+	if c.obs == nil {
+		return c.exchange(ctx, method, u, body, token)
+	}
+	start := time.Now()
+	data, err := c.exchange(ctx, method, u, body, token)
+	c.obs.Request(op, outcome(err), time.Since(start))
+	return data, err
+}
+
+// exchange sends one request and reads its answer.
+func (c *Client) exchange(ctx context.Context, method, u string, body []byte, token string) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -269,6 +313,9 @@ func (c *Client) roundTrip(ctx context.Context, method, u string, body []byte, t
 	defer resp.Body.Close()
 	if u, ok := parseLimitInfo(resp.Header.Get("Sforce-Limit-Info")); ok {
 		c.usage.Store(&u)
+		if c.obs != nil {
+			c.obs.Usage(c.host, u)
+		}
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
 	if err != nil {
@@ -290,6 +337,29 @@ func (c *Client) roundTrip(ctx context.Context, method, u string, body []byte, t
 		return nil, parseError(resp.StatusCode, resp.Header, data, token)
 	}
 	return data, nil
+}
+
+// outcome names the result of one request for Observer.Request.
+func outcome(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var apiErr *APIError
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	case errors.Is(err, ErrSessionExpired):
+		return "session_expired"
+	case errors.Is(err, ErrRateLimited):
+		return "rate_limited"
+	case errors.Is(err, ErrNotFound):
+		return "not_found"
+	case errors.Is(err, ErrUnavailable):
+		return "unavailable"
+	case errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusBadRequest:
+		return "invalid_input"
+	}
+	return "error"
 }
 
 // redactError returns err unchanged unless its text contains token. Then it

@@ -18,6 +18,11 @@
 // [ErrUnavailable], or with errors.As for the details. No error string ever
 // contains a token.
 //
+// A Client with an [Observer] reports every HTTP request it sends (by
+// method and outcome, with its latency) and the org's API usage from the
+// Sforce-Limit-Info header; the package itself does not import a metrics
+// library.
+//
 // User input reaches SOQL and SOSL only through [EscapeSOQL], [EscapeLike]
 // and [EscapeSOSL].
 //
