@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -118,9 +119,11 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	if c.errCode != "" {
 		log.Info().Str("error_code", c.errCode).Msg("Salesforce sign-in not completed")
 		if c.errCode == "access_denied" {
+			s.observeLink(FlowWeb, FailureDenied.String())
 			s.pages.problem(w, http.StatusOK, "You did not allow access", "Nothing was linked. To connect later, ask @forcebind for a new link.")
 			return
 		}
+		s.observeLink(FlowWeb, FailureError.String())
 		s.pages.problem(w, http.StatusBadRequest, "Salesforce did not complete the sign-in",
 			"Salesforce said: “"+c.errMsg+"” ("+c.errCode+"). Nothing was linked; ask @forcebind for a new link.")
 		return
@@ -130,8 +133,22 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	b, id, err := s.exchange(ctx, c.code, p)
 	if err != nil {
 		log.Warn().Err(err).Msg("code exchange failed; nothing stored")
+		s.observeLink(FlowWeb, FailureError.String())
 		s.pages.problem(w, http.StatusBadGateway, "Salesforce did not complete the sign-in",
 			"Nothing was linked. Ask @forcebind for a new link and try again; if it keeps failing, tell your Salesforce administrator.")
+		return
+	}
+	switch s.admit(ctx, b, id, requesterOf(p), FlowWeb) {
+	case FailureEmailMismatch:
+		s.pages.problem(w, http.StatusForbidden, "Your email addresses do not match",
+			"forcebind links a Salesforce user only when its email address is the one on your Slack profile. Salesforce user "+
+				b.Username+" has another one, so nothing was linked and the sign-in was revoked at Salesforce. "+
+				"Sign in to Salesforce as yourself, then ask @forcebind for a new link.")
+		return
+	case FailureError:
+		s.pages.problem(w, http.StatusBadGateway, "Your email address could not be checked",
+			"forcebind could not read the email address on your Slack profile to compare it with Salesforce's, so nothing was linked "+
+				"and the sign-in was revoked at Salesforce. Ask @forcebind for a new link in a minute.")
 		return
 	}
 	// The tokens wait, sealed, for the person's decision, and expire with the
@@ -148,6 +165,7 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		log.Error().Err(err).Msg("hold tokens for confirmation")
 		s.revokeQuietly(b.RefreshToken)
+		s.observeLink(FlowWeb, FailureError.String())
 		s.pages.problem(w, http.StatusInternalServerError, "Something went wrong", "forcebind could not save the sign-in. Ask @forcebind for a new link.")
 		return
 	}
@@ -204,13 +222,26 @@ func (s *Service) handleConfirm(w http.ResponseWriter, r *http.Request) {
 		s.pages.problem(w, http.StatusOK, "Cancelled", "Nothing was linked, and the sign-in was revoked at Salesforce.")
 		return
 	}
+	if err := s.bind(ctx, b, FlowWeb); err != nil {
+		log.Error().Err(err).Msg("store binding")
+		s.observeLink(FlowWeb, FailureError.String())
+		s.pages.problem(w, http.StatusInternalServerError, "Something went wrong", "forcebind could not save the link. Ask @forcebind for a new link.")
+		return
+	}
+	s.pages.done(w, doneView{SFUsername: b.Username, SlackUser: cmp.Or(p.DisplayName, p.UserID), SlackTeam: cmp.Or(p.TeamName, p.TeamID)})
+}
+
+// bind stores b, a sign-in the person has agreed to, as their binding: the
+// last step of both flows. A binding it replaces has its grant revoked. It
+// writes the audit line, reports the link as bound and tells the person.
+// If the store fails it revokes b's grant and returns the error; the caller
+// logs it and tells the person.
+func (s *Service) bind(ctx context.Context, b store.Binding, flow Flow) error {
 	old, oldErr := s.cfg.Store.GetBinding(ctx, b.TeamID, b.UserID)
 	b.LinkedAt = s.now().UTC()
 	if err := s.cfg.Store.PutBinding(ctx, b); err != nil {
-		log.Error().Err(err).Msg("store binding")
 		s.revokeQuietly(b.RefreshToken)
-		s.pages.problem(w, http.StatusInternalServerError, "Something went wrong", "forcebind could not save the link. Ask @forcebind for a new link.")
-		return
+		return fmt.Errorf("store binding: %w", err)
 	}
 	if oldErr == nil {
 		s.audit("binding relinked", b)
@@ -220,25 +251,76 @@ func (s *Service) handleConfirm(w http.ResponseWriter, r *http.Request) {
 	} else {
 		s.audit("binding created", b)
 	}
-	nctx, cancelNotify := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-	defer cancelNotify()
+	s.observeLink(flow, "bound")
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
 	if err := s.cfg.Notifier.Linked(nctx, b); err != nil {
-		log.Warn().Err(err).Msg("confirmation DM failed")
+		s.log.Warn().Err(err).Str("team", b.TeamID).Str("user", b.UserID).Msg("confirmation DM failed")
 	}
-	s.pages.done(w, doneView{SFUsername: b.Username, SlackUser: cmp.Or(p.DisplayName, p.UserID), SlackTeam: cmp.Or(p.TeamName, p.TeamID)})
+	return nil
 }
 
-// exchange redeems the authorization code, checks the answer and reads the
-// Salesforce identity. On any failure after tokens were issued it revokes
-// them, so nothing usable is left behind.
+// admit applies Config.RequireEmailMatch to a fresh sign-in of who: the
+// Salesforce user's email must be the Slack profile's, compared without
+// regard to case or surrounding space. It returns 0 when b may be bound.
+// Otherwise it revokes b's grant, tells who through the Notifier, reports
+// the outcome, and returns why: FailureEmailMismatch, or FailureError when
+// Slack could not be asked.
+func (s *Service) admit(ctx context.Context, b store.Binding, id salesforce.Identity, who Requester, flow Flow) Failure {
+	if !s.cfg.RequireEmailMatch {
+		return 0
+	}
+	log := s.log.With().Str("team", who.TeamID).Str("user", who.UserID).Str("sf_username", b.Username).Logger()
+	slackEmail, err := s.cfg.Notifier.Email(ctx, who.UserID)
+	var why Failure
+	switch {
+	case err != nil:
+		log.Error().Err(err).Msg("Slack profile email not read; nothing bound, sign-in revoked")
+		why = FailureError
+	case !sameEmail(slackEmail, id.Email):
+		log.Warn().Bool("slack_email_empty", strings.TrimSpace(slackEmail) == "").
+			Msg("Salesforce and Slack emails differ; nothing bound, sign-in revoked")
+		log.Debug().Str("slack_email", slackEmail).Str("sf_email", id.Email).Msg("emails compared")
+		why = FailureEmailMismatch
+	default:
+		return 0
+	}
+	s.revokeQuietly(b.RefreshToken)
+	s.linkFailed(who, flow, why)
+	return why
+}
+
+// sameEmail compares two email addresses as RequireEmailMatch does; an
+// empty one matches nothing.
+func sameEmail(a, b string) bool {
+	a, b = strings.TrimSpace(a), strings.TrimSpace(b)
+	return a != "" && strings.EqualFold(a, b)
+}
+
+// requesterOf is the Requester a pending web link was made for.
+func requesterOf(p store.Pending) Requester {
+	return Requester{TeamID: p.TeamID, TeamName: p.TeamName, UserID: p.UserID, ChannelID: p.ChannelID, DisplayName: p.DisplayName}
+}
+
+// exchange redeems the authorization code and turns the answer into a
+// binding for the person p was made for (see grantBinding).
 func (s *Service) exchange(ctx context.Context, code string, p store.Pending) (store.Binding, salesforce.Identity, error) {
-	var none salesforce.Identity
 	hctx := context.WithValue(ctx, oauth2.HTTPClient, s.http)
 	tok, err := s.oauth.Exchange(hctx, code, oauth2.VerifierOption(p.Verifier))
 	if err != nil {
 		code, status := retrieveErrorCode(err)
-		return store.Binding{}, none, fmt.Errorf("token endpoint (%d %s): %w", status, code, safeErr(err))
+		return store.Binding{}, salesforce.Identity{}, fmt.Errorf("token endpoint (%d %s): %w", status, code, safeErr(err))
 	}
+	return s.grantBinding(ctx, tok, p.TeamID, p.UserID)
+}
+
+// grantBinding checks a token response that ends a sign-in (a code
+// exchange, or an approved device code), requires a refresh token, reads
+// the Salesforce identity, and returns the binding of teamID/userID it
+// makes. On any failure it revokes the tokens, so nothing usable is left
+// behind.
+func (s *Service) grantBinding(ctx context.Context, tok *oauth2.Token, teamID, userID string) (store.Binding, salesforce.Identity, error) {
+	var none salesforce.Identity
 	g, err := s.checkGrant(tok)
 	if err != nil {
 		s.revokeQuietly(tok.RefreshToken)
@@ -248,7 +330,7 @@ func (s *Service) exchange(ctx context.Context, code string, p store.Pending) (s
 		s.revokeQuietly(tok.AccessToken)
 		return store.Binding{}, none, errors.New("token response has no refresh_token: the connected app must allow the refresh_token scope")
 	}
-	sf, err := salesforce.New(salesforce.Config{InstanceURL: g.instanceURL, APIVersion: s.cfg.APIVersion, HTTPClient: s.http, Tokens: salesforce.StaticToken(tok.AccessToken)})
+	sf, err := salesforce.New(salesforce.Config{InstanceURL: g.instanceURL, APIVersion: s.cfg.APIVersion, HTTPClient: s.http, Tokens: salesforce.StaticToken(tok.AccessToken), Observer: s.cfg.APIObserver})
 	if err != nil {
 		s.revokeQuietly(tok.RefreshToken)
 		return store.Binding{}, none, err
@@ -263,8 +345,8 @@ func (s *Service) exchange(ctx context.Context, code string, p store.Pending) (s
 		return store.Binding{}, none, errors.New("identity does not match the token response")
 	}
 	return store.Binding{
-		TeamID:           p.TeamID,
-		UserID:           p.UserID,
+		TeamID:           teamID,
+		UserID:           userID,
 		SalesforceUserID: g.userID,
 		OrgID:            g.orgID,
 		Username:         id.Username,

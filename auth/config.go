@@ -25,7 +25,7 @@ type Config struct {
 	ClientID     string        // SALESFORCE_CLIENT_ID
 	ClientSecret string        // SALESFORCE_CLIENT_SECRET; optional
 	LoginURL     string        // SALESFORCE_LOGIN_URL, e.g. https://login.salesforce.com
-	CallbackURL  string        // FORCEBIND_CALLBACK_URL
+	CallbackURL  string        // FORCEBIND_CALLBACK_URL; may be empty in the device flow
 	APIVersion   string        // SALESFORCE_API_VERSION, e.g. "62.0"
 	LinkTTL      time.Duration // FORCEBIND_LINK_TTL; default 10 minutes
 	// Flow is how people sign in: FlowWeb (the default) or FlowDevice
@@ -35,15 +35,24 @@ type Config struct {
 	// the Slack profile's (FORCEBIND_REQUIRE_EMAIL_MATCH).
 	RequireEmailMatch bool
 	// CallTimeout bounds each call to Salesforce's OAuth endpoints (a code
-	// exchange with its identity read, a refresh, a revocation); default 20s.
+	// exchange with its identity read, a refresh, a revocation, a device
+	// code request, one device poll); default 20s.
 	CallTimeout time.Duration
 
-	Store      Store
-	Notifier   Notifier
-	Observer   Observer // nil means nothing is observed
-	HTTPClient *http.Client // shared and pooled; nil means http.DefaultClient
-	Logger     zerolog.Logger
-	Now        func() time.Time // nil means time.Now
+	Store    Store
+	Notifier Notifier
+	Observer Observer // nil means nothing is observed
+	// APIObserver is given to every Salesforce client the Service makes, so
+	// that REST calls made as people are observed too; nil means none.
+	APIObserver salesforce.Observer
+	HTTPClient  *http.Client // shared and pooled; nil means http.DefaultClient
+	Logger      zerolog.Logger
+	Now         func() time.Time // nil means time.Now
+	// After waits for the device-flow poller: it returns a channel that
+	// receives once d has passed, like time.After (nil means time.After).
+	// Tests pass one that answers at once and records d. It must be safe
+	// for concurrent use and must not block.
+	After func(d time.Duration) <-chan time.Time
 }
 
 // Observer is told of what the Service does, for metrics. Its methods must

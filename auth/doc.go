@@ -1,7 +1,9 @@
 // Package auth binds a Slack user to their own Salesforce user and keeps that
 // binding's tokens usable.
 //
-// The flow is Salesforce's OAuth 2.0 web server flow with PKCE (S256):
+// People sign in with one of two OAuth 2.0 flows, chosen by Config.Flow.
+//
+// The web server flow with PKCE (S256), FlowWeb, the default:
 //
 //  1. Start creates a pending link in the store (a 256-bit state, the PKCE
 //     verifier, who asked, an expiry) and returns the authorize URL, which the
@@ -14,9 +16,40 @@
 //  3. Confirm stores the binding and tells the person through the Notifier;
 //     Cancel revokes the fresh token.
 //
+// The device flow, FlowDevice, which needs no listener:
+//
+//  1. Start asks Salesforce's token endpoint for a device code
+//     (response_type=device_code) and returns a Link with Salesforce's
+//     verification URL and the user code to type there. It expires with the
+//     code (ten minutes; Salesforce sends no expires_in) or the link TTL,
+//     whichever comes first. Nothing is stored.
+//  2. One poller per Slack user polls the token endpoint (grant_type=device)
+//     every interval Salesforce named (5s if none), 5s more after each
+//     slow_down, retrying 5xx and network failures, until the code is
+//     approved, denied or expired, or the link's deadline passes. A newer
+//     Start for the same person, or Close, stops it silently.
+//  3. An approved code's tokens are checked exactly as the web flow's
+//     exchange is (signature, instance and identity URLs, refresh token,
+//     identity), then bound and announced; a denied or expired code, or a
+//     failure, is announced through Notifier.LinkFailed.
+//
+// In both flows Config.RequireEmailMatch admits a sign-in only when the
+// Salesforce user's email equals the Slack profile's (case and surrounding
+// space aside). Otherwise nothing is bound, the fresh grant is revoked at
+// Salesforce, and the person is told why: by LinkFailed, and in the web flow
+// on the callback page too, which then offers no confirmation.
+//
 // Afterwards Tokens supplies a binding's access token to the salesforce
 // client and refreshes it on demand, once per user at a time, committing the
-// new tokens to the store before they are used. Unlink revokes and deletes.
+// new tokens to the store before they are used. A grant Salesforce ended is
+// answered with a fresh link of the configured flow. Unlink revokes and
+// deletes. Close stops the device pollers and waits for them and for
+// refreshes in flight.
 //
-// Tokens never appear in logs, errors or pages produced by this package.
+// An optional Observer hears each refresh's outcome and how each link
+// ended, for metrics. Config.Now and Config.After make the clock and the
+// poller's waits replaceable in tests.
+//
+// Tokens and device codes never appear in logs, errors or pages produced by
+// this package.
 package auth

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,27 +38,83 @@ type notes struct {
 	// email is what Email answers; emailErr, if set, is its error.
 	email    string
 	emailErr error
-	failures []Failure
+	// emailLookups counts Email calls.
+	emailLookups int
+	failures     []Failure
+	// ended gets "linked" for each Linked call and the Failure's String for
+	// each LinkFailed call, after it is recorded.
+	ended chan string
 }
+
+func newNotes() *notes { return &notes{ended: make(chan string, 64)} }
 
 func (n *notes) Email(context.Context, string) (string, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.emailLookups++
 	return n.email, n.emailErr
+}
+
+func (n *notes) lookups() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.emailLookups
+}
+
+func (n *notes) setEmail(email string, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.email, n.emailErr = email, err
 }
 
 func (n *notes) LinkFailed(_ context.Context, _ Requester, why Failure) error {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	n.failures = append(n.failures, why)
+	n.mu.Unlock()
+	select {
+	case n.ended <- why.String():
+	default: // nobody is waiting for this many
+	}
 	return nil
 }
 
 func (n *notes) Linked(_ context.Context, b store.Binding) error {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	n.linked = append(n.linked, b)
+	n.mu.Unlock()
+	select {
+	case n.ended <- "linked":
+	default: // nobody is waiting for this many
+	}
 	return nil
+}
+
+// mustEnd waits for a link to end and returns how: "linked" or a Failure's
+// String.
+func (n *notes) mustEnd(tb testing.TB) string {
+	tb.Helper()
+	select {
+	case how := <-n.ended:
+		return how
+	case <-time.After(waitFor):
+		tb.Fatal("no link ended")
+		return ""
+	}
+}
+
+func (n *notes) failed() []Failure {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]Failure(nil), n.failures...)
+}
+
+func (n *notes) lastRelink() (Link, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.relinks) == 0 {
+		return Link{}, false
+	}
+	return n.relinks[len(n.relinks)-1], true
 }
 
 func (n *notes) Relink(_ context.Context, _ Requester, l Link) error {
@@ -103,6 +160,9 @@ type env struct {
 	db       *store.DB
 	svc      *Service
 	notes    *notes
+	obs      *observer
+	waits    *waits
+	hc       *http.Client // the Service's, with a transport of its own
 	logs     *syncBuffer
 	callback string // the callback listener's base URL
 	now      time.Time
@@ -110,14 +170,19 @@ type env struct {
 }
 
 type envOptions struct {
-	sfSecret  string // the fake org's consumer secret
-	svcSecret string // the secret forcebind is configured with
-	timeout   time.Duration
+	sfSecret     string // the fake org's consumer secret
+	svcSecret    string // the secret forcebind is configured with
+	timeout      time.Duration
+	flow         Flow
+	requireEmail bool
+	linkTTL      time.Duration // 0 means 10 minutes
 }
 
 func mustEnv(tb testing.TB, o envOptions) *env {
 	tb.Helper()
-	e := &env{notes: &notes{}, logs: &syncBuffer{}, now: time.Now()}
+	e := &env{notes: newNotes(), obs: &observer{}, waits: newWaits(), logs: &syncBuffer{}, now: time.Now()}
+	e.hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	tb.Cleanup(e.hc.CloseIdleConnections)
 	e.sf = sftest.NewServer(sftest.Options{ClientID: "forcebind-test", ClientSecret: o.sfSecret})
 	tb.Cleanup(e.sf.Close)
 
@@ -140,10 +205,15 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 		tb.Fatal(err)
 	}
 	e.callback = "http://" + srv.Addr().String()
+	if o.linkTTL == 0 {
+		o.linkTTL = 10 * time.Minute
+	}
 	e.svc, err = New(Config{
 		ClientID: "forcebind-test", ClientSecret: o.svcSecret, LoginURL: e.sf.URL,
-		CallbackURL: e.callback + "/oauth/callback", LinkTTL: 10 * time.Minute, CallTimeout: o.timeout,
-		Store: e.db, Notifier: e.notes, Logger: zerolog.New(e.logs), Now: e.clock,
+		CallbackURL: e.callback + "/oauth/callback", LinkTTL: o.linkTTL, CallTimeout: o.timeout,
+		Flow: o.flow, RequireEmailMatch: o.requireEmail,
+		Store: e.db, Notifier: e.notes, Observer: e.obs, HTTPClient: e.hc,
+		Logger: zerolog.New(e.logs), Now: e.clock, After: e.waits.After,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -160,7 +230,116 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 			tb.Errorf("serve: %v", err)
 		}
 	})
+	// Runs first: pollers end before the store closes.
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		if err := e.svc.Close(ctx); err != nil {
+			tb.Errorf("close service: %v", err)
+		}
+	})
 	return e
+}
+
+// observer records what the Service reports.
+type observer struct {
+	mu        sync.Mutex
+	refreshes []string
+	links     []string // "flow outcome"
+}
+
+func (o *observer) Refreshed(outcome string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.refreshes = append(o.refreshes, outcome)
+}
+
+func (o *observer) LinkEnded(flow Flow, outcome string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.links = append(o.links, string(flow)+" "+outcome)
+}
+
+func (o *observer) got() (refreshes, links []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]string(nil), o.refreshes...), append([]string(nil), o.links...)
+}
+
+// waits is the device poller's clock in tests: After records each wait
+// asked for, and the wait ends only when the test releases it, so a test
+// steps the poller one poll at a time without the wall clock.
+type waits struct {
+	mu     sync.Mutex
+	asked  []time.Duration
+	queued chan *wait // one per After call, in order
+}
+
+// wait is one wait the poller asked for.
+type wait struct {
+	d time.Duration
+	c chan time.Time
+}
+
+func newWaits() *waits { return &waits{queued: make(chan *wait, 1024)} }
+
+func (w *waits) After(d time.Duration) <-chan time.Time {
+	wt := &wait{d: d, c: make(chan time.Time, 1)}
+	w.mu.Lock()
+	w.asked = append(w.asked, d)
+	w.mu.Unlock()
+	w.queued <- wt
+	return wt.c
+}
+
+// next returns the next wait the poller asks for, once it has asked.
+func (w *waits) next(tb testing.TB) *wait {
+	tb.Helper()
+	select {
+	case wt := <-w.queued:
+		return wt
+	case <-time.After(waitFor):
+		tb.Fatal("the poller did not wait")
+		return nil
+	}
+}
+
+// durations returns every wait asked for so far.
+func (w *waits) durations() []time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]time.Duration(nil), w.asked...)
+}
+
+// release ends the wait.
+func (wt *wait) release() { wt.c <- time.Now() }
+
+// mustStartDevice starts a device link for who and returns it after
+// checking the fake org holds its code.
+func (e *env) mustStartDevice(tb testing.TB, who Requester) Link {
+	tb.Helper()
+	link, err := e.svc.Start(mustCtx(tb), who)
+	if err != nil {
+		tb.Fatalf("Start: %v", err)
+	}
+	if link.UserCode == "" || !slices.Contains(e.sf.PendingUserCodes(), link.UserCode) {
+		tb.Fatalf("link %+v has no user code the fake org issued (%v)", link, e.sf.PendingUserCodes())
+	}
+	return link
+}
+
+// mustDeviceLink runs a device link for jane that sfUser approves after one
+// pending poll, and returns how it ended.
+func (e *env) mustDeviceLink(tb testing.TB, sfUser string) string {
+	tb.Helper()
+	link := e.mustStartDevice(tb, jane)
+	e.waits.next(tb).release() // a poll while pending
+	w := e.waits.next(tb)
+	if err := e.sf.ApproveDevice(link.UserCode, sfUser); err != nil {
+		tb.Fatal(err)
+	}
+	w.release()
+	return e.notes.mustEnd(tb)
 }
 
 func (e *env) clock() time.Time {
@@ -286,5 +465,18 @@ func (e *env) assertNoTokens(tb testing.TB, where, text string) {
 			tb.Errorf("%s contains an issued token", where)
 			return
 		}
+	}
+}
+
+// mustLog waits until the log has a line containing text: for what a
+// goroutine of the Service does without telling anyone else.
+func (e *env) mustLog(tb testing.TB, text string) {
+	tb.Helper()
+	deadline := time.Now().Add(waitFor)
+	for !strings.Contains(e.logs.String(), text) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("no log line with %q:\n%s", text, e.logs)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -116,6 +116,9 @@ var (
 	ErrClientRejected = errors.New("salesforce rejected forcebind's client credentials")
 	// ErrNotLinked is returned when the Slack user has no binding.
 	ErrNotLinked = errors.New("no Salesforce account is linked")
+	// ErrClosed is returned by Start in the device flow once Close has
+	// been called: no new poller starts.
+	ErrClosed = errors.New("auth service is closed")
 )
 
 // Service runs the binding flow and supplies tokens. It is safe for
@@ -127,7 +130,9 @@ type Service struct {
 	http    *http.Client
 	log     zerolog.Logger
 	now     func() time.Time
+	after   func(time.Duration) <-chan time.Time
 	flights flightGroup
+	pollers pollerSet // device-flow pollers, one per Slack user
 	pages   pages
 }
 
@@ -138,8 +143,18 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
+	switch cfg.Flow {
+	case "":
+		cfg.Flow = FlowWeb
+	case FlowWeb, FlowDevice:
+	default:
+		problems = append(problems, fmt.Sprintf("flow %q: want %q or %q", cfg.Flow, FlowWeb, FlowDevice))
+	}
 	cb, err := url.Parse(cfg.CallbackURL)
-	if err != nil || (cb.Scheme != "http" && cb.Scheme != "https") || cb.Host == "" {
+	if cfg.Flow == FlowDevice && cfg.CallbackURL == "" {
+		// The device flow has no callback; Handler then serves only /healthz.
+		cb, err = &url.URL{}, nil
+	} else if err != nil || (cb.Scheme != "http" && cb.Scheme != "https") || cb.Host == "" {
 		problems = append(problems, fmt.Sprintf("callback URL %q: want an absolute http(s) URL", cfg.CallbackURL))
 	}
 	if cfg.ClientID == "" {
@@ -173,6 +188,7 @@ func New(cfg Config) (*Service, error) {
 		http:  cfg.HTTPClient,
 		log:   cfg.Logger,
 		now:   cfg.Now,
+		after: cfg.After,
 		pages: newPages(cb),
 	}
 	if s.http == nil {
@@ -181,14 +197,28 @@ func New(cfg Config) (*Service, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.after == nil {
+		s.after = time.After
+	}
 	return s, nil
 }
 
-// Start creates a pending link for who and returns it. Only who may see the
-// link: whoever opens it binds their Salesforce user to who's Slack user
-// (after confirming on a page that names both). A new link replaces any
-// earlier one of the same person.
+// Start creates a binding link for who and returns it. Only who may see the
+// link: whoever uses it binds their Salesforce user to who's Slack user. A
+// new link replaces any earlier one of the same person.
+//
+// In the web flow the link is the authorize URL of a pending link kept in
+// the store, and binding waits for a confirmation page that names both
+// users. In the device flow Start asks Salesforce for a device code, returns
+// the verification URL and the user code, and leaves one poller running for
+// who (stopping the one an earlier Start left), which binds once the code is
+// approved and tells who through the Notifier either way. The poller ends at
+// the link's expiry, on Close, or when who asks again; it is not kept across
+// a restart.
 func (s *Service) Start(ctx context.Context, who Requester) (Link, error) {
+	if s.cfg.Flow == FlowDevice {
+		return s.startDevice(ctx, who)
+	}
 	if who.DisplayName == "" {
 		who.DisplayName = s.cfg.Notifier.DisplayName(ctx, who.UserID)
 	}
@@ -231,6 +261,7 @@ func (s *Service) Client(b store.Binding, who Requester) (*salesforce.Client, er
 		APIVersion:  s.cfg.APIVersion,
 		HTTPClient:  s.http,
 		Tokens:      s.Tokens(b, who),
+		Observer:    s.cfg.APIObserver,
 	})
 }
 
@@ -278,10 +309,15 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	return len(gone), err
 }
 
-// Close waits, until ctx ends, for refreshes still running: each may hold
-// tokens Salesforce has already rotated that are not yet stored. Call it
-// before closing the store.
+// Close stops the device-flow pollers (Start then returns ErrClosed in that
+// flow) and waits, until ctx ends, for them and for refreshes still running:
+// each may hold tokens Salesforce has already issued that are not yet
+// stored. Call it before closing the store.
 func (s *Service) Close(ctx context.Context) error {
+	s.pollers.close()
+	if err := s.pollers.wait(ctx); err != nil {
+		return fmt.Errorf("device links still finishing: %w", err)
+	}
 	if err := s.flights.wait(ctx); err != nil {
 		return fmt.Errorf("refreshes still running: %w", err)
 	}
@@ -312,6 +348,32 @@ func (s *Service) revoke(ctx context.Context, token string) error {
 		return fmt.Errorf("revoke: Salesforce answered %s", resp.Status)
 	}
 	return nil
+}
+
+// linkFailed tells who why their link ended without a binding, on its own
+// deadline (the request or poller that got here may be gone), and reports
+// the outcome.
+func (s *Service) linkFailed(who Requester, flow Flow, why Failure) {
+	s.observeLink(flow, why.String())
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	if err := s.cfg.Notifier.LinkFailed(ctx, who, why); err != nil {
+		s.log.Warn().Err(err).Str("team", who.TeamID).Str("user", who.UserID).Str("why", why.String()).Msg("link failure message not sent")
+	}
+}
+
+// observeLink reports a link that ended, if anyone observes.
+func (s *Service) observeLink(flow Flow, outcome string) {
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.LinkEnded(flow, outcome)
+	}
+}
+
+// observeRefresh reports a refresh's outcome, if anyone observes.
+func (s *Service) observeRefresh(outcome string) {
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Refreshed(outcome)
+	}
 }
 
 // audit writes one line for a change of a binding: who, which Salesforce

@@ -62,21 +62,28 @@ func (s *Service) refresh(ctx context.Context, teamID, userID, stale string, who
 		// would lose the grant. CallTimeout bounds it instead.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CallTimeout)
 		defer cancel()
-		return s.doRefresh(ctx, teamID, userID, stale, who)
+		tok, outcome, err := s.doRefresh(ctx, teamID, userID, stale, who)
+		if outcome != "" {
+			s.observeRefresh(outcome)
+		}
+		return tok, err
 	})
 }
 
-func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, who Requester) (string, error) {
+// doRefresh refreshes the user's tokens. outcome is what Observer.Refreshed
+// is told, "" when no refresh was tried (no binding, or another refresh had
+// already replaced stale).
+func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, who Requester) (token, outcome string, err error) {
 	b, err := s.cfg.Store.GetBinding(ctx, teamID, userID)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", ErrNotLinked
+		return "", "", ErrNotLinked
 	}
 	if err != nil {
-		return "", fmt.Errorf("refresh: %w", err)
+		return "", "error", fmt.Errorf("refresh: %w", err)
 	}
 	if b.AccessToken != stale {
 		// Another refresh finished after this caller read its token.
-		return b.AccessToken, nil
+		return b.AccessToken, "", nil
 	}
 	log := s.log.With().Str("team", teamID).Str("user", userID).Logger()
 	hctx := context.WithValue(ctx, oauth2.HTTPClient, s.http)
@@ -85,24 +92,24 @@ func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, w
 		switch code, status := retrieveErrorCode(err); {
 		case code == "invalid_grant":
 			log.Info().Msg("refresh answered invalid_grant: the grant has ended; deleting the binding and sending a fresh link")
-			return "", s.relink(ctx, b, who)
+			return "", "relink", s.relink(ctx, b, who)
 		case isClientError(code):
 			log.Error().Str("error_code", code).Int("status", status).
 				Msg("Salesforce rejected forcebind's client credentials on refresh; check SALESFORCE_CLIENT_ID and SALESFORCE_CLIENT_SECRET")
-			return "", ErrClientRejected
+			return "", "client_rejected", ErrClientRejected
 		default:
 			log.Warn().Str("error_code", code).Int("status", status).Err(safeErr(err)).Msg("refresh failed; keeping the binding")
-			return "", ErrTransient
+			return "", "transient", ErrTransient
 		}
 	}
 	grant, err := s.checkGrant(tok)
 	if err != nil {
 		log.Warn().Err(err).Msg("refresh answer rejected")
-		return "", fmt.Errorf("refresh: %w", err)
+		return "", "error", fmt.Errorf("refresh: %w", err)
 	}
 	if grant.orgID != b.OrgID || grant.userID != b.SalesforceUserID {
 		log.Warn().Str("sf_org", grant.orgID).Str("sf_user", grant.userID).Msg("refresh answer names another Salesforce user; rejected")
-		return "", errors.New("refresh: the answer names another Salesforce user")
+		return "", "error", errors.New("refresh: the answer names another Salesforce user")
 	}
 	newRefresh := ""
 	if tok.RefreshToken != b.RefreshToken {
@@ -121,16 +128,16 @@ func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, w
 		// The grant was replaced while this refresh ran (a re-link); use what is stored.
 		cur, err := s.cfg.Store.GetBinding(cctx, teamID, userID)
 		if err != nil {
-			return "", fmt.Errorf("refresh: %w", err)
+			return "", "error", fmt.Errorf("refresh: %w", err)
 		}
-		return cur.AccessToken, nil
+		return cur.AccessToken, "ok", nil
 	case errors.Is(err, store.ErrNotFound):
-		return "", ErrNotLinked
+		return "", "error", ErrNotLinked // unlinked while the refresh ran
 	case err != nil:
-		return "", fmt.Errorf("refresh: store new tokens: %w", err)
+		return "", "error", fmt.Errorf("refresh: store new tokens: %w", err)
 	}
 	s.audit("binding refreshed", nb)
-	return nb.AccessToken, nil
+	return nb.AccessToken, "ok", nil
 }
 
 // commitTimeout bounds storing the tokens a refresh obtained.

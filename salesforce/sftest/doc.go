@@ -5,9 +5,27 @@
 // The fake speaks Salesforce's wire formats: the OAuth 2.0 web server flow
 // with PKCE (authorize with a small login page, token with
 // authorization_code and refresh_token grants, revoke, the identity URL and
-// userinfo), and the REST API under /services/data/vNN.N/ (query with
-// nextRecordsUrl paging, SOSL search, sobjects reads), with Salesforce's
-// error arrays and the Sforce-Limit-Info header.
+// userinfo), the device flow, and the REST API under /services/data/vNN.N/
+// (query with nextRecordsUrl paging, SOSL search, sobjects reads), with
+// Salesforce's error arrays and the Sforce-Limit-Info header.
+//
+// The device flow is Salesforce's, not RFC 8628's endpoints: a device code
+// is asked for at the token endpoint with response_type=device_code and
+// client_id (no secret), and answered with device_code, user_code,
+// verification_uri (URL/setup/connect, a small page to type the code at)
+// and interval, without expires_in; codes work for [DeviceCodeLife]. Polls
+// go to the token endpoint with grant_type=device, client_id, the secret
+// when one is configured, and code. They answer 400 with
+// authorization_pending while the code waits, slow_down (see
+// [Server.SlowDownNext] and [Server.EnforceInterval]), access_denied once
+// denied, expired_token once expired, and invalid_grant for an unknown or
+// already redeemed code; an approved code answers the same signed token
+// response as the web server flow, once. With the device flow turned off
+// for the connected app ([Server.SetDeviceFlow]), requests and polls answer
+// 400 invalid_request. Knobs play the person at the verification page
+// ([Server.ApproveDevice], [Server.DenyDevice]), expire codes
+// ([Server.ExpireDevice]) and list the codes waiting
+// ([Server.PendingUserCodes]).
 //
 // Data comes from a fixture file (testdata/org.json, embedded): one org, two
 // users and a handful of accounts, contacts, opportunities, leads and cases.
@@ -15,6 +33,7 @@
 // public records and the ones they own, so two users see different data.
 //
 // Knobs on [Server] let tests expire or revoke tokens, turn on refresh-token
-// rotation, add latency, inject failures, count calls per [Endpoint] and list
-// every token issued. All methods are safe for concurrent use.
+// rotation, add latency, inject failures, change a user's email, count calls
+// per [Endpoint], count the refresh tokens still live, and list every token
+// issued. All methods are safe for concurrent use.
 package sftest

@@ -152,7 +152,8 @@ func (s *Server) redirectOK(redirect string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Fragment == ""
 }
 
-// handleToken serves the authorization_code and refresh_token grants.
+// handleToken serves the authorization_code, refresh_token and device
+// grants, and device code requests (response_type=device_code).
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "bad request body")
@@ -164,7 +165,11 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		clientID, secret = f.Get("client_id"), f.Get("client_secret")
 	}
 	grantType := f.Get("grant_type")
-	if grantType != "authorization_code" && grantType != "refresh_token" {
+	if grantType == "" && f.Has("response_type") {
+		s.handleDeviceCode(w, f, clientID)
+		return
+	}
+	if grantType != "authorization_code" && grantType != "refresh_token" && grantType != "device" {
 		writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant type not supported")
 		return
 	}
@@ -180,9 +185,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		g   Grant
 		err error
 	)
-	if grantType == "authorization_code" {
+	switch grantType {
+	case "authorization_code":
 		g, err = s.redeemCode(f.Get("code"), f.Get("redirect_uri"), f.Get("code_verifier"))
-	} else {
+	case "device":
+		g, err = s.redeemDevice(f.Get("code"))
+	default:
 		g, err = s.redeemRefresh(f.Get("refresh_token"))
 	}
 	var oe *oauthError
@@ -342,6 +350,7 @@ func (s *Server) sessionFor(r *http.Request) (User, bool) {
 // handleIdentity serves the identity URL for the token's own user.
 func (s *Server) handleIdentity(w http.ResponseWriter, r *http.Request) {
 	u, ok := s.sessionFor(r)
+	u = s.withEmail(u)
 	if !ok {
 		writeRaw(w, http.StatusUnauthorized, BodyInvalidSession)
 		return
@@ -376,6 +385,7 @@ func (s *Server) handleIdentity(w http.ResponseWriter, r *http.Request) {
 // handleUserInfo serves the OpenID Connect userinfo endpoint.
 func (s *Server) handleUserInfo(w http.ResponseWriter, r *http.Request) {
 	u, ok := s.sessionFor(r)
+	u = s.withEmail(u)
 	if !ok {
 		writeRaw(w, http.StatusUnauthorized, BodyInvalidSession)
 		return
@@ -542,6 +552,7 @@ func (s *Server) errorPage(w http.ResponseWriter, code, desc string) {
 // parsePages parses the login and error pages.
 func parsePages() *template.Template {
 	t := template.Must(template.New("error").Parse(errorHTML))
+	template.Must(t.New("connect").Parse(connectHTML))
 	return template.Must(t.New("login").Parse(loginHTML))
 }
 

@@ -42,7 +42,7 @@ type Options struct {
 
 	// AutoApprove, when set to a fixture username, approves every valid
 	// authorize request as that user at once instead of showing the login
-	// page.
+	// page, and every device code as that user as soon as it is issued.
 	AutoApprove string
 }
 
@@ -53,7 +53,8 @@ type Endpoint string
 // The endpoints of the fake org.
 const (
 	EndpointAuthorize Endpoint = "authorize" // GET/POST /services/oauth2/authorize
-	EndpointToken     Endpoint = "token"     // POST /services/oauth2/token
+	EndpointToken     Endpoint = "token"     // POST /services/oauth2/token (every grant, and device code requests)
+	EndpointVerify    Endpoint = "verify"    // GET/POST /setup/connect, the device flow's verification page
 	EndpointRevoke    Endpoint = "revoke"    // POST /services/oauth2/revoke
 	EndpointIdentity  Endpoint = "identity"  // GET /id/{orgId}/{userId}
 	EndpointUserInfo  Endpoint = "userinfo"  // GET /services/oauth2/userinfo
@@ -99,6 +100,15 @@ type Server struct {
 	calls    map[Endpoint]int
 	used     int
 	limit    int
+	emails   map[string]string // user id → email set by SetEmail
+
+	devices         map[string]*deviceCode // by device code
+	userCodes       map[string]string      // user code → device code
+	deviceSeq       int
+	deviceOff       bool
+	deviceInterval  int // seconds; 0 leaves it out of the answer
+	slowDown        int
+	enforceInterval bool
 }
 
 type failure struct {
@@ -141,6 +151,11 @@ func NewServer(opts Options) *Server {
 		calls:    make(map[Endpoint]int),
 		limit:    DefaultAPILimit,
 		pages:    parsePages(),
+		emails:   make(map[string]string),
+
+		devices:        make(map[string]*deviceCode),
+		userCodes:      make(map[string]string),
+		deviceInterval: DefaultDeviceInterval,
 	}
 	s.ts = httptest.NewServer(s.routes())
 	s.URL = s.ts.URL
@@ -153,8 +168,24 @@ func (s *Server) Close() { s.ts.Close() }
 // OrgID returns the fake org's 18-character id.
 func (s *Server) OrgID() string { return s.org.id }
 
-// Users returns the fixture users.
-func (s *Server) Users() []User { return append([]User(nil), s.org.users...) }
+// Users returns the fixture users, with the emails SetEmail gave them.
+func (s *Server) Users() []User {
+	users := append([]User(nil), s.org.users...)
+	for i := range users {
+		users[i] = s.withEmail(users[i])
+	}
+	return users
+}
+
+// withEmail returns u with the email SetEmail gave it, if any.
+func (s *Server) withEmail(u User) User {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.emails[u.ID]; ok {
+		u.Email = e
+	}
+	return u
+}
 
 // IdentityURL returns the identity URL of the fixture user with the given
 // username ("" if there is none), as the token endpoint sends it in "id".
@@ -200,7 +231,7 @@ func (s *Server) SetRotation(on bool) {
 }
 
 // RewriteGrants makes fn edit every successful token answer before it is
-// sent (grantType is "authorization_code" or "refresh_token"), so tests can
+// sent (grantType is "authorization_code", "refresh_token" or "device"), so tests can
 // play a token endpoint that names a foreign instance_url or another user.
 // The tokens stay valid at this server. nil stops rewriting.
 func (s *Server) RewriteGrants(fn func(grantType string, g *Grant)) {
@@ -244,8 +275,9 @@ func (s *Server) Calls(ep Endpoint) int {
 	return s.calls[ep]
 }
 
-// IssuedTokens returns every access and refresh token the fake has ever
-// issued, for scanning logs, errors and pages for leaks.
+// IssuedTokens returns every access and refresh token and every device
+// code the fake has ever issued, for scanning logs, errors and pages for
+// leaks.
 func (s *Server) IssuedTokens() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -265,6 +297,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /services/oauth2/authorize", s.endpoint(EndpointAuthorize, s.handleAuthorize))
 	mux.HandleFunc("POST /services/oauth2/authorize", s.endpoint(EndpointAuthorize, s.handleDecision))
 	mux.HandleFunc("POST /services/oauth2/token", s.endpoint(EndpointToken, s.handleToken))
+	mux.HandleFunc("GET /setup/connect", s.endpoint(EndpointVerify, s.handleVerify))
+	mux.HandleFunc("POST /setup/connect", s.endpoint(EndpointVerify, s.handleVerify))
 	mux.HandleFunc("POST /services/oauth2/revoke", s.endpoint(EndpointRevoke, s.handleRevoke))
 	mux.HandleFunc("GET /services/oauth2/userinfo", s.endpoint(EndpointUserInfo, s.handleUserInfo))
 	mux.HandleFunc("GET /id/{org}/{user}", s.endpoint(EndpointIdentity, s.handleIdentity))
