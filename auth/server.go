@@ -4,13 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"time"
 )
 
-// Server is the callback listener: an http.Server with timeouts, bound at
-// construction so that a taken port is an error at start, not later.
+// Server is an HTTP listener (the callback listener, or the admin one): an
+// http.Server with timeouts, bound at construction so that a taken port is
+// an error at start, not later.
 type Server struct {
 	ln  net.Listener
 	srv *http.Server
@@ -21,7 +23,7 @@ type Server struct {
 func Listen(addr string) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("callback listener: %w", err)
+		return nil, fmt.Errorf("listen: %w", err)
 	}
 	return &Server{ln: ln, srv: &http.Server{
 		ReadHeaderTimeout: 5 * time.Second,
@@ -32,15 +34,31 @@ func Listen(addr string) (*Server, error) {
 	}}, nil
 }
 
+// SetErrorLog sends the server's own complaints (failed TLS handshakes from
+// scanners, malformed requests) to l instead of the standard logger. Call it
+// before Serve.
+func (s *Server) SetErrorLog(l *log.Logger) { s.srv.ErrorLog = l }
+
 // Addr is the bound address, useful when addr had port 0.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Serve answers requests with h until Shutdown; it then returns nil. Call it
-// once.
+// once, or ServeTLS instead.
 func (s *Server) Serve(h http.Handler) error {
 	s.srv.Handler = h
-	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("callback listener: %w", err)
+	return served(s.srv.Serve(s.ln))
+}
+
+// ServeTLS is Serve over TLS with cert, which may be reloaded while serving.
+func (s *Server) ServeTLS(h http.Handler, cert *Certificate) error {
+	s.srv.Handler = h
+	s.srv.TLSConfig = cert.config()
+	return served(s.srv.ServeTLS(s.ln, "", ""))
+}
+
+func served(err error) error {
+	if !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
 }
