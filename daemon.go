@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mattn/go-isatty"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/slack-go/slack"
 
@@ -32,8 +34,12 @@ type daemon struct {
 	log zerolog.Logger
 	// botTuning lets the demo and tests shorten the bot's timeouts.
 	botTuning func(*bot.Config)
-	// listening, if set, is told the callback listener's address once bound.
-	listening func(net.Addr)
+	// listening, if set, is told the listeners' addresses once bound: the
+	// callback listener's (nil in the device flow) and the one serving
+	// /readyz and /metrics (the same one unless FORCEBIND_ADMIN_LISTEN is set).
+	listening func(callback, admin net.Addr)
+	// hup delivers SIGHUP, which reloads the TLS certificate.
+	hup <-chan os.Signal
 }
 
 // run starts every part, blocks until ctx ends or a part fails, and closes
@@ -57,19 +63,53 @@ func (d daemon) run(ctx context.Context) (err error) {
 	}
 	log.Info().Str("db", cfg.DB).Str("key_id", ring.PrimaryID()).Int("bindings", n).Msg("store open")
 
-	// Listen before anything talks to Slack, so a taken port fails at once.
-	srv, err := auth.Listen(cfg.Listen)
+	var cert *auth.Certificate
+	if cfg.TLSCertFile != "" {
+		if cert, err = auth.LoadCertificate(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return usageError{err}
+		}
+		log.Info().Time("not_after", cert.Leaf().NotAfter).Strs("names", cert.Leaf().DNSNames).Msg("tls certificate loaded")
+	}
+
+	// Everything is bound before anything talks to Slack, so a taken port
+	// fails at once. Every server, once started, is shut down by servers
+	// after the bot has stopped (deferred calls run last-first).
+	servers := newServers(log)
+	defer servers.shutdown(10 * time.Second)
+	ctl, err := listenControl(controlSocketPath(cfg.DB), db, log)
 	if err != nil {
 		return err
 	}
-	if cfg.CallbackURL == "" {
-		// Only the demo and tests leave it empty, with a port chosen at bind time.
-		cfg.CallbackURL = "http://" + srv.Addr().String() + "/oauth/callback"
+	servers.start("control socket", ctl.serve, ctl.shutdown)
+	web := cfg.ConnectFlow != auth.FlowDevice
+	var main, admin *auth.Server
+	if web || cfg.AdminListen == "" {
+		if main, err = auth.Listen(cfg.Listen); err != nil {
+			return fmt.Errorf("listener %s: %w", cfg.Listen, err)
+		}
 	}
-	if d.listening != nil {
-		d.listening(srv.Addr())
+	if cfg.AdminListen != "" {
+		if admin, err = auth.Listen(cfg.AdminListen); err != nil {
+			if main != nil {
+				_ = main.Shutdown(context.Background())
+			}
+			return fmt.Errorf("admin listener %s: %w", cfg.AdminListen, err)
+		}
+	}
+	if web && cfg.CallbackURL == "" {
+		// Only the demo and tests leave it empty, with a port chosen at bind time.
+		scheme := "http"
+		if cert != nil {
+			scheme = "https"
+		}
+		cfg.CallbackURL = scheme + "://" + main.Addr().String() + "/oauth/callback"
 	}
 
+	mx := newMetrics(prometheus.NewRegistry(), func() (int, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return db.CountBindings(ctx)
+	})
 	hc := newHTTPClient()
 	api := slack.New(cfg.SlackBotToken,
 		slack.OptionAppLevelToken(cfg.SlackAppToken),
@@ -80,27 +120,68 @@ func (d daemon) run(ctx context.Context) (err error) {
 	svc, err := auth.New(auth.Config{
 		ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, LoginURL: cfg.LoginURL,
 		CallbackURL: cfg.CallbackURL, APIVersion: cfg.APIVersion, LinkTTL: cfg.LinkTTL,
+		Flow: cfg.ConnectFlow, RequireEmailMatch: cfg.RequireEmailMatch,
 		Store: db, Notifier: msgs, HTTPClient: hc, Logger: log,
+		Observer: mx, APIObserver: mx,
 	})
 	if err != nil {
-		_ = srv.Shutdown(context.Background())
+		shutdownAll(main, admin)
 		return usageError{err}
 	}
-	var serveErr error
-	served := make(chan struct{}) // closed when Serve returns; serveErr is then set
-	go func() { serveErr = srv.Serve(svc.Handler()); close(served) }()
-	log.Info().Str("listen", srv.Addr().String()).Str("callback_url", cfg.CallbackURL).Msg("callback listener up")
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if serr := srv.Shutdown(sctx); serr != nil {
-			log.Warn().Err(serr).Msg("callback listener shutdown")
+	bc := bot.Config{API: api, Auth: svc, Messages: msgs, Logger: log, Observer: mx}
+	if d.botTuning != nil {
+		d.botTuning(&bc)
+	}
+	b, err := bot.New(bc)
+	if err != nil {
+		shutdownAll(main, admin)
+		return err
+	}
+
+	ops := opsHandler(func(ctx context.Context) error {
+		if !b.Ready() {
+			return errors.New("not connected to Slack")
 		}
-		<-served
-	}()
+		if _, err := db.CountBindings(ctx); err != nil {
+			return errors.New("store not readable")
+		}
+		return nil
+	}, mx.handler())
+	var callback, opsAddr net.Addr
+	switch {
+	case main != nil && web && admin == nil:
+		mux := http.NewServeMux()
+		mux.Handle("/", svc.Handler())
+		for _, p := range opsPaths {
+			mux.Handle("GET "+p, ops) // no Host check: probes and scrapers use the address
+		}
+		callback, opsAddr = main.Addr(), main.Addr()
+		servers.startHTTP("callback listener", main, mux, cert)
+	case main != nil && web:
+		callback = main.Addr()
+		servers.startHTTP("callback listener", main, svc.Handler(), cert)
+	case main != nil:
+		opsAddr = main.Addr()
+		servers.startHTTP("listener", main, ops, cert)
+	}
+	if admin != nil {
+		opsAddr = admin.Addr()
+		servers.startHTTP("admin listener", admin, ops, nil)
+	}
+	ev := log.Info().Str("flow", string(cfg.ConnectFlow)).Bool("require_email_match", cfg.RequireEmailMatch).Bool("tls", cert != nil)
+	if callback != nil {
+		ev = ev.Str("listen", callback.String()).Str("callback_url", cfg.CallbackURL)
+	}
+	if opsAddr != nil {
+		ev = ev.Str("ops_listen", opsAddr.String())
+	}
+	ev.Msg("listeners up")
+	if d.listening != nil {
+		d.listening(callback, opsAddr)
+	}
 
 	// Deferred calls run last-first: this one runs once the bot has stopped,
-	// before the listener shuts down and the store closes.
+	// before the listeners shut down and the store closes.
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -108,38 +189,58 @@ func (d daemon) run(ctx context.Context) (err error) {
 			log.Error().Err(cerr).Msg("stopping with a refresh unfinished; its user may have to connect again")
 		}
 	}()
-	sweepCtx, stopSweep := context.WithCancel(ctx)
-	swept := make(chan struct{})
-	go func() { defer close(swept); sweep(sweepCtx, svc, log) }()
-	defer func() { stopSweep(); <-swept }()
+	bg, stopBG := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { sweep(bg, svc, log) })
+	wg.Go(func() { reloadOnHUP(bg, d.hup, cert, log) })
+	defer func() { stopBG(); wg.Wait() }()
 
-	bc := bot.Config{API: api, Auth: svc, Messages: msgs, Logger: log}
-	if d.botTuning != nil {
-		d.botTuning(&bc)
-	}
-	b, err := bot.New(bc)
-	if err != nil {
-		return err
-	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	botErr := make(chan error, 1)
 	go func() { botErr <- b.Run(runCtx) }()
 	select {
 	case err = <-botErr:
-	case <-served:
+	case err = <-servers.failed:
 		cancel()
 		<-botErr
-		err = serveErr
-		if err == nil {
-			err = errors.New("callback listener stopped")
-		}
 	}
 	if err != nil {
 		return err
 	}
 	log.Info().Msg("stopped")
 	return nil
+}
+
+// shutdownAll closes listeners that were bound but never served.
+func shutdownAll(ss ...*auth.Server) {
+	for _, s := range ss {
+		if s != nil {
+			_ = s.Shutdown(context.Background())
+		}
+	}
+}
+
+// reloadOnHUP reloads the TLS certificate on each signal from hup until ctx
+// ends. A failed reload keeps the certificate in use.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, cert *auth.Certificate, log zerolog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if cert == nil {
+				log.Info().Msg("SIGHUP: no TLS certificate is configured; nothing to reload")
+				continue
+			}
+			// Reload's error names the file and the problem, never key material.
+			if err := cert.Reload(); err != nil {
+				log.Error().Err(err).Msg("tls certificate reload failed; the one in use is kept")
+				continue
+			}
+			log.Info().Time("not_after", cert.Leaf().NotAfter).Str("serial", cert.Leaf().SerialNumber.String()).Msg("tls certificate reloaded")
+		}
+	}
 }
 
 // sweep removes expired links every sweepEvery until ctx ends.

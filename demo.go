@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -21,7 +23,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/forcebind/forcebind/bot"
+	"github.com/forcebind/forcebind/auth"
 	"github.com/forcebind/forcebind/bot/slacktest"
 	"github.com/forcebind/forcebind/salesforce"
 	"github.com/forcebind/forcebind/salesforce/sftest"
@@ -78,18 +80,23 @@ type harness struct {
 	slack    *slacktest.Server
 	sf       *sftest.Server
 	dir      string
-	callback string // base URL of the callback listener
-	cancel   context.CancelFunc
-	done     chan error    // the daemon's result
-	wait     time.Duration // how long to wait for an answer
+	callback string // base URL of the callback listener; "" in the device flow
+	ops      string // base URL of /healthz, /readyz and /metrics
+	cfg      Config // the daemon's configuration, as started
+	// trust, if set, is what the browser trusts for a TLS callback listener.
+	trust  *x509.CertPool
+	cancel context.CancelFunc
+	done   chan error    // the daemon's result
+	wait   time.Duration // how long to wait for an answer
 
 	mu   sync.Mutex
 	mark int // messages before this index were already matched by expect
 }
 
 // startHarness starts the fakes and the daemon and returns once the daemon's
-// listener is up. tune, if set, adjusts the bot (tests shorten timeouts).
-func startHarness(ctx context.Context, log zerolog.Logger, tune func(*bot.Config)) (*harness, error) {
+// listeners are up. edit, if set, adjusts the daemon before it starts (tests
+// shorten the bot's timeouts, or choose the device flow).
+func startHarness(ctx context.Context, log zerolog.Logger, edit func(*daemon)) (*harness, error) {
 	dir, err := os.MkdirTemp("", "forcebind-demo-")
 	if err != nil {
 		return nil, err
@@ -108,17 +115,34 @@ func startHarness(ctx context.Context, log zerolog.Logger, tune func(*bot.Config
 	cfg := Config{
 		SlackAppToken: h.slack.AppToken(), SlackBotToken: h.slack.BotToken(), SlackAPIURL: h.slack.APIURL,
 		ClientID: demoClientID, ClientSecret: demoSecret, LoginURL: h.sf.URL, APIVersion: salesforce.DefaultAPIVersion,
-		Listen: "127.0.0.1:0", LinkTTL: 10 * time.Minute,
+		Listen: "127.0.0.1:0", LinkTTL: 10 * time.Minute, ConnectFlow: auth.FlowWeb,
 		DB: filepath.Join(dir, "forcebind.db"), Key: key,
 	}
-	addr := make(chan net.Addr, 1)
+	up := make(chan struct{})
 	runCtx, cancel := context.WithCancel(ctx)
 	h.cancel = cancel
-	d := daemon{cfg: cfg, log: log, botTuning: tune, listening: func(a net.Addr) { addr <- a }}
+	d := daemon{cfg: cfg, log: log}
+	if edit != nil {
+		edit(&d)
+	}
+	h.cfg = d.cfg
+	d.listening = func(callback, ops net.Addr) {
+		scheme := "http://"
+		if d.cfg.TLSCertFile != "" {
+			scheme = "https://"
+		}
+		if callback != nil {
+			h.callback = scheme + callback.String()
+		}
+		h.ops = "http://" + ops.String()
+		if d.cfg.AdminListen == "" {
+			h.ops = scheme + ops.String()
+		}
+		close(up)
+	}
 	go func() { h.done <- d.run(runCtx) }()
 	select {
-	case a := <-addr:
-		h.callback = "http://" + a.String()
+	case <-up:
 		return h, nil
 	case err := <-h.done:
 		h.done <- err
@@ -357,6 +381,9 @@ func (h *harness) browse(ctx context.Context, link, verb, username string) (stri
 	}
 	jar, _ := cookiejar.New(nil)
 	hc := &http.Client{Jar: jar, Timeout: h.wait}
+	if h.trust != nil {
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: h.trust}}
+	}
 	body, status, err := get(ctx, hc, redirect)
 	if err != nil {
 		return "", err

@@ -59,7 +59,7 @@ func (s *syncBuffer) String() string {
 func mustHarness(tb testing.TB, tune func(*bot.Config)) (*harness, *syncBuffer) {
 	tb.Helper()
 	logs := &syncBuffer{}
-	h, err := startHarness(context.Background(), zerolog.New(logs).Level(zerolog.DebugLevel), tune)
+	h, err := startHarness(context.Background(), zerolog.New(logs).Level(zerolog.DebugLevel), func(d *daemon) { d.botTuning = tune })
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -345,8 +345,8 @@ func TestRunExitsOnSlackRefusal(t *testing.T) {
 			tt.set(s)
 			var stderr syncBuffer
 			code := run(mustCtx(t), []string{"run"}, func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &stderr)
-			if code != exitFail || !strings.Contains(stderr.String(), "slack refused the connection") {
-				t.Errorf("exit %d, stderr:\n%s\nwant exit %d and the reason", code, stderr.String(), exitFail)
+			if code != exitRefused || !strings.Contains(stderr.String(), "slack refused the connection") {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit %d and the reason", code, stderr.String(), exitRefused)
 			}
 		})
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/forcebind/forcebind/bot"
 	"github.com/forcebind/forcebind/store"
 )
 
@@ -20,11 +21,14 @@ import (
 var version = "dev"
 
 // Exit codes: 0 success, 1 a failure while running, 2 a bad command line or
-// configuration.
+// configuration, 3 Slack refused the app (revoked tokens, Socket Mode off):
+// restarting will not help until an administrator acts, so service managers
+// should not restart on 2 or 3 (deploy/forcebind.service does not).
 const (
-	exitOK    = 0
-	exitFail  = 1
-	exitUsage = 2
+	exitOK      = 0
+	exitFail    = 1
+	exitUsage   = 2
+	exitRefused = 3
 )
 
 func main() {
@@ -57,6 +61,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = runDemo(ctx, rest, stdin, stdout, stderr)
 	case "compact":
 		err = runCompact(ctx, rest, getenv, stdout, stderr)
+	case "backup":
+		err = runBackup(ctx, rest, getenv, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "forcebind: unknown command %q\n\n", cmd)
 		printUsage(stderr)
@@ -70,6 +76,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case errors.As(err, new(usageError)):
 		fmt.Fprintf(stderr, "forcebind: %v\n", err)
 		return exitUsage
+	case errors.Is(err, bot.ErrSlackAuth):
+		fmt.Fprintf(stderr, "forcebind: %v\n", err)
+		return exitRefused
 	default:
 		fmt.Fprintf(stderr, "forcebind: %v\n", err)
 		return exitFail
@@ -95,7 +104,10 @@ func runRun(ctx context.Context, args []string, getenv func(string) string, stde
 	}
 	log := newLogger(cfg, stderr)
 	log.Info().Str("version", version).Msg("forcebind starting")
-	return daemon{cfg: cfg, log: log}.run(ctx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	return daemon{cfg: cfg, log: log, hup: hup}.run(ctx)
 }
 
 func runKey(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -190,10 +202,7 @@ func runCompact(ctx context.Context, args []string, getenv func(string) string, 
 		os.Remove(tmp)
 		return fmt.Errorf("replace %s: %w", cfg.DB, err)
 	}
-	if d, err := os.Open(filepath.Dir(cfg.DB)); err == nil {
-		_ = d.Sync() // make the rename durable
-		d.Close()
-	}
+	syncDir(filepath.Dir(cfg.DB))
 	fmt.Fprintf(stdout, "compacted %s: %d → %d bytes\n", cfg.DB, before.Size(), size)
 	return nil
 }
@@ -217,6 +226,8 @@ Usage:
   forcebind key generate    print a new random key (base64 of 32 bytes)
   forcebind key rotate      re-seal every record of FORCEBIND_DB under the primary key
   forcebind compact         rewrite FORCEBIND_DB with only its live records (offline)
+  forcebind backup FILE     write a consistent copy of FORCEBIND_DB to FILE, also while
+                            the daemon runs
   forcebind version         print the version
   forcebind help            print this help
 

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	stdlog "log"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/forcebind/forcebind/auth"
+)
+
+// opsPaths are the operator's endpoints: alive, ready, and metrics.
+var opsPaths = []string{"/healthz", "/readyz", "/metrics"}
+
+// opsHandler serves /healthz (the process answers), /readyz (ready reports
+// nil: Socket Mode is connected and the store is readable) and /metrics.
+// A nil metrics handler answers 404.
+func opsHandler(ready func(context.Context) error, metrics http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		plain(w, http.StatusOK, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := ready(ctx); err != nil {
+			plain(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+			return
+		}
+		plain(w, http.StatusOK, "ready")
+	})
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
+	return mux
+}
+
+func plain(w http.ResponseWriter, status int, text string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	fmt.Fprintln(w, text)
+}
+
+// servers runs the daemon's servers (listeners and the control socket) and
+// shuts them all down in reverse order of starting. The first one to fail
+// is reported on failed.
+type servers struct {
+	log    zerolog.Logger
+	failed chan error
+	wg     sync.WaitGroup
+	stops  []func(context.Context) error
+	names  []string
+}
+
+func newServers(log zerolog.Logger) *servers {
+	return &servers{log: log, failed: make(chan error, 8)}
+}
+
+// start runs serve in a goroutine; shutdown stops it.
+func (s *servers) start(name string, serve func() error, shutdown func(context.Context) error) {
+	s.stops = append(s.stops, shutdown)
+	s.names = append(s.names, name)
+	s.wg.Go(func() {
+		if err := serve(); err != nil {
+			s.failed <- fmt.Errorf("%s: %w", name, err)
+		}
+	})
+}
+
+// startHTTP serves h on srv, over TLS when cert is set.
+func (s *servers) startHTTP(name string, srv *auth.Server, h http.Handler, cert *auth.Certificate) {
+	srv.SetErrorLog(stdlog.New(debugWriter{s.log.With().Str("server", name).Logger()}, "", 0))
+	serve := func() error { return srv.Serve(h) }
+	if cert != nil {
+		serve = func() error { return srv.ServeTLS(h, cert) }
+	}
+	s.start(name, serve, srv.Shutdown)
+}
+
+// shutdown stops every server, last started first, each within timeout,
+// and waits for them.
+func (s *servers) shutdown(timeout time.Duration) {
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		if err := s.stops[i](ctx); err != nil {
+			s.log.Warn().Err(err).Str("server", s.names[i]).Msg("shutdown")
+		}
+		cancel()
+	}
+	s.wg.Wait()
+}
+
+// debugWriter turns net/http's complaints (a scanner's failed TLS handshake,
+// a malformed request) into debug lines: they are about the caller, and an
+// operator needs them only when looking for something.
+type debugWriter struct{ log zerolog.Logger }
+
+func (w debugWriter) Write(p []byte) (int, error) {
+	w.log.Debug().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -1,0 +1,493 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
+
+	"github.com/forcebind/forcebind/auth"
+	"github.com/forcebind/forcebind/bot/slacktest"
+	"github.com/forcebind/forcebind/store"
+)
+
+// mustBound binds jane through the whole web flow of a running harness.
+func mustBound(tb testing.TB, h *harness) {
+	tb.Helper()
+	mark := len(h.slack.Messages())
+	link := mustLink(tb, h)
+	if _, err := h.browse(mustCtx(tb), link, "approve", "jane@acme.example"); err != nil {
+		tb.Fatal(err)
+	}
+	if err := h.waitFor(mustCtx(tb), func(m []slacktest.Message) bool { return len(m) > mark+1 }); err != nil {
+		tb.Fatal("no confirmation DM")
+	}
+}
+
+// httpGet fetches u with hc and returns the status and body.
+func httpGet(tb testing.TB, hc *http.Client, u string) (int, string) {
+	tb.Helper()
+	resp, err := hc.Get(u)
+	if err != nil {
+		tb.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// waitStatus polls u until it answers want, for up to 10 seconds.
+func waitStatus(tb testing.TB, u string, want int) {
+	tb.Helper()
+	var got int
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if got, body = httpGet(tb, http.DefaultClient, u); got == want {
+			return
+		}
+	}
+	tb.Fatalf("GET %s: %d %q, want %d", u, got, body, want)
+}
+
+func TestReadyzFollowsTheSocket(t *testing.T) {
+	h, _ := mustHarness(t, nil)
+	waitStatus(t, h.ops+"/readyz", http.StatusOK)
+	if code, body := httpGet(t, http.DefaultClient, h.ops+"/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+
+	// The socket drops and Slack refuses new connections for a while: not
+	// ready, though alive.
+	h.slack.SetError("apps.connections.open", "internal_error")
+	h.slack.DropConnection()
+	waitStatus(t, h.ops+"/readyz", http.StatusServiceUnavailable)
+	if code, _ := httpGet(t, http.DefaultClient, h.ops+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz while reconnecting: %d, want 200", code)
+	}
+	_, body := httpGet(t, http.DefaultClient, h.ops+"/readyz")
+	if !strings.Contains(body, "not connected to Slack") {
+		t.Errorf("/readyz body %q does not say why", body)
+	}
+
+	// Slack answers again: ready after the reconnect.
+	h.slack.SetError("apps.connections.open", "")
+	waitStatus(t, h.ops+"/readyz", http.StatusOK)
+}
+
+// The probes answer whatever Host they are asked with; the OAuth pages keep
+// their Host check.
+func TestOpsEndpointsSkipTheHostCheck(t *testing.T) {
+	h, _ := mustHarness(t, nil)
+	for _, path := range []string{"/healthz", "/readyz", "/oauth/callback?state=x&code=y"} {
+		req, err := http.NewRequest(http.MethodGet, h.callback+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = "10.1.2.3:8787"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := http.StatusOK
+		if strings.HasPrefix(path, "/oauth/") {
+			want = http.StatusMisdirectedRequest
+		}
+		if path == "/readyz" && resp.StatusCode == http.StatusServiceUnavailable {
+			continue // not connected yet is fine here: the Host was accepted
+		}
+		if resp.StatusCode != want {
+			t.Errorf("GET %s with Host %s: %d, want %d", path, req.Host, resp.StatusCode, want)
+		}
+	}
+}
+
+func TestAdminListenerAndDeviceFlowLayout(t *testing.T) {
+	t.Run("admin listener apart", func(t *testing.T) {
+		h, _ := mustHarnessWith(t, func(d *daemon) { d.cfg.AdminListen = "127.0.0.1:0" })
+		if h.ops == h.callback {
+			t.Fatal("ops served on the callback listener despite FORCEBIND_ADMIN_LISTEN")
+		}
+		waitStatus(t, h.ops+"/readyz", http.StatusOK)
+		if code, _ := httpGet(t, http.DefaultClient, h.callback+"/metrics"); code != http.StatusNotFound {
+			t.Errorf("/metrics on the callback listener: %d, want 404", code)
+		}
+		if code, _ := httpGet(t, http.DefaultClient, h.ops+"/oauth/callback?state=x&code=y"); code != http.StatusNotFound {
+			t.Errorf("/oauth/callback on the admin listener: %d, want 404", code)
+		}
+	})
+	t.Run("device flow serves no OAuth routes", func(t *testing.T) {
+		h, _ := mustHarnessWith(t, func(d *daemon) { d.cfg.ConnectFlow = auth.FlowDevice })
+		if h.callback != "" {
+			t.Errorf("a callback listener at %s in the device flow", h.callback)
+		}
+		waitStatus(t, h.ops+"/readyz", http.StatusOK)
+		if code, _ := httpGet(t, http.DefaultClient, h.ops+"/oauth/callback?state=x&code=y"); code != http.StatusNotFound {
+			t.Errorf("/oauth/callback in the device flow: %d, want 404", code)
+		}
+	})
+}
+
+// mustHarnessWith is mustHarness with the daemon edited before it starts.
+func mustHarnessWith(tb testing.TB, edit func(*daemon)) (*harness, *syncBuffer) {
+	tb.Helper()
+	logs := &syncBuffer{}
+	h, err := startHarness(context.Background(), zerolog.New(logs).Level(zerolog.DebugLevel), edit)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := h.close(); err != nil {
+			tb.Errorf("daemon: %v", err)
+		}
+	})
+	return h, logs
+}
+
+func TestTLSListenerReloadsOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, first := mustCert(t, dir, 1)
+	hup := make(chan os.Signal, 1)
+	h, logs := mustHarnessWith(t, func(d *daemon) {
+		d.cfg.TLSCertFile, d.cfg.TLSKeyFile = certFile, keyFile
+		d.hup = hup
+	})
+	if !strings.HasPrefix(h.callback, "https://") {
+		t.Fatalf("callback listener %s is not TLS", h.callback)
+	}
+	if got := servedSerial(t, h.callback, first); got != 1 {
+		t.Fatalf("serial %d, want 1", got)
+	}
+
+	// The whole binding flow works over TLS, callback and confirmation.
+	h.trust = x509.NewCertPool()
+	h.trust.AddCert(first)
+	mustBound(t, h)
+
+	_, _, second := mustCert(t, dir, 2)
+	hup <- os.Interrupt // any value: the daemon reads the channel, main puts SIGHUP on it
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if servedSerial(t, h.callback, second) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("certificate not reloaded after SIGHUP:\n%s", logs.String())
+		}
+	}
+	if !strings.Contains(logs.String(), "tls certificate reloaded") {
+		t.Error("no log line for the reload")
+	}
+}
+
+// mustCert writes a self-signed certificate for 127.0.0.1 with the given
+// serial, valid for a month, to dir/cert.pem and dir/key.pem.
+func mustCert(tb testing.TB, dir string, serial int64) (certFile, keyFile string, cert *x509.Certificate) {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial),
+		Subject:      pkix.Name{CommonName: "forcebind test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(30 * 24 * time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if cert, err = x509.ParseCertificate(der); err != nil {
+		tb.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return certFile, keyFile, cert
+}
+
+// servedSerial makes a fresh TLS connection to base trusting only trust and
+// returns the serial of the certificate presented, or -1 when the handshake
+// fails (as it does while the other certificate is still served).
+func servedSerial(tb testing.TB, base string, trust *x509.Certificate) int64 {
+	tb.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(trust)
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true,
+	}}
+	resp, err := hc.Get(base + "/healthz")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	return resp.TLS.PeerCertificates[0].SerialNumber.Int64()
+}
+
+func TestBackupOffline(t *testing.T) {
+	dir := t.TempDir()
+	key := mustKey(t)
+	env := map[string]string{"FORCEBIND_DB": filepath.Join(dir, "fb.db"), "FORCEBIND_KEY": key}
+	ring, err := store.KeyringFromEnv(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := mustStoreWith(t, env["FORCEBIND_DB"], ring, 3)
+
+	dst := filepath.Join(dir, "copy.db")
+	code, out, errOut := runCLI(t, env, "backup", dst)
+	if code != exitOK {
+		t.Fatalf("backup: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "3 bindings") || !strings.Contains(out, "not in use") {
+		t.Errorf("output %q does not report 3 bindings read directly", out)
+	}
+	if diff := cmp.Diff(want, mustBindings(t, dst, ring, "T1", "U0", "U1", "U2")); diff != "" {
+		t.Errorf("backup bindings mismatch (-want +got):\n%s", diff)
+	}
+	if fi, err := os.Stat(dst); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("backup mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+	// A second backup replaces the first.
+	if code, _, errOut := runCLI(t, env, "backup", dst); code != exitOK {
+		t.Errorf("backup over an old one: exit %d: %s", code, errOut)
+	}
+
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+	}{
+		{"no file", env, nil, exitUsage},
+		{"two files", env, []string{"a", "b"}, exitUsage},
+		{"onto the store", env, []string{env["FORCEBIND_DB"]}, exitUsage},
+		{"wrong key", map[string]string{"FORCEBIND_DB": env["FORCEBIND_DB"], "FORCEBIND_KEY": mustKey(t)}, []string{filepath.Join(dir, "wrong.db")}, exitFail},
+		{"no store", map[string]string{"FORCEBIND_DB": filepath.Join(dir, "missing.db"), "FORCEBIND_KEY": key}, []string{filepath.Join(dir, "none.db")}, exitFail},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errOut := runCLI(t, tt.env, append([]string{"backup"}, tt.args...)...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d: %s", code, tt.code, errOut)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "wrong.db")); err == nil {
+		t.Error("a failed backup left its file")
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*partial*")); len(left) > 0 {
+		t.Errorf("partial files left: %v", left)
+	}
+}
+
+// A backup of a running daemon's store comes through the control socket and
+// holds what the daemon stored.
+func TestBackupHot(t *testing.T) {
+	h, logs := mustHarness(t, nil)
+	mustBound(t, h)
+	socket := controlSocketPath(h.cfg.DB)
+	if fi, err := os.Stat(socket); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("control socket %s: mode %v, %v; want 0600", socket, fi.Mode().Perm(), err)
+	}
+	env := map[string]string{"FORCEBIND_DB": h.cfg.DB, "FORCEBIND_KEY": h.cfg.Key}
+	dst := filepath.Join(t.TempDir(), "hot.db")
+	code, out, errOut := runCLI(t, env, "backup", dst)
+	if code != exitOK {
+		t.Fatalf("backup: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "from the running daemon") || !strings.Contains(out, "1 bindings") {
+		t.Errorf("output %q", out)
+	}
+	ring, err := store.KeyringFromEnv(h.cfg.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := mustBindings(t, dst, ring, slacktest.DefaultTeamID, demoUser)
+	if len(got) != 1 || got[0].UserID != demoUser || got[0].Username != "jane@acme.example" {
+		t.Errorf("backup holds %v, want jane's binding", got)
+	}
+	if !strings.Contains(logs.String(), `"audit":"backup taken"`) {
+		t.Error("no audit line for the backup")
+	}
+	// The daemon still serves after the backup.
+	step(t, h, "whoami", 1)
+}
+
+// mustStoreWith creates a store at path with n bindings and returns them.
+func mustStoreWith(tb testing.TB, path string, ring *store.Keyring, n int) []store.Binding {
+	tb.Helper()
+	db, err := store.Open(path, store.Options{Keyring: ring})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	var bs []store.Binding
+	for i := range n {
+		b := store.Binding{
+			TeamID: "T1", UserID: fmt.Sprintf("U%d", i), SalesforceUserID: "005000000000001AAA", OrgID: "00D000000000001AAA",
+			Username: fmt.Sprintf("user%d@acme.example", i), LoginURL: "https://login.salesforce.com", InstanceURL: "https://acme.my.salesforce.com",
+			AccessToken: fmt.Sprintf("access-%d", i), RefreshToken: fmt.Sprintf("refresh-%d", i),
+			IssuedAt: time.Unix(1700000000, 0).UTC(), LinkedAt: time.Unix(1700000000, 0).UTC(), Scopes: []string{"api", "refresh_token"},
+		}
+		if err := db.PutBinding(context.Background(), b); err != nil {
+			tb.Fatal(err)
+		}
+		bs = append(bs, b)
+	}
+	return bs
+}
+
+// mustBindings opens the store at path read-only and returns the bindings
+// of users in team that it holds.
+func mustBindings(tb testing.TB, path string, ring *store.Keyring, team string, users ...string) []store.Binding {
+	tb.Helper()
+	db, err := store.Open(path, store.Options{Keyring: ring, ReadOnly: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	var bs []store.Binding
+	for _, u := range users {
+		b, err := db.GetBinding(context.Background(), team, u)
+		if err != nil {
+			tb.Fatalf("binding %s/%s: %v", team, u, err)
+		}
+		bs = append(bs, b)
+	}
+	return bs
+}
+
+// The device flow through the daemon: a code in a private message, no
+// listener for OAuth, and the email check refusing a forwarded code.
+func TestDeviceFlowEndToEnd(t *testing.T) {
+	h, logs := mustHarnessWith(t, func(d *daemon) {
+		d.cfg.ConnectFlow, d.cfg.RequireEmailMatch = auth.FlowDevice, true
+	})
+	h.sf.SetDeviceInterval(1) // seconds, the wire's unit; the daemon waits for real
+	dm := h.slack.DMChannel(demoUser)
+
+	// Someone else signs in with jane's code (she forwarded it, or it was
+	// shown on her screen): Salesforce says sam, Slack says jane, so nothing
+	// is bound and sam's fresh grant is revoked.
+	msgs := step(t, h, "connect", 1)
+	codes := h.sf.PendingUserCodes()
+	if len(codes) != 1 {
+		t.Fatalf("pending device codes %v, want 1", codes)
+	}
+	mustContain(t, msgs[0], codes[0], h.sf.URL)
+	if msgs[0].Channel != dm {
+		t.Errorf("code sent to %s, want jane's DM", msgs[0].Channel)
+	}
+	live := h.sf.LiveRefreshTokens()
+	mark := len(h.slack.Messages())
+	if err := h.sf.ApproveDevice(codes[0], "sam@acme.example"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.waitFor(mustCtx(t), func(m []slacktest.Message) bool { return len(m) > mark }); err != nil {
+		t.Fatal("jane was not told the link failed")
+	}
+	mustContain(t, h.slack.Messages()[mark], "email address is not the one on your Slack profile")
+	if n := h.sf.LiveRefreshTokens(); n != live {
+		t.Errorf("%d live refresh tokens after the mismatch, want %d (sam's grant revoked)", n, live)
+	}
+	mustContain(t, step(t, h, "whoami", 1)[0], "not connected")
+
+	// Jane signs in herself: bound, told, and searches run as her.
+	step(t, h, "connect", 1)
+	codes = h.sf.PendingUserCodes()
+	if len(codes) != 1 {
+		t.Fatalf("pending device codes %v, want 1", codes)
+	}
+	mark = len(h.slack.Messages())
+	if err := h.sf.ApproveDevice(codes[0], "jane@acme.example"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.waitFor(mustCtx(t), func(m []slacktest.Message) bool { return len(m) > mark }); err != nil {
+		t.Fatal("no confirmation DM")
+	}
+	mustContain(t, h.slack.Messages()[mark], "connected to Salesforce as *jane@acme.example*")
+	mustContain(t, step(t, h, "search acme", 1)[0], "Acme Corporation")
+
+	for _, tok := range h.sf.IssuedTokens() {
+		if strings.Contains(logs.String(), tok) {
+			t.Fatal("a Salesforce token or device code is in the log")
+		}
+	}
+	if !strings.Contains(logs.String(), `"audit":"binding created"`) {
+		t.Error("no audit line for the binding")
+	}
+}
+
+// After a run through the life of a binding, /metrics has every series an
+// operator needs, with the values the run implies.
+func TestMetricsAfterEndToEnd(t *testing.T) {
+	h, _ := mustHarness(t, nil)
+	h.sf.SetUsage(42, 15000)
+	mustBound(t, h)
+	step(t, h, "search acme", 1)
+	h.sf.ExpireAccessTokens()
+	step(t, h, "account acme", 1)
+	step(t, h, "frobnicate", 1)
+
+	_, body := httpGet(t, http.DefaultClient, h.ops+"/metrics")
+	for _, want := range []string{
+		`forcebind_slack_events_received_total{type="events_api"}`,
+		`forcebind_slack_events_acked_total{result="ok"}`,
+		`forcebind_slack_ack_duration_seconds_bucket`,
+		`forcebind_commands_total{command="search",outcome="ok"} 1`,
+		`forcebind_commands_total{command="connect",outcome="link_sent"} 1`,
+		`forcebind_commands_total{command="unknown",outcome=`,
+		`forcebind_command_duration_seconds_bucket{command="search"`,
+		`forcebind_salesforce_requests_total{operation="search",outcome="ok"} 1`,
+		`forcebind_salesforce_requests_total{operation="find",outcome="session_expired"} 1`,
+		`forcebind_salesforce_request_duration_seconds_bucket{operation="search",outcome="ok"`,
+		`forcebind_token_refreshes_total{outcome="ok"} 1`,
+		`forcebind_links_ended_total{flow="web",outcome="bound"} 1`,
+		`forcebind_slack_connected 1`,
+		`forcebind_slack_num_connections 1`,
+		`forcebind_slack_reconnects_total 0`,
+		`forcebind_salesforce_api_usage_max{instance="` + strings.TrimPrefix(h.sf.URL, "http://") + `"} 15000`,
+		`forcebind_bindings 1`,
+		`go_goroutines`,
+		`process_open_fds`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", body)
+	}
+}
