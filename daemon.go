@@ -201,6 +201,9 @@ func (d daemon) run(ctx context.Context) (err error) {
 	go func() { botErr <- b.Run(runCtx) }()
 	select {
 	case err = <-botErr:
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			err = nil // stopped while still connecting: a clean stop all the same
+		}
 	case err = <-servers.failed:
 		cancel()
 		<-botErr

@@ -25,6 +25,7 @@ import (
 
 	"github.com/forcebind/forcebind/auth"
 	"github.com/forcebind/forcebind/bot/slacktest"
+	"github.com/forcebind/forcebind/salesforce/sftest"
 	"github.com/forcebind/forcebind/store"
 )
 
@@ -489,5 +490,24 @@ func TestMetricsAfterEndToEnd(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("/metrics:\n%s", body)
+	}
+}
+
+// A stop that arrives while the daemon is still connecting to Slack is a
+// clean stop, not a failure.
+func TestStopWhileConnecting(t *testing.T) {
+	s := slacktest.NewServer(slacktest.Options{})
+	defer s.Close()
+	sf := sftest.NewServer(sftest.Options{})
+	defer sf.Close()
+	env := daemonEnv(t, s, sf)
+	cfg, _, err := parseConfig("run", nil, func(k string) string { return env[k] }, io.Discard, groupLog, groupStore, groupSlack, groupSalesforce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := daemon{cfg: cfg, log: zerolog.Nop(), listening: func(net.Addr, net.Addr) { cancel() }}
+	if err := d.run(ctx); err != nil {
+		t.Errorf("run = %v, want a clean stop", err)
 	}
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -95,12 +97,15 @@ func TestServeTLSAndReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.SetErrorLog(log.New(io.Discard, "", 0)) // the plain-HTTP probe below makes it complain
 	done := make(chan error, 1)
 	go func() {
 		done <- srv.ServeTLS(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }), cert)
 	}()
 	t.Cleanup(func() {
-		if err := srv.Shutdown(t.Context()); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
 			t.Error(err)
 		}
 		if err := <-done; err != nil {
