@@ -102,42 +102,53 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	var cfg Config
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	finish := bindConfig(fs, &cfg, getenv, groups...)
+	if err := fs.Parse(args); err != nil {
+		return Config{}, nil, err
+	}
+	if problems := finish(); len(problems) > 0 {
+		return Config{}, nil, fmt.Errorf("configuration:\n  - %s", strings.Join(problems, "\n  - "))
+	}
+	return cfg, fs.Args(), nil
+}
+
+// bindConfig defines the flags of groups' settings on fs, writing to cfg.
+// Once fs is parsed, the returned finish applies the environment to every
+// setting whose flag was not given and returns the problems found, each a
+// sentence naming the variable.
+func bindConfig(fs *flag.FlagSet, cfg *Config, getenv func(string) string, groups ...group) (finish func() []string) {
 	var used []setting
 	for _, s := range settings() {
 		if slices.Contains(groups, s.group) {
 			used = append(used, s)
 			// The flag's default is the documented one, never the environment's
 			// value: flag usage prints defaults, and these include secrets.
-			fs.StringVar(s.dst(&cfg), s.flag, s.def, s.usage+" ($"+s.env+")")
+			fs.StringVar(s.dst(cfg), s.flag, s.def, s.usage+" ($"+s.env+")")
 		}
 	}
-	if err := fs.Parse(args); err != nil {
-		return Config{}, nil, err
-	}
-	set := make(map[string]bool)
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	for _, s := range used {
-		if v, ok := lookup(getenv, s.env); ok && !set[s.flag] {
-			*s.dst(&cfg) = v
+	return func() []string {
+		set := make(map[string]bool)
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for _, s := range used {
+			if v, ok := lookup(getenv, s.env); ok && !set[s.flag] {
+				*s.dst(cfg) = v
+			}
 		}
+		var problems []string
+		if slices.Contains(groups, groupStore) {
+			problems = append(problems, cfg.checkStore()...)
+		}
+		if slices.Contains(groups, groupLog) {
+			problems = append(problems, cfg.checkLog()...)
+		}
+		if slices.Contains(groups, groupSlack) {
+			problems = append(problems, cfg.checkSlack()...)
+		}
+		if slices.Contains(groups, groupSalesforce) {
+			problems = append(problems, cfg.checkSalesforce()...)
+		}
+		return problems
 	}
-	var problems []string
-	if slices.Contains(groups, groupStore) {
-		problems = append(problems, cfg.checkStore()...)
-	}
-	if slices.Contains(groups, groupLog) {
-		problems = append(problems, cfg.checkLog()...)
-	}
-	if slices.Contains(groups, groupSlack) {
-		problems = append(problems, cfg.checkSlack()...)
-	}
-	if slices.Contains(groups, groupSalesforce) {
-		problems = append(problems, cfg.checkSalesforce()...)
-	}
-	if len(problems) > 0 {
-		return Config{}, nil, fmt.Errorf("configuration:\n  - %s", strings.Join(problems, "\n  - "))
-	}
-	return cfg, fs.Args(), nil
 }
 
 // keyring builds the store keyring from whichever key source is set.

@@ -63,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = runCompact(ctx, rest, getenv, stdout, stderr)
 	case "backup":
 		err = runBackup(ctx, rest, getenv, stdout, stderr)
+	case "doctor":
+		err = runDoctor(ctx, rest, getenv, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "forcebind: unknown command %q\n\n", cmd)
 		printUsage(stderr)
@@ -228,6 +230,8 @@ Usage:
   forcebind compact         rewrite FORCEBIND_DB with only its live records (offline)
   forcebind backup FILE     write a consistent copy of FORCEBIND_DB to FILE, also while
                             the daemon runs
+  forcebind doctor          check the settings, the store, Slack, Salesforce and the callback
+                            URL as 'run' would use them; one line per check (-timeout 10s)
   forcebind version         print the version
   forcebind help            print this help
 

@@ -1,0 +1,964 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/forcebind/forcebind/auth"
+	"github.com/forcebind/forcebind/salesforce"
+	"github.com/forcebind/forcebind/store"
+)
+
+// `forcebind doctor` checks a deployment the way `forcebind run` would use
+// it, but reports every problem as a line of a checklist instead of
+// stopping at the first one, and changes nothing: the store is opened
+// read-only (and not at all when it is missing or a daemon holds it), no
+// listener is kept, and the Salesforce and Slack calls are ones that do not
+// create anything a person could use.
+
+const (
+	// defaultDoctorTimeout bounds each network check.
+	defaultDoctorTimeout = 10 * time.Second
+	// doctorLockTimeout is how long the store check waits for a lock
+	// before concluding that a running forcebind holds the file.
+	doctorLockTimeout = time.Second
+	// certWarnBefore is how long before its expiry a TLS certificate is
+	// reported.
+	certWarnBefore = 14 * 24 * time.Hour
+)
+
+// checkStatus is the outcome of one check.
+type checkStatus string
+
+const (
+	statusOK   checkStatus = "ok"
+	statusWarn checkStatus = "warn"
+	statusFail checkStatus = "FAIL"
+	// statusSkip marks a check that could not run because of an earlier
+	// failure; it does not change the exit code by itself.
+	statusSkip checkStatus = "skip"
+)
+
+// checkResult is one line of the checklist. Fix is printed for failures.
+type checkResult struct {
+	Status checkStatus
+	Name   string
+	Detail string
+	Fix    string
+}
+
+func ok(name, format string, a ...any) checkResult {
+	return checkResult{Status: statusOK, Name: name, Detail: fmt.Sprintf(format, a...)}
+}
+
+func warn(name, format string, a ...any) checkResult {
+	return checkResult{Status: statusWarn, Name: name, Detail: fmt.Sprintf(format, a...)}
+}
+
+func skip(name, format string, a ...any) checkResult {
+	return checkResult{Status: statusSkip, Name: name, Detail: fmt.Sprintf(format, a...)}
+}
+
+func fail(name, detail, fix string) checkResult {
+	return checkResult{Status: statusFail, Name: name, Detail: detail, Fix: fix}
+}
+
+// doctor holds what the checks share. It is used by one goroutine.
+type doctor struct {
+	cfg Config
+	// problems are the configuration problems parseConfig would have
+	// refused; cfg holds whatever could be read all the same.
+	problems []string
+	// timeout bounds each network check.
+	timeout time.Duration
+	// lockTimeout is how long the store check waits for the file's lock.
+	lockTimeout time.Duration
+	hc          *http.Client
+	now         func() time.Time
+}
+
+// runDoctor is `forcebind doctor`: it prints the checklist to stdout and
+// returns an error (exit 1) when a check failed. Bad flags are a usage
+// error (exit 2).
+func runDoctor(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, problems, timeout, err := parseDoctorConfig(args, getenv, stderr)
+	if err != nil {
+		return configError(err)
+	}
+	hc := newHTTPClient()
+	hc.Timeout = timeout
+	// The keep-alive connections would outlive the command otherwise.
+	defer hc.CloseIdleConnections()
+	d := doctor{cfg: cfg, problems: problems, timeout: timeout, lockTimeout: doctorLockTimeout, hc: hc, now: time.Now}
+	results := d.run(ctx)
+	if failed := writeChecklist(stdout, results, secretsOf(cfg)); failed > 0 {
+		return fmt.Errorf("doctor: %d of %d checks failed", failed, len(results))
+	}
+	return nil
+}
+
+// parseDoctorConfig reads the settings `forcebind run` reads, the same way
+// parseConfig does, but returns the configuration problems as a list
+// instead of an error, together with whatever could be read. Only a bad
+// flag or a stray argument is an error.
+func parseDoctorConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, []string, time.Duration, error) {
+	var cfg Config
+	flags := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	timeout := flags.Duration("timeout", defaultDoctorTimeout, "bound on each network check")
+	finish := bindConfig(flags, &cfg, getenv, groupLog, groupStore, groupSlack, groupSalesforce)
+	if err := flags.Parse(args); err != nil {
+		return Config{}, nil, 0, err
+	}
+	if flags.NArg() > 0 {
+		return Config{}, nil, 0, fmt.Errorf("doctor: unexpected arguments %q", flags.Args())
+	}
+	if *timeout <= 0 {
+		return Config{}, nil, 0, fmt.Errorf("doctor: -timeout %s is not positive", *timeout)
+	}
+	return cfg, finish(), *timeout, nil
+}
+
+// run runs every check in order and returns their results. Checks that
+// depend on an earlier one (the store on the keyring, the Salesforce
+// client on the host answering) are skipped when it failed.
+func (d doctor) run(ctx context.Context) []checkResult {
+	var rs []checkResult
+	rs = append(rs, d.checkConfig()...)
+	ring, r := d.checkKey()
+	rs = append(rs, r)
+	rs = append(rs, d.checkStore(ctx, ring))
+	rs = append(rs, d.checkSlack(ctx)...)
+	rs = append(rs, d.checkSalesforce(ctx)...)
+	rs = append(rs, d.checkCallback()...)
+	rs = append(rs, d.checkListen()...)
+	return rs
+}
+
+// web reports whether people connect with the web server flow, which needs
+// the callback URL. An unreadable FORCEBIND_CONNECT_FLOW counts as web, the
+// default.
+func (d doctor) web() bool { return d.cfg.ConnectFlow != auth.FlowDevice }
+
+// checkConfig reports each configuration problem on its own line.
+func (d doctor) checkConfig() []checkResult {
+	const name = "configuration"
+	if len(d.problems) == 0 {
+		flow := d.cfg.ConnectFlow
+		return []checkResult{ok(name, "every setting is valid (%s flow)", flow)}
+	}
+	rs := make([]checkResult, 0, len(d.problems))
+	for _, p := range d.problems {
+		rs = append(rs, fail(name, p, configFix(p)))
+	}
+	return rs
+}
+
+// configFixes are the fixes for configuration problems, by the first
+// setting a problem names. Longer names come first, so FORCEBIND_KEY_FILE
+// is not taken for FORCEBIND_KEY.
+var configFixes = []struct{ setting, fix string }{
+	{"FORCEBIND_KEY_FILE", "create a key with 'forcebind key generate > forcebind.key && chmod 600 forcebind.key' and set FORCEBIND_KEY_FILE to its path (or FORCEBIND_KEY to the key), not both"},
+	{"FORCEBIND_KEY", "create a key with 'forcebind key generate > forcebind.key && chmod 600 forcebind.key' and set FORCEBIND_KEY_FILE to its path (or FORCEBIND_KEY to the key), not both"},
+	{"SLACK_APP_TOKEN", "set SLACK_APP_TOKEN to the app-level token (api.slack.com → Your Apps → Basic Information → App-Level Tokens, scope connections:write)"},
+	{"SLACK_BOT_TOKEN", "set SLACK_BOT_TOKEN to the Bot User OAuth Token (api.slack.com → Your Apps → OAuth & Permissions)"},
+	{"SLACK_API_URL", "leave SLACK_API_URL unset (https://slack.com/api/) unless you route Slack through a proxy"},
+	{"SALESFORCE_CLIENT_ID", "set SALESFORCE_CLIENT_ID to the connected app's Consumer Key (see docs/salesforce-setup.md)"},
+	{"SALESFORCE_LOGIN_URL", "set SALESFORCE_LOGIN_URL to https://login.salesforce.com, https://test.salesforce.com or your My Domain URL, with no path"},
+	{"FORCEBIND_CALLBACK_URL", "set FORCEBIND_CALLBACK_URL to the connected app's callback URL, ending in /oauth/callback"},
+	{"FORCEBIND_TLS_CERT_FILE", "set both FORCEBIND_TLS_CERT_FILE and FORCEBIND_TLS_KEY_FILE, or neither"},
+}
+
+// configFix returns the fix line for a configuration problem.
+func configFix(problem string) string {
+	at, fix := len(problem), ""
+	for _, f := range configFixes {
+		if i := strings.Index(problem, f.setting); i >= 0 && i < at {
+			at, fix = i, f.fix
+		}
+	}
+	if fix != "" {
+		return fix
+	}
+	return "correct the value in the environment or with its flag ('forcebind doctor -h' lists them)"
+}
+
+// checkKey loads the keyring.
+func (d doctor) checkKey() (*store.Keyring, checkResult) {
+	const name = "key"
+	c := d.cfg
+	if (c.KeyFile == "") == (c.Key == "") {
+		return nil, skip(name, "no single key setting (see configuration)")
+	}
+	ring, err := c.keyring()
+	if err == nil {
+		from := "FORCEBIND_KEY"
+		if c.KeyFile != "" {
+			from = c.KeyFile
+		}
+		return ring, ok(name, "keyring from %s loads; primary key id %s", from, ring.PrimaryID())
+	}
+	// The keyring's errors name the variable, the file and the line, never
+	// key material.
+	return nil, fail(name, err.Error(), keyFix(c.KeyFile, err))
+}
+
+// keyFix returns the fix for a keyring that does not load.
+func keyFix(file string, err error) string {
+	const format = "each line must be the base64 of 32 bytes, as 'forcebind key generate' prints it"
+	if file == "" {
+		return "FORCEBIND_KEY must be comma-separated keys; " + format
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("create it: forcebind key generate > %s && chmod 600 %s", file, file)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Sprintf("make %s readable by the user forcebind runs as (and by nobody else)", file)
+	}
+	if fi, serr := os.Stat(file); serr == nil && fi.Mode().Perm()&0o077 != 0 {
+		if strings.HasPrefix(file, "/run/credentials/") {
+			// systemd grants a non-root service read access to a credential
+			// with an ACL, whose mask shows as group bits (mode 0440).
+			return "a systemd credential read by a non-root service shows as mode 0440; copy it to a 0600 file first, as deploy/forcebind.service does"
+		}
+		return fmt.Sprintf("chmod 600 %s (and make the user forcebind runs as its owner)", file)
+	}
+	return format
+}
+
+// checkStore opens the store read-only and counts its bindings. A missing
+// file is not created; a file a running daemon holds is not waited for.
+func (d doctor) checkStore(ctx context.Context, ring *store.Keyring) checkResult {
+	const name = "store"
+	path := d.cfg.DB
+	switch {
+	case path == "":
+		return skip(name, "FORCEBIND_DB is empty (see configuration)")
+	case ring == nil:
+		return skip(name, "%s not opened: no usable key", path)
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		dir := filepath.Dir(path)
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return fail(name, fmt.Sprintf("%s does not exist, nor does its directory %s", path, dir),
+				fmt.Sprintf("create %s, writable by the user forcebind runs as, or point FORCEBIND_DB elsewhere", dir))
+		}
+		return warn(name, "%s does not exist yet; it will be created on first run", path)
+	} else if err != nil {
+		return fail(name, err.Error(), "make the file and its directory readable by the user forcebind runs as")
+	}
+	db, err := store.Open(path, store.Options{Keyring: ring, ReadOnly: true, LockTimeout: d.lockTimeout})
+	if err != nil {
+		return storeFailure(path, err)
+	}
+	n, err := db.CountBindings(ctx)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fail(name, fmt.Sprintf("read %s: %v", path, err), "restore the file from a backup (with forcebind stopped)")
+	}
+	return ok(name, "%s opens with the keyring; %d %s", path, n, plural(n, "binding", "bindings"))
+}
+
+// storeFailure turns an error of store.Open into a checklist line.
+func storeFailure(path string, err error) checkResult {
+	const name = "store"
+	switch {
+	case errors.Is(err, store.ErrLocked):
+		return warn(name, "%s is in use by a running forcebind; not opened", path)
+	case errors.Is(err, store.ErrWrongKey):
+		return fail(name, err.Error(),
+			"use the key the store was sealed with; after adding a new key, keep the old one below it until 'forcebind key rotate' has run")
+	case errors.Is(err, store.ErrSchema):
+		return fail(name, err.Error(), "run the forcebind version that wrote the file, or a newer one")
+	case errors.Is(err, store.ErrCorrupt):
+		return fail(name, err.Error(), fmt.Sprintf(
+			"with forcebind stopped, restore %s from a backup ('forcebind backup' makes them); moving it aside starts an empty store, and everyone connects again", path))
+	case errors.Is(err, fs.ErrPermission):
+		return fail(name, err.Error(), "run doctor as the user forcebind runs as: the store is mode 0600")
+	}
+	return fail(name, err.Error(), "check that FORCEBIND_DB names a forcebind store")
+}
+
+// checkSlack calls auth.test with the bot token and apps.connections.open
+// with the app token. Neither dials the Socket Mode websocket.
+func (d doctor) checkSlack(ctx context.Context) []checkResult {
+	const botName, appName = "slack bot token", "slack app token"
+	c := d.cfg
+	// Tokens go only where `forcebind run` would send them: https, or
+	// http on a loopback host.
+	u, err := url.Parse(c.SlackAPIURL)
+	if err != nil || u.Host == "" || !salesforce.SecureScheme(u) {
+		return []checkResult{skip(botName, "SLACK_API_URL unusable (see configuration)"), skip(appName, "SLACK_API_URL unusable (see configuration)")}
+	}
+	api := slack.New(c.SlackBotToken,
+		slack.OptionAppLevelToken(c.SlackAppToken),
+		slack.OptionAPIURL(c.SlackAPIURL),
+		slack.OptionHTTPClient(d.hc),
+	)
+	var rs []checkResult
+	if !strings.HasPrefix(c.SlackBotToken, "xoxb-") {
+		rs = append(rs, skip(botName, "no bot token (see configuration)"))
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, d.timeout)
+		who, err := api.AuthTestContext(cctx)
+		cancel()
+		if err != nil {
+			rs = append(rs, slackFailure(botName, "auth.test", err, d.timeout))
+		} else {
+			rs = append(rs, ok(botName, "workspace %s (%s), bot user %s (%s)", who.Team, who.TeamID, who.User, who.UserID))
+		}
+	}
+	if !strings.HasPrefix(c.SlackAppToken, "xapp-") {
+		rs = append(rs, skip(appName, "no app-level token (see configuration)"))
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, d.timeout)
+		// The answer's websocket URL carries a one-time ticket: it is
+		// neither dialled nor printed.
+		_, _, err := api.StartSocketModeContext(cctx)
+		cancel()
+		if err != nil {
+			rs = append(rs, slackFailure(appName, "apps.connections.open", err, d.timeout))
+		} else {
+			rs = append(rs, ok(appName, "apps.connections.open accepts it: Socket Mode is on"))
+		}
+	}
+	return rs
+}
+
+// slackFixes are the fixes for Slack's error codes, for the bot token and
+// the app-level token.
+var slackFixes = map[string][2]string{
+	"invalid_auth": {
+		"copy the Bot User OAuth Token (xoxb-) again from api.slack.com → Your Apps → OAuth & Permissions",
+		"create an app-level token with scope connections:write (Basic Information → App-Level Tokens) and set SLACK_APP_TOKEN to it",
+	},
+	"not_authed": {
+		"set SLACK_BOT_TOKEN; if a proxy is in the way, make it pass the Authorization header",
+		"set SLACK_APP_TOKEN; if a proxy is in the way, make it pass the Authorization header",
+	},
+	"token_revoked": {
+		"the app was uninstalled or its token revoked: install the app to the workspace again and set the new bot token",
+		"the app-level token was revoked: generate a new one (connections:write) and set SLACK_APP_TOKEN",
+	},
+	"token_expired": {
+		"token rotation is on for this app and forcebind needs long-lived tokens: turn rotation off (OAuth & Permissions) and reinstall",
+		"the app-level token expired: generate a new one (connections:write) and set SLACK_APP_TOKEN",
+	},
+	"account_inactive": {
+		"the app's bot user or the workspace is deactivated: install the app again, or ask a workspace admin",
+		"the app's bot user or the workspace is deactivated: install the app again, or ask a workspace admin",
+	},
+	"missing_scope": {
+		"add the missing scope (slack-app-manifest.yaml lists them) and reinstall the app",
+		"the app-level token needs the scope connections:write: generate one with it",
+	},
+	"not_allowed_token_type": {
+		"SLACK_BOT_TOKEN must be the Bot User OAuth Token (xoxb-), not a user or app-level token",
+		"SLACK_APP_TOKEN must be an app-level token (xapp-) with connections:write, not the bot token",
+	},
+	"app_uninstalled": {
+		"install the app to the workspace again and set the new bot token",
+		"install the app to the workspace again",
+	},
+	"team_disabled": {
+		"the workspace is disabled; nothing forcebind can do",
+		"the workspace is disabled; nothing forcebind can do",
+	},
+}
+
+// slackFailure turns an error of a Slack Web API call into a checklist
+// line. slack-go's errors name the method and URL, never the token.
+func slackFailure(name, method string, err error, timeout time.Duration) checkResult {
+	app := 0
+	if method == "apps.connections.open" {
+		app = 1
+	}
+	var rl *slack.RateLimitedError
+	if errors.As(err, &rl) {
+		return warn(name, "%s: Slack is rate limiting; retry in %s", method, rl.RetryAfter)
+	}
+	var se slack.SlackErrorResponse
+	if errors.As(err, &se) {
+		detail := fmt.Sprintf("%s answered %s", method, se.Err)
+		if se.Needed != "" {
+			detail += " (needed: " + se.Needed + ")"
+		}
+		if f, ok := slackFixes[se.Err]; ok {
+			return fail(name, detail, f[app])
+		}
+		return fail(name, detail, fmt.Sprintf("see https://api.slack.com/methods/%s for what %s means", method, se.Err))
+	}
+	var sc slack.StatusCodeError
+	if errors.As(err, &sc) {
+		return fail(name, fmt.Sprintf("%s: HTTP %d", method, sc.Code), "check SLACK_API_URL and any proxy between forcebind and Slack")
+	}
+	return fail(name, fmt.Sprintf("%s: %s", method, networkProblem(err, timeout)),
+		"check outbound HTTPS to slack.com (firewall, HTTPS_PROXY) and SLACK_API_URL")
+}
+
+// checkSalesforce checks that the login host answers and that it knows the
+// connected app: the consumer key, the callback URL (web flow) and the
+// secret.
+func (d doctor) checkSalesforce(ctx context.Context) []checkResult {
+	const hostName = "salesforce host"
+	login, err := auth.ParseLoginURL(d.cfg.LoginURL)
+	if err != nil {
+		return []checkResult{skip(hostName, "SALESFORCE_LOGIN_URL unusable (see configuration)")}
+	}
+	base := login.String()
+	noRedirect := *d.hc
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	hc := &noRedirect
+
+	var rs []checkResult
+	status, err := d.get(ctx, hc, base+"/")
+	if err != nil {
+		r := fail(hostName, fmt.Sprintf("%s: %s", base, networkProblem(err, d.timeout)),
+			"check SALESFORCE_LOGIN_URL and outbound HTTPS to it (firewall, HTTPS_PROXY, a TLS-inspecting proxy's CA in the system trust store)")
+		return []checkResult{r, skip("salesforce client", "the login host does not answer")}
+	}
+	rs = append(rs, ok(hostName, "%s answers (HTTP %d)", base, status))
+	if d.cfg.ClientID == "" {
+		return append(rs, skip("salesforce client", "no SALESFORCE_CLIENT_ID (see configuration)"))
+	}
+	if !d.web() {
+		// The device flow redeems no code, but refreshes like the web flow.
+		return append(rs, d.probeDeviceFlow(ctx, hc, base), d.probeToken(ctx, hc, base, true))
+	}
+	rs = append(rs, d.probeAuthorize(ctx, hc, base), d.probeToken(ctx, hc, base, false))
+	if d.cfg.ClientSecret == "" {
+		// With a secret, the code probe has checked it for refreshes too;
+		// without one, the app may still require it for refreshes only.
+		rs = append(rs, d.probeToken(ctx, hc, base, true))
+	}
+	return rs
+}
+
+// get sends a GET and returns the status; the body is discarded.
+func (d doctor) get(ctx context.Context, hc *http.Client, u string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// probeAuthorize sends the browser's first request of the web server flow,
+// without following redirects, and reads Salesforce's verdict on the
+// consumer key and the callback URL. Nothing is approved: that would need
+// someone to log in.
+func (d doctor) probeAuthorize(ctx context.Context, hc *http.Client, base string) checkResult {
+	const name = "salesforce authorize"
+	verifier := randomString()
+	sum := sha256.Sum256([]byte(verifier))
+	q := url.Values{
+		"response_type":         {"code"},
+		"client_id":             {d.cfg.ClientID},
+		"redirect_uri":          {d.cfg.CallbackURL},
+		"code_challenge":        {base64.RawURLEncoding.EncodeToString(sum[:])},
+		"code_challenge_method": {"S256"},
+		"scope":                 {"api refresh_token"},
+		"state":                 {"doctor-" + randomString()},
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/services/oauth2/authorize?"+q.Encode(), nil)
+	if err != nil {
+		return fail(name, err.Error(), "check SALESFORCE_LOGIN_URL")
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fail(name, networkProblem(err, d.timeout), "check outbound HTTPS to the login host")
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	return authorizeVerdict(resp.StatusCode, resp.Header.Get("Location"), body, d.cfg.CallbackURL, d.cfg.ClientID)
+}
+
+// errorParam finds "error=code" in an error page, as Salesforce's Remote
+// Access error page (and the fake's) shows it.
+var errorParam = regexp.MustCompile(`error=([A-Za-z_]+)`)
+
+// fatalAuthorizeError finds the codes that mean the app or its callback is
+// unknown, in any page: a login page does not contain them.
+var fatalAuthorizeError = regexp.MustCompile(`error=(invalid_client_id|invalid_client|redirect_uri_mismatch)\b`)
+
+// authorizeVerdict reads an answer of the authorize endpoint: an error page
+// (Salesforce cannot redirect when it does not know the app or the
+// callback), a redirect to its own error page with error= in the query, a
+// redirect to the callback (the app and callback were accepted, whatever
+// else it says), or a login page.
+func authorizeVerdict(status int, location string, body []byte, callback, clientID string) checkResult {
+	const name = "salesforce authorize"
+	code := ""
+	toCallback := false
+	if status >= 300 && status < 400 && location != "" {
+		if u, err := url.Parse(location); err == nil {
+			code = u.Query().Get("error")
+			toCallback = strings.HasPrefix(location, callback)
+		}
+	}
+	if code == "" {
+		// A failed page is searched for any error code; a page that loaded
+		// (a login page, full of script) only for the codes that cannot
+		// appear in one.
+		re := errorParam
+		if status < 300 {
+			re = fatalAuthorizeError
+		}
+		if m := re.FindSubmatch(body); m != nil {
+			code = string(m[1])
+		}
+	}
+	switch {
+	case code == "invalid_client_id" || code == "invalid_client":
+		return fail(name, fmt.Sprintf("Salesforce does not know the consumer key %q (%s)", clientID, code), clientIDFix)
+	case code == "redirect_uri_mismatch":
+		return fail(name, fmt.Sprintf("the connected app's callback URL is not FORCEBIND_CALLBACK_URL %s (redirect_uri_mismatch)", callback),
+			fmt.Sprintf("add %s exactly as a Callback URL of the connected app, or set FORCEBIND_CALLBACK_URL to the one it has", callback))
+	case toCallback:
+		// The flow reached the callback: the app and the URL are known.
+		return ok(name, "the consumer key and the callback URL are accepted")
+	case code != "":
+		return fail(name, fmt.Sprintf("authorize answered %s", code), "see docs/salesforce-setup.md; the connected app's OAuth settings are not what forcebind needs")
+	case status >= 500:
+		return fail(name, fmt.Sprintf("authorize answered HTTP %d", status), "Salesforce has trouble: check status.salesforce.com and try again")
+	case status >= 400:
+		return fail(name, fmt.Sprintf("authorize answered HTTP %d without an OAuth error", status), "check that SALESFORCE_LOGIN_URL is a Salesforce login host")
+	}
+	// A login page, or a redirect to one.
+	return ok(name, "the consumer key and the callback URL are accepted (Salesforce offers a login)")
+}
+
+// clientIDFix is the fix for a consumer key Salesforce does not know.
+const clientIDFix = "set SALESFORCE_CLIENT_ID to the connected app's Consumer Key (App Manager → the app → View → Manage Consumer Details); a new or edited app can take up to 10 minutes to be known"
+
+// probeDeviceFlow asks for a device code, as `connect` does in the device
+// flow. It proves the consumer key is known and the connected app has the
+// device flow on. The code it gets is never shown to anyone and expires
+// unused at Salesforce (after about 10 minutes).
+func (d doctor) probeDeviceFlow(ctx context.Context, hc *http.Client, base string) checkResult {
+	const name = "salesforce device"
+	form := url.Values{"response_type": {"device_code"}, "client_id": {d.cfg.ClientID}, "scope": {"api refresh_token"}}
+	status, body, err := d.post(ctx, hc, base+"/services/oauth2/token", form)
+	if err != nil {
+		return fail(name, networkProblem(err, d.timeout), "check outbound HTTPS to the login host")
+	}
+	return deviceVerdict(status, body, d.cfg.ClientID)
+}
+
+// deviceVerdict reads the token endpoint's answer to a device code request.
+func deviceVerdict(status int, body []byte, clientID string) checkResult {
+	const name = "salesforce device"
+	var e struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+		DeviceCode  string `json:"device_code"`
+		UserCode    string `json:"user_code"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil {
+		return fail(name, fmt.Sprintf("the token endpoint answered HTTP %d, not JSON", status),
+			"check that SALESFORCE_LOGIN_URL is a Salesforce login host")
+	}
+	switch {
+	case status == http.StatusOK && e.DeviceCode != "" && e.UserCode != "":
+		return ok(name, "the connected app offers the device flow")
+	case e.Error == "invalid_client_id":
+		return fail(name, fmt.Sprintf("Salesforce does not know the consumer key %q (%s)", clientID, e.Error), clientIDFix)
+	case e.Error == "invalid_request", e.Error == "unsupported_response_type", e.Error == "unauthorized_client":
+		return fail(name, fmt.Sprintf("Salesforce refused a device code (%s: %s)", e.Error, e.Description),
+			`turn on "Enable for Device Flow" in the connected app's OAuth settings (docs/salesforce-setup.md), or set FORCEBIND_CONNECT_FLOW=web`)
+	case e.Error != "":
+		return fail(name, e.Error+": "+e.Description, "see docs/salesforce-setup.md for the connected app's OAuth settings")
+	}
+	return fail(name, fmt.Sprintf("the token endpoint answered HTTP %d without a device code", status),
+		"check that SALESFORCE_LOGIN_URL is a Salesforce login host")
+}
+
+// probeToken sends the token endpoint a made-up authorization code or, with
+// refresh, a made-up refresh token. Salesforce checks the client before
+// the grant, so "invalid_grant" means the consumer key (and the secret,
+// when one is sent or required) were accepted, while "invalid_client_id"
+// and "invalid_client" name what is wrong.
+func (d doctor) probeToken(ctx context.Context, hc *http.Client, base string, refresh bool) checkResult {
+	form := url.Values{"client_id": {d.cfg.ClientID}}
+	if refresh {
+		form.Set("grant_type", "refresh_token")
+		form.Set("refresh_token", "doctor-"+randomString())
+	} else {
+		form.Set("grant_type", "authorization_code")
+		form.Set("code", "doctor-"+randomString())
+		form.Set("code_verifier", randomString()+randomString())
+		form.Set("redirect_uri", d.cfg.CallbackURL)
+	}
+	if d.cfg.ClientSecret != "" {
+		form.Set("client_secret", d.cfg.ClientSecret)
+	}
+	status, body, err := d.post(ctx, hc, base+"/services/oauth2/token", form)
+	if err != nil {
+		return fail(tokenCheckName(refresh), networkProblem(err, d.timeout), "check outbound HTTPS to the login host")
+	}
+	return tokenVerdict(status, body, d.cfg.ClientSecret != "", d.cfg.ClientID, refresh)
+}
+
+// post sends a form, within the doctor's timeout, and returns the status
+// and up to 1 MiB of the body.
+func (d doctor) post(ctx context.Context, hc *http.Client, u string, form url.Values) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, body, err
+}
+
+func tokenCheckName(refresh bool) string {
+	if refresh {
+		return "salesforce refresh"
+	}
+	return "salesforce token"
+}
+
+// tokenVerdict reads the token endpoint's answer to a made-up code or,
+// with refresh, a made-up refresh token.
+func tokenVerdict(status int, body []byte, withSecret bool, clientID string, refresh bool) checkResult {
+	name := tokenCheckName(refresh)
+	flow, requireSecret := "the web server flow", "Require Secret for Web Server Flow"
+	if refresh {
+		flow, requireSecret = "the refresh token flow", "Require Secret for Refresh Token Flow"
+	}
+	var e struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
+		if status == http.StatusOK {
+			return warn(name, "the token endpoint accepted a made-up grant (HTTP 200); is SALESFORCE_LOGIN_URL a Salesforce login host?")
+		}
+		return fail(name, fmt.Sprintf("the token endpoint answered HTTP %d without an OAuth error", status),
+			"check that SALESFORCE_LOGIN_URL is a Salesforce login host; if it is, Salesforce has trouble (status.salesforce.com)")
+	}
+	said := e.Error
+	if e.Description != "" {
+		said += ": " + e.Description
+	}
+	switch e.Error {
+	case "invalid_grant":
+		if withSecret {
+			return ok(name, "%s accepts the consumer key and secret", flow)
+		}
+		return ok(name, "%s accepts the consumer key without a secret", flow)
+	case "invalid_client_id":
+		return fail(name, fmt.Sprintf("Salesforce does not know the consumer key %q (%s)", clientID, said), clientIDFix)
+	case "invalid_client":
+		if withSecret {
+			return fail(name, "Salesforce refused the consumer secret ("+said+")",
+				"set SALESFORCE_CLIENT_SECRET to the connected app's current Consumer Secret (Manage Consumer Details)")
+		}
+		return fail(name, fmt.Sprintf("the connected app requires a secret for %s and none is set (%s)", flow, said),
+			fmt.Sprintf("set SALESFORCE_CLIENT_SECRET to the Consumer Secret, or turn off %q", requireSecret))
+	case "redirect_uri_mismatch":
+		return fail(name, "the connected app's callback URL is not FORCEBIND_CALLBACK_URL ("+said+")",
+			"add FORCEBIND_CALLBACK_URL exactly as a Callback URL of the connected app")
+	case "inactive_org", "inactive_user":
+		return fail(name, said, "the org or user is inactive: check SALESFORCE_LOGIN_URL points at the right org")
+	}
+	return fail(name, said, "see docs/salesforce-setup.md for the connected app's OAuth settings")
+}
+
+// checkCallback compares the callback URL with the listener that must
+// receive it, and checks the TLS certificate the listener would serve.
+func (d doctor) checkCallback() []checkResult {
+	c := d.cfg
+	var rs []checkResult
+	cb, cbErr := url.Parse(c.CallbackURL)
+	usable := cbErr == nil && cb.Host != "" && (cb.Scheme == "http" || cb.Scheme == "https")
+	lhost, lport, lerr := net.SplitHostPort(c.Listen)
+	tlsOn := c.TLSCertFile != "" && c.TLSKeyFile != ""
+	if d.web() {
+		switch {
+		case !usable:
+			rs = append(rs, skip("callback URL", "FORCEBIND_CALLBACK_URL unusable (see configuration)"))
+		case lerr != nil:
+			rs = append(rs, skip("callback URL", "FORCEBIND_LISTEN unusable (see configuration)"))
+		default:
+			rs = append(rs, callbackChecks(cb, lhost, lport, c.Listen, tlsOn)...)
+		}
+	}
+	if tlsOn {
+		host := ""
+		if d.web() && usable {
+			host = cb.Hostname()
+		}
+		rs = append(rs, d.checkCert(host))
+	}
+	return rs
+}
+
+// callbackChecks finds where a browser sent to the callback URL ends up
+// with respect to the listener.
+func callbackChecks(cb *url.URL, lhost, lport, listen string, tlsOn bool) []checkResult {
+	const name = "callback URL"
+	port := cb.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[cb.Scheme]
+	}
+	cbLoop, listenLoop := isLoopbackHost(cb.Hostname()), isLoopbackHost(lhost)
+	var rs []checkResult
+	switch {
+	case cbLoop && port != lport:
+		rs = append(rs, fail(name, fmt.Sprintf("%s is on this machine, port %s, but FORCEBIND_LISTEN is %s: the browser's redirect misses the listener", cb, port, listen),
+			fmt.Sprintf("set FORCEBIND_LISTEN to 127.0.0.1:%s, or use port %s in FORCEBIND_CALLBACK_URL and in the connected app", port, lport)))
+	case cbLoop && cb.Scheme == "https" && !tlsOn:
+		rs = append(rs, fail(name, fmt.Sprintf("%s is https, but the listener on this machine serves plain HTTP", cb),
+			"set FORCEBIND_TLS_CERT_FILE and FORCEBIND_TLS_KEY_FILE, or use http://localhost in FORCEBIND_CALLBACK_URL and the connected app"))
+	case cbLoop && cb.Scheme == "http" && tlsOn:
+		rs = append(rs, fail(name, fmt.Sprintf("%s is http, but the listener serves TLS", cb),
+			"use https in FORCEBIND_CALLBACK_URL and in the connected app"))
+	case cbLoop:
+		rs = append(rs, ok(name, "%s reaches the listener %s (from a browser on this machine only)", cb, listen))
+	case listenLoop:
+		rs = append(rs, warn(name, "FORCEBIND_LISTEN %s is loopback but the callback host is %s: reachable only through a reverse proxy on this machine", listen, cb.Hostname()))
+	default:
+		rs = append(rs, ok(name, "%s should reach the listener %s (through DNS, a load balancer or a reverse proxy)", cb, listen))
+	}
+	if cbLoop {
+		return rs
+	}
+	switch {
+	case cb.Scheme == "https" && !tlsOn:
+		rs = append(rs, warn(name, "%s is https and the listener serves plain HTTP: TLS must be terminated by a reverse proxy", cb))
+	case cb.Scheme == "http":
+		rs = append(rs, warn(name, "%s is plain http on a network host: authorization codes cross the network unencrypted; prefer https", cb))
+	}
+	return rs
+}
+
+// isLoopbackHost reports whether host (no port, no brackets) is localhost
+// or a loopback address.
+func isLoopbackHost(host string) bool {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// checkCert loads the listener's certificate and key, and checks that the
+// certificate is current and, when host is set, names the callback host.
+func (d doctor) checkCert(host string) checkResult {
+	const name = "TLS certificate"
+	c := d.cfg
+	pair, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+	if err != nil {
+		// The error names files and PEM problems, never key material.
+		return fail(name, err.Error(), "FORCEBIND_TLS_CERT_FILE must hold the PEM chain (leaf first) and FORCEBIND_TLS_KEY_FILE its private key, both readable by forcebind")
+	}
+	leaf := pair.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+			return fail(name, err.Error(), "FORCEBIND_TLS_CERT_FILE must hold a PEM certificate")
+		}
+	}
+	now := d.now()
+	renew := "renew it, then reload forcebind (SIGHUP: systemctl reload forcebind)"
+	switch {
+	case now.After(leaf.NotAfter):
+		return fail(name, fmt.Sprintf("%s expired on %s", c.TLSCertFile, leaf.NotAfter.UTC().Format(time.DateOnly)), renew)
+	case now.Before(leaf.NotBefore):
+		return fail(name, fmt.Sprintf("%s is not valid before %s", c.TLSCertFile, leaf.NotBefore.UTC().Format(time.DateTime)), "check the clock of this machine, or use a certificate valid now")
+	}
+	names := certNames(leaf)
+	if host != "" {
+		if err := leaf.VerifyHostname(host); err != nil {
+			return fail(name, fmt.Sprintf("%s is for %s, not the callback host %s", c.TLSCertFile, names, host),
+				fmt.Sprintf("use a certificate whose subject alternative names include %s, or change FORCEBIND_CALLBACK_URL", host))
+		}
+	}
+	left := leaf.NotAfter.Sub(now)
+	if left < certWarnBefore {
+		return warn(name, "%s for %s expires in %d days (%s): %s", c.TLSCertFile, names, int(left.Hours()/24), leaf.NotAfter.UTC().Format(time.DateOnly), renew)
+	}
+	return ok(name, "%s for %s, valid until %s", c.TLSCertFile, names, leaf.NotAfter.UTC().Format(time.DateOnly))
+}
+
+// certNames lists the names a certificate is for.
+func certNames(c *x509.Certificate) string {
+	names := append([]string(nil), c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 && c.Subject.CommonName != "" {
+		names = append(names, c.Subject.CommonName)
+	}
+	if len(names) == 0 {
+		return "no names"
+	}
+	return strings.Join(names, ", ")
+}
+
+// checkListen binds each address the daemon would listen on, and lets go
+// at once.
+func (d doctor) checkListen() []checkResult {
+	c := d.cfg
+	type addr struct{ name, setting, value string }
+	var addrs []addr
+	// As in daemon.run: the main listener exists for the callback, or for
+	// /healthz when no admin address is set.
+	if d.web() || c.AdminListen == "" {
+		addrs = append(addrs, addr{"listen", "FORCEBIND_LISTEN", c.Listen})
+	}
+	if c.AdminListen != "" {
+		addrs = append(addrs, addr{"admin listen", "FORCEBIND_ADMIN_LISTEN", c.AdminListen})
+	}
+	var rs []checkResult
+	for _, a := range addrs {
+		if _, _, err := net.SplitHostPort(a.value); err != nil {
+			rs = append(rs, skip(a.name, "%s unusable (see configuration)", a.setting))
+			continue
+		}
+		ln, err := net.Listen("tcp", a.value)
+		switch {
+		case err == nil:
+			ln.Close()
+			rs = append(rs, ok(a.name, "%s can be bound", a.value))
+		case errors.Is(err, syscall.EADDRINUSE):
+			rs = append(rs, warn(a.name, "%s is in use; a running forcebind may hold it", a.value))
+		case errors.Is(err, syscall.EACCES):
+			rs = append(rs, fail(a.name, err.Error(), fmt.Sprintf("use a port above 1023 in %s (a reverse proxy can serve 443)", a.setting)))
+		default:
+			rs = append(rs, fail(a.name, err.Error(), fmt.Sprintf("set %s to an address of this machine, e.g. 127.0.0.1:8787 or 0.0.0.0:8787", a.setting)))
+		}
+	}
+	return rs
+}
+
+// networkProblem says in a few words why a request got no answer.
+func networkProblem(err error, timeout time.Duration) string {
+	var dns *net.DNSError
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		return fmt.Sprintf("no answer within %s", timeout)
+	case errors.As(err, &dns):
+		return fmt.Sprintf("cannot resolve %s", dns.Name)
+	case errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &he):
+		return fmt.Sprintf("TLS verification failed: %v", err)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	}
+	return err.Error()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// randomString returns 32 random bytes, base64url-encoded: a PKCE verifier,
+// a state or a made-up code that no one can have issued.
+func randomString() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// secretsOf lists the secret values of cfg, for scrubbing the checklist.
+func secretsOf(cfg Config) []string {
+	s := []string{cfg.SlackAppToken, cfg.SlackBotToken, cfg.ClientSecret, cfg.Key}
+	for k := range strings.SplitSeq(cfg.Key, ",") {
+		s = append(s, strings.TrimSpace(k))
+	}
+	return s
+}
+
+// writeChecklist prints one line per result, a fix line under each
+// failure, and a summary; it returns the number of failures. Every line is
+// scrubbed of the secrets as a second line of defence: no check puts one
+// in a detail, and a test holds them to it.
+func writeChecklist(w io.Writer, rs []checkResult, secrets []string) (failed int) {
+	scrub := func(s string) string {
+		for _, v := range secrets {
+			if len(v) >= 8 {
+				s = strings.ReplaceAll(s, v, "[redacted]")
+			}
+		}
+		return s
+	}
+	count := make(map[checkStatus]int)
+	fmt.Fprintf(w, "forcebind doctor (%s)\n", version)
+	for _, r := range rs {
+		count[r.Status]++
+		fmt.Fprintf(w, "%-4s  %-20s  %s\n", r.Status, r.Name, scrub(r.Detail))
+		if r.Status == statusFail && r.Fix != "" {
+			fmt.Fprintf(w, "%-4s  %-20s  fix: %s\n", "", "", scrub(r.Fix))
+		}
+	}
+	var parts []string
+	for _, st := range []checkStatus{statusFail, statusWarn, statusSkip} {
+		if n := count[st]; n > 0 {
+			word := map[checkStatus]string{statusFail: "failed", statusWarn: plural(n, "warning", "warnings"), statusSkip: "skipped"}[st]
+			parts = append(parts, fmt.Sprintf("%d %s", n, word))
+		}
+	}
+	summary := "all checks passed"
+	if count[statusFail] > 0 {
+		summary = "some checks failed"
+	}
+	if len(parts) > 0 {
+		summary += " (" + strings.Join(parts, ", ") + ")"
+	}
+	fmt.Fprintf(w, "\n%s: %d ok of %d\n", summary, count[statusOK], len(rs))
+	return count[statusFail]
+}
