@@ -47,6 +47,7 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.SetOutput(stderr)
 	script := fs.String("script", "", "play a script of messages instead of a terminal chat (see testdata/demo.script)")
 	verbose := fs.Bool("v", false, "show the daemon's log (info level) on stderr")
+	flow := fs.String("connect-flow", "web", "how jane connects: web (link, login, confirmation page) or device (a code to enter)")
 	if err := fs.Parse(args); err != nil {
 		return configError(err)
 	}
@@ -57,8 +58,11 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if *verbose {
 		level = zerolog.InfoLevel
 	}
+	if *flow != string(auth.FlowWeb) && *flow != string(auth.FlowDevice) {
+		return usageError{fmt.Errorf("demo: -connect-flow %q is not web or device", *flow)}
+	}
 	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly}).Level(level).With().Timestamp().Logger()
-	h, err := startHarness(ctx, log, nil)
+	h, err := startHarness(ctx, log, demoFlow(auth.Flow(*flow)))
 	if err != nil {
 		return err
 	}
@@ -72,6 +76,15 @@ func runDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return h.play(ctx, f, stdout)
 	}
 	return h.chat(ctx, stdin, stdout)
+}
+
+// demoFlow sets the daemon's connect flow. The device flow checks emails,
+// as it does by default in `forcebind run`.
+func demoFlow(f auth.Flow) func(*daemon) {
+	return func(d *daemon) {
+		d.cfg.ConnectFlow = f
+		d.cfg.RequireEmailMatch = f == auth.FlowDevice
+	}
 }
 
 // harness is a running demo: both fakes and the daemon. The end-to-end test
@@ -126,6 +139,11 @@ func startHarness(ctx context.Context, log zerolog.Logger, edit func(*daemon)) (
 		edit(&d)
 	}
 	h.cfg = d.cfg
+	if d.cfg.ConnectFlow == auth.FlowDevice {
+		// Salesforce asks for 5s between polls; the fake asks for the least
+		// the wire can say, so the demo answers within a second or so.
+		h.sf.SetDeviceInterval(1)
+	}
 	d.listening = func(callback, ops net.Addr) {
 		scheme := "http://"
 		if d.cfg.TLSCertFile != "" {
@@ -319,6 +337,9 @@ func (h *harness) control(ctx context.Context, line string, out io.Writer) error
 	arg = strings.TrimSpace(arg)
 	switch verb {
 	case "approve", "deny":
+		if h.cfg.ConnectFlow == auth.FlowDevice {
+			return h.enterCode(verb, arg, out)
+		}
 		link := h.lastLink()
 		if link == "" {
 			return errors.New("no link to open yet: ask the bot something first")
@@ -342,6 +363,35 @@ func (h *harness) control(ctx context.Context, line string, out io.Writer) error
 	default:
 		return fmt.Errorf("unknown demo command %q", verb)
 	}
+	return nil
+}
+
+// enterCode plays the person on Salesforce's verification page in the
+// device flow: signed in as username, they enter the newest code and
+// approve it, or deny it.
+func (h *harness) enterCode(verb, username string, out io.Writer) error {
+	codes := h.sf.PendingUserCodes()
+	if len(codes) == 0 {
+		return errors.New("no code to enter yet: send connect first")
+	}
+	code := codes[len(codes)-1]
+	h.mu.Lock()
+	h.mark = len(h.slack.Messages())
+	h.mu.Unlock()
+	if verb == "deny" {
+		if err := h.sf.DenyDevice(code); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "(browser) entered %s at Salesforce and pressed Deny\n", code)
+		return nil
+	}
+	if username == "" {
+		username = "jane@acme.example"
+	}
+	if err := h.sf.ApproveDevice(code, username); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "(browser) signed in to Salesforce as %s, entered %s and pressed Allow\n", username, code)
 	return nil
 }
 
@@ -463,6 +513,7 @@ func renderMessage(m slacktest.Message) string {
 	text := strings.Join(parts, "\n")
 	text = slackDate.ReplaceAllString(text, "$1")
 	text = slackLink.ReplaceAllString(text, "$2 ($1)")
+	text = bareLink.ReplaceAllString(text, "$1")
 	text = strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&").Replace(text)
 	who := "forcebind"
 	if m.Ephemeral {
@@ -474,4 +525,5 @@ func renderMessage(m slacktest.Message) string {
 var (
 	slackDate = regexp.MustCompile(`<!date\^[^|>]*\|([^>]*)>`)
 	slackLink = regexp.MustCompile(`<(https?://[^|>]+)\|([^>]*)>`)
+	bareLink  = regexp.MustCompile(`<(https?://[^|>]+)>`)
 )

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/forcebind/forcebind/auth"
 	"github.com/forcebind/forcebind/bot"
 	"github.com/forcebind/forcebind/bot/slacktest"
 	"github.com/forcebind/forcebind/salesforce/sftest"
@@ -277,18 +278,28 @@ func TestBusyWhenFull(t *testing.T) {
 }
 
 func TestDemoScript(t *testing.T) {
-	h, logs := mustHarness(t, nil)
-	f, err := os.Open(filepath.Join("testdata", "demo.script"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out bytes.Buffer
-	if err := h.play(mustCtx(t), f, &out); err != nil {
-		t.Fatalf("%v\ntranscript:\n%s\nlog:\n%s", err, out.String(), logs.String())
-	}
-	if !strings.HasSuffix(out.String(), "script passed\n") {
-		t.Errorf("transcript does not end in success:\n%s", out.String())
+	for _, tt := range []struct {
+		script string
+		flow   auth.Flow
+	}{
+		{"demo.script", auth.FlowWeb},
+		{"demo-device.script", auth.FlowDevice},
+	} {
+		t.Run(tt.script, func(t *testing.T) {
+			h, logs := mustHarnessWith(t, demoFlow(tt.flow))
+			f, err := os.Open(filepath.Join("testdata", tt.script))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			var out bytes.Buffer
+			if err := h.play(mustCtx(t), f, &out); err != nil {
+				t.Fatalf("%v\ntranscript:\n%s\nlog:\n%s", err, out.String(), logs.String())
+			}
+			if !strings.HasSuffix(out.String(), "script passed\n") {
+				t.Errorf("transcript does not end in success:\n%s", out.String())
+			}
+		})
 	}
 }
 

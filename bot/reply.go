@@ -92,7 +92,7 @@ func linkText(intro string, l auth.Link) string {
 	}
 	if l.UserCode != "" {
 		return intro + fmt.Sprintf("Open %s, sign in, and enter the code %s. The code is only for you and works until %s. Don't share it: whoever enters it links *their* Salesforce account to *your* Slack user. I'll message you here once you're connected.",
-			link(l.URL, escape(l.URL)), code(l.UserCode), slackDate(l.Expires))
+			"<"+l.URL+">", code(l.UserCode), slackDate(l.Expires))
 	}
 	return intro + fmt.Sprintf("%s. The link is only for you: it works once, until %s. Don't share it: whoever uses it links *their* Salesforce account to *your* Slack user.",
 		link(l.URL, "Connect your Salesforce account"), slackDate(l.Expires))
@@ -135,7 +135,7 @@ func (m *Messenger) LinkFailed(ctx context.Context, who auth.Requester, why auth
 	var text string
 	switch why {
 	case auth.FailureEmailMismatch:
-		text = "I did not connect that Salesforce account: its email address is not the one on your Slack profile, so I signed it out again. Sign in to Salesforce as yourself and send `connect` for a new link."
+		text = "I did not connect that Salesforce account: its email address is not the one on your Slack profile, so I signed it out again. Sign in to Salesforce as yourself, then send `connect` to try again."
 	case auth.FailureDenied:
 		text = "The Salesforce sign-in was denied, so nothing was connected. Send `connect` to try again."
 	case auth.FailureExpired:
