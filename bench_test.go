@@ -1,15 +1,26 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
 	"github.com/forcebind/forcebind/bot"
 	"github.com/forcebind/forcebind/bot/slacktest"
+	"github.com/forcebind/forcebind/salesforce"
+	"github.com/forcebind/forcebind/store"
 )
 
 // mustBindUsers connects n Slack users (U0000000…) to jane's Salesforce user
@@ -149,4 +160,69 @@ func settle() (goroutines int, heap int64) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return runtime.NumGoroutine(), int64(ms.HeapAlloc)
+}
+
+// BenchmarkBackupControlSocket: a hot backup of a store of 2,000 bindings,
+// through the control socket as `forcebind backup` takes it while the
+// daemon runs. Reports MB/s of store copied.
+func BenchmarkBackupControlSocket(b *testing.B) {
+	dir := b.TempDir()
+	key, err := store.GenerateKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ring, err := store.KeyringFromEnv(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(dir, "fb.db")
+	mustStoreWith(b, path, ring, 2000)
+	db, err := store.Open(path, store.Options{Keyring: ring})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	ctl, err := listenControl(controlSocketPath(path), db, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	go ctl.serve()
+	defer ctl.shutdown(context.Background())
+	fi, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(fi.Size())
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := backupFromDaemon(context.Background(), controlSocketPath(path), io.Discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMetricsScrape: one GET /metrics with every series present (32
+// commands × outcomes, Salesforce operations, the Go and process
+// collectors), as Prometheus scrapes it.
+func BenchmarkMetricsScrape(b *testing.B) {
+	m := newMetrics(prometheus.NewRegistry(), func() (int, error) { return 100000, nil })
+	for i := range 32 {
+		m.EventReceived("events_api")
+		m.EventAcked(time.Duration(i)*time.Microsecond, true)
+		m.CommandDone([]string{"search", "account", "contact", "help"}[i%4], []string{"ok", "link_sent"}[i%2], time.Millisecond)
+		m.Request([]string{"search", "find", "query"}[i%3], "ok", 100*time.Millisecond)
+	}
+	m.Usage("acme.my.salesforce.com", salesforce.Usage{Used: 42, Max: 15000})
+	srv := httptest.NewServer(m.handler())
+	defer srv.Close()
+	b.ResetTimer()
+	for b.Loop() {
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		b.SetBytes(n)
+	}
 }
