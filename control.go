@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -73,18 +75,53 @@ func listenControl(path string, db *store.DB, log zerolog.Logger) (*controlServe
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/octet-stream")
 		start := time.Now()
-		n, err := db.Backup(r.Context(), w)
+		// The read transaction that pins the snapshot also stops any write
+		// that must grow the file, and every read queued behind it. So the
+		// snapshot goes to a local file first, at disk speed, and only that
+		// file is streamed, at whatever pace the client reads.
+		f, n, err := snapshot(r.Context(), db)
 		if err != nil {
-			// Headers are gone by now; the client sees a short body and its
-			// check of the copy fails.
-			log.Error().Err(err).Int64("bytes", n).Msg("backup through the control socket failed")
+			log.Error().Err(err).Msg("backup through the control socket failed")
+			http.Error(w, "backup failed; see the daemon's log", http.StatusInternalServerError)
+			return
+		}
+		defer f.Close()
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		if _, err := io.Copy(w, f); err != nil {
+			log.Warn().Err(err).Msg("backup client went away")
 			return
 		}
 		log.Info().Str("audit", "backup taken").Int64("bytes", n).Dur("took", time.Since(start)).Msg("backup taken")
 	})
-	return &controlServer{path: path, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
+	// A client that stops reading (a paused `forcebind backup`) holds only
+	// its snapshot file, and only this long.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: backupTimeout}
+	return &controlServer{path: path, ln: ln, srv: srv}, nil
+}
+
+// snapshot copies the store to an unnamed file beside it (created 0600 and
+// unlinked at once, so nothing is left behind whatever happens) and returns
+// it positioned at the start, with its size.
+func snapshot(ctx context.Context, db *store.DB) (*os.File, int64, error) {
+	f, err := os.CreateTemp(filepath.Dir(db.Path()), ".forcebind-backup-*")
+	if err != nil {
+		return nil, 0, fmt.Errorf("snapshot: %w", err)
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("snapshot: %w", err)
+	}
+	n, err := db.Backup(ctx, f)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("snapshot: %w", err)
+	}
+	return f, n, nil
 }
 
 // serve answers until shutdown.

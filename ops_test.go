@@ -511,3 +511,75 @@ func TestStopWhileConnecting(t *testing.T) {
 		t.Errorf("run = %v, want a clean stop", err)
 	}
 }
+
+// A backup client that stops reading (a paused `forcebind backup`, a slow
+// mount) must not stall the daemon's writes: bbolt makes a write that grows
+// the file wait for every open read transaction.
+func TestPausedBackupDoesNotStallWrites(t *testing.T) {
+	dir := t.TempDir()
+	ring, err := store.KeyringFromEnv(mustKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "fb.db")
+	mustStoreWith(t, path, ring, 2000) // ~3 MB: far more than a socket buffers
+	db, err := store.Open(path, store.Options{Keyring: ring})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctl, err := listenControl(controlSocketPath(path), db, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ctl.serve()
+	defer ctl.shutdown(context.Background())
+
+	conn, err := net.Dial("unix", controlSocketPath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /backup HTTP/1.1\r\nHost: forcebind\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Read the first bytes, so the copy has started, then stop reading.
+	if _, err := io.ReadFull(conn, make([]byte, 512)); err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		// Enough new bindings to grow the file past its current mapping.
+		for i := range 1500 {
+			b := store.Binding{TeamID: "T2", UserID: fmt.Sprintf("U%d", i), SalesforceUserID: "005000000000001AAA", OrgID: "00D000000000001AAA",
+				Username: "u@acme.example", InstanceURL: "https://acme.my.salesforce.com", AccessToken: "a", RefreshToken: "r"}
+			if err := db.PutBinding(context.Background(), b); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second): // a hang, not a speed target
+		t.Fatal("writes stalled behind a backup client that stopped reading")
+	}
+}
+
+// A store path too long for a unix socket costs hot backups, not the daemon.
+func TestRunsWithoutControlSocket(t *testing.T) {
+	long := filepath.Join(t.TempDir(), strings.Repeat("d", 100))
+	if err := os.Mkdir(long, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	h, logs := mustHarnessWith(t, func(d *daemon) { d.cfg.DB = filepath.Join(long, "forcebind.db") })
+	mustContain(t, step(t, h, "help", 1)[0], "search")
+	if !strings.Contains(logs.String(), "no control socket") {
+		t.Errorf("no log line about the missing control socket:\n%s", logs.String())
+	}
+}

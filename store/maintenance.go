@@ -91,9 +91,12 @@ func (db *DB) Rotate(ctx context.Context) (int, error) {
 }
 
 // Backup writes a consistent copy of the whole file to w while the store
-// stays in use (a read transaction pins the snapshot; writers are not
-// blocked). The copy is itself a valid store, sealed under the same keys. It
-// returns the number of bytes written and is safe for concurrent use.
+// stays in use: a read transaction pins the snapshot. Writers go on, except
+// one that must grow the file, which waits for the copy to end (and readers
+// queue behind it), so w should be fast, such as a local file; stream that
+// to a slow reader afterwards. The copy is itself a valid store, sealed
+// under the same keys. It returns the number of bytes written and is safe
+// for concurrent use.
 func (db *DB) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
