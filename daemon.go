@@ -76,11 +76,12 @@ func (d daemon) run(ctx context.Context) (err error) {
 	// after the bot has stopped (deferred calls run last-first).
 	servers := newServers(log)
 	defer servers.shutdown(10 * time.Second)
-	ctl, err := listenControl(controlSocketPath(cfg.DB), db, log)
-	if err != nil {
-		return err
+	// Without the control socket forcebind works; only hot backups do not.
+	if ctl, err := listenControl(controlSocketPath(cfg.DB), db, log); err != nil {
+		log.Error().Err(err).Msg("no control socket: `forcebind backup` will not work while the daemon runs")
+	} else {
+		servers.start("control socket", ctl.serve, ctl.shutdown)
 	}
-	servers.start("control socket", ctl.serve, ctl.shutdown)
 	web := cfg.ConnectFlow != auth.FlowDevice
 	var main, admin *auth.Server
 	if web || cfg.AdminListen == "" {
@@ -95,6 +96,9 @@ func (d daemon) run(ctx context.Context) (err error) {
 			}
 			return fmt.Errorf("admin listener %s: %w", cfg.AdminListen, err)
 		}
+	}
+	if cert != nil && main == nil {
+		log.Warn().Msg("FORCEBIND_TLS_CERT_FILE is set, but in the device flow with FORCEBIND_ADMIN_LISTEN no listener uses it (the admin listener is plain HTTP)")
 	}
 	if web && cfg.CallbackURL == "" {
 		// Only the demo and tests leave it empty, with a port chosen at bind time.
@@ -168,7 +172,7 @@ func (d daemon) run(ctx context.Context) (err error) {
 		opsAddr = admin.Addr()
 		servers.startHTTP("admin listener", admin, ops, nil)
 	}
-	ev := log.Info().Str("flow", string(cfg.ConnectFlow)).Bool("require_email_match", cfg.RequireEmailMatch).Bool("tls", cert != nil)
+	ev := log.Info().Str("flow", string(cfg.ConnectFlow)).Bool("require_email_match", cfg.RequireEmailMatch).Bool("tls", cert != nil && main != nil)
 	if callback != nil {
 		ev = ev.Str("listen", callback.String()).Str("callback_url", cfg.CallbackURL)
 	}
