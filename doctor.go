@@ -27,6 +27,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/forcebind/forcebind/auth"
+	"github.com/forcebind/forcebind/bot"
 	"github.com/forcebind/forcebind/salesforce"
 	"github.com/forcebind/forcebind/store"
 )
@@ -150,6 +151,9 @@ func (d doctor) run(ctx context.Context) []checkResult {
 	ring, r := d.checkKey()
 	rs = append(rs, r)
 	rs = append(rs, d.checkStore(ctx, ring))
+	if d.cfg.DB != "" {
+		rs = append(rs, checkBackupSocket(controlSocketPath(d.cfg.DB)))
+	}
 	rs = append(rs, d.checkSlack(ctx)...)
 	rs = append(rs, d.checkSalesforce(ctx)...)
 	rs = append(rs, d.checkCallback()...)
@@ -283,6 +287,70 @@ func (d doctor) checkStore(ctx context.Context, ring *store.Keyring) checkResult
 	return ok(name, "%s opens with the keyring; %d %s", path, n, plural(n, "binding", "bindings"))
 }
 
+// checkBackupSocket checks that the daemon can make its control socket, the
+// way `forcebind backup` reaches it while it runs: the path fits a unix
+// socket, and the store's directory exists to hold it.
+func checkBackupSocket(path string) checkResult {
+	const name = "backup socket"
+	if len(path) > maxSocketPath {
+		return warn(name, "%s is longer than %d bytes, so the daemon cannot make it and `forcebind backup` will work only while the daemon is stopped; use a shorter FORCEBIND_DB path", path, maxSocketPath)
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+		return skip(name, "the store's directory is missing (see store)")
+	}
+	return ok(name, "%s: hot backups reach the running daemon here", path)
+}
+
+// scopeRecorder keeps the X-OAuth-Scopes header of the answers it passes
+// on: Slack names the token's scopes there, and slack-go does not expose it.
+type scopeRecorder struct {
+	next   http.RoundTripper
+	header string
+	seen   bool
+}
+
+func (r *scopeRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.next.RoundTrip(req)
+	if err == nil && strings.HasSuffix(req.URL.Path, "/auth.test") {
+		if v, ok := resp.Header["X-Oauth-Scopes"]; ok && len(v) > 0 {
+			r.header, r.seen = v[0], true
+		}
+	}
+	return resp, err
+}
+
+// scopesVerdict compares the bot token's scopes with those forcebind uses.
+// users:read.email matters only with the email check on: without it Slack
+// leaves emails out, and every link would fail.
+func scopesVerdict(header string, seen, emailMatch bool) checkResult {
+	const name = "slack scopes"
+	if !seen {
+		return warn(name, "Slack did not name the bot token's scopes (X-OAuth-Scopes); compare them with slack-app-manifest.yaml by hand")
+	}
+	have := make(map[string]bool)
+	for _, s := range strings.Split(header, ",") {
+		have[strings.TrimSpace(s)] = true
+	}
+	var missing, optional []string
+	for _, s := range bot.Scopes() {
+		switch {
+		case have[s]:
+		case s == "users:read.email" && !emailMatch:
+			optional = append(optional, s)
+		default:
+			missing = append(missing, s)
+		}
+	}
+	fix := "add them to the app (slack-app-manifest.yaml lists every scope), then reinstall it to the workspace: the bot token keeps its scopes until then"
+	switch {
+	case len(missing) > 0:
+		return fail(name, "the bot token lacks "+strings.Join(missing, ", "), fix)
+	case len(optional) > 0:
+		return warn(name, "the bot token lacks %s, which FORCEBIND_REQUIRE_EMAIL_MATCH needs (it is off)", strings.Join(optional, ", "))
+	}
+	return ok(name, "the bot token has every scope forcebind uses")
+}
+
 // storeFailure turns an error of store.Open into a checklist line.
 func storeFailure(path string, err error) checkResult {
 	const name = "store"
@@ -314,10 +382,16 @@ func (d doctor) checkSlack(ctx context.Context) []checkResult {
 	if err != nil || u.Host == "" || !salesforce.SecureScheme(u) {
 		return []checkResult{skip(botName, "SLACK_API_URL unusable (see configuration)"), skip(appName, "SLACK_API_URL unusable (see configuration)")}
 	}
+	scopes := &scopeRecorder{next: d.hc.Transport}
+	if scopes.next == nil {
+		scopes.next = http.DefaultTransport
+	}
+	hc := *d.hc
+	hc.Transport = scopes
 	api := slack.New(c.SlackBotToken,
 		slack.OptionAppLevelToken(c.SlackAppToken),
 		slack.OptionAPIURL(c.SlackAPIURL),
-		slack.OptionHTTPClient(d.hc),
+		slack.OptionHTTPClient(&hc),
 	)
 	var rs []checkResult
 	if !strings.HasPrefix(c.SlackBotToken, "xoxb-") {
@@ -330,6 +404,7 @@ func (d doctor) checkSlack(ctx context.Context) []checkResult {
 			rs = append(rs, slackFailure(botName, "auth.test", err, d.timeout))
 		} else {
 			rs = append(rs, ok(botName, "workspace %s (%s), bot user %s (%s)", who.Team, who.TeamID, who.User, who.UserID))
+			rs = append(rs, scopesVerdict(scopes.header, scopes.seen, c.RequireEmailMatch))
 		}
 	}
 	if !strings.HasPrefix(c.SlackAppToken, "xapp-") {

@@ -56,6 +56,15 @@ const (
 
 // mustDoctorFixture starts the fakes. In sf, an empty client id and secret
 // take the fixture's, and an empty RedirectURI the fixture's callback URL.
+// withSlackScopes gives the fixture a Slack whose bot token has scopes.
+func withSlackScopes(scopes ...string) func(*testing.T, *doctorFixture) {
+	return func(t *testing.T, f *doctorFixture) {
+		f.slack = slacktest.NewServer(slacktest.Options{AppToken: doctorAppToken, BotToken: doctorBotToken, Scopes: scopes})
+		t.Cleanup(f.slack.Close)
+		f.env["SLACK_API_URL"] = f.slack.APIURL
+	}
+}
+
 func mustDoctorFixture(t *testing.T, sf sftest.Options) *doctorFixture {
 	t.Helper()
 	f := &doctorFixture{
@@ -242,13 +251,13 @@ func TestDoctorAllGreen(t *testing.T) {
 		t.Errorf("exit %d, want %d", code, exitOK)
 	}
 	want := []string{
-		"ok configuration", "ok key", "ok store", "ok slack bot token", "ok slack app token",
+		"ok configuration", "ok key", "ok store", "ok backup socket", "ok slack bot token", "ok slack scopes", "ok slack app token",
 		"ok salesforce host", "ok salesforce authorize", "ok salesforce token", "ok callback URL", "ok listen",
 	}
 	if diff := cmp.Diff(want, outline(got)); diff != "" {
 		t.Errorf("checklist mismatch (-want +got):\n%s\n%s", diff, out)
 	}
-	for _, w := range []string{"1 binding", "workspace Acme (T0001), bot user forcebind (U0BOT)", "accepts the consumer key and secret", "all checks passed: 10 ok of 10"} {
+	for _, w := range []string{"1 binding", "workspace Acme (T0001), bot user forcebind (U0BOT)", "accepts the consumer key and secret", "all checks passed: 12 ok of 12"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}
@@ -535,6 +544,41 @@ func TestDoctorFailures(t *testing.T) {
 			wantCode:   exitFail,
 			wantFailed: []string{"TLS certificate"},
 			want:       []wantCheck{{statusFail, "TLS certificate", "expired on", "renew it"}},
+		},
+		{
+			name:       "bot token without a scope",
+			setup:      withSlackScopes("app_mentions:read", "commands", "im:history", "im:read", "im:write", "users:read", "users:read.email"),
+			wantCode:   exitFail,
+			wantFailed: []string{"slack scopes"},
+			want:       []wantCheck{{statusFail, "slack scopes", "lacks chat:write", "reinstall"}},
+		},
+		{
+			name:     "no users:read.email, email check off",
+			setup:    withSlackScopes("app_mentions:read", "chat:write", "commands", "im:history", "im:read", "im:write", "users:read"),
+			wantCode: exitOK,
+			want:     []wantCheck{{statusWarn, "slack scopes", "lacks users:read.email", ""}},
+		},
+		{
+			name: "no users:read.email, email check on",
+			setup: func(t *testing.T, f *doctorFixture) {
+				withSlackScopes("app_mentions:read", "chat:write", "commands", "im:history", "im:read", "im:write", "users:read")(t, f)
+				f.env["FORCEBIND_REQUIRE_EMAIL_MATCH"] = "true"
+			},
+			wantCode:   exitFail,
+			wantFailed: []string{"slack scopes"},
+			want:       []wantCheck{{statusFail, "slack scopes", "lacks users:read.email", "reinstall"}},
+		},
+		{
+			name: "store path too long for the backup socket",
+			setup: func(t *testing.T, f *doctorFixture) {
+				long := filepath.Join(f.dir, strings.Repeat("d", 100))
+				if err := os.Mkdir(long, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				f.env["FORCEBIND_DB"] = filepath.Join(long, "forcebind.db")
+			},
+			wantCode: exitOK,
+			want:     []wantCheck{{statusWarn, "backup socket", "longer than 107 bytes", ""}},
 		},
 		{
 			name: "listen address in use",

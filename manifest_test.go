@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/forcebind/forcebind/bot"
+	"github.com/forcebind/forcebind/bot/slacktest"
 )
 
 // yamlList returns the items of the block list under the nested keys path,
@@ -52,6 +53,11 @@ func TestManifestMatchesCode(t *testing.T) {
 	slices.Sort(want)
 	if diff := cmp.Diff(want, yamlList(t, "slack-app-manifest.yaml", "oauth_config", "scopes", "bot")); diff != "" {
 		t.Errorf("manifest bot scopes mismatch (-code +manifest):\n%s", diff)
+	}
+	fake := slacktest.DefaultScopes()
+	slices.Sort(fake)
+	if diff := cmp.Diff(want, fake); diff != "" {
+		t.Errorf("slacktest.DefaultScopes mismatch (-code +fake):\n%s", diff)
 	}
 	events := bot.Events()
 	slices.Sort(events)

@@ -45,12 +45,23 @@ type Options struct {
 	// Users are the people users.info knows. Nil means DefaultUsers(); an empty
 	// non-nil slice means nobody but the bot, whose own user is always known.
 	Users []User
+	// Scopes are the bot token's scopes. Every answer to the bot token
+	// carries them in an X-OAuth-Scopes header, as Slack's does, and
+	// users.info leaves out profile.email without users:read.email. Nil
+	// means DefaultScopes(); an empty non-nil slice means none.
+	Scopes []string
 	// PingInterval is how often the server sends a websocket ping. slack-go's
 	// socketmode client drops a connection that has not been pinged for 30s (its
 	// default), so keep this below the client's interval. Default 10s.
 	PingInterval time.Duration
 	// Now is the clock used for timestamps. Default time.Now.
 	Now func() time.Time
+}
+
+// DefaultScopes returns the bot scopes a Slack app installed from
+// forcebind's manifest has.
+func DefaultScopes() []string {
+	return []string{"app_mentions:read", "chat:write", "commands", "im:history", "im:read", "im:write", "users:read", "users:read.email"}
 }
 
 // User is a workspace member as users.info reports it.
@@ -163,6 +174,9 @@ func withDefaults(o Options) Options {
 	def(&o.BotUserID, DefaultBotUserID)
 	def(&o.BotID, DefaultBotID)
 	def(&o.AppID, DefaultAppID)
+	if o.Scopes == nil {
+		o.Scopes = DefaultScopes()
+	}
 	if o.Users == nil {
 		o.Users = DefaultUsers()
 	}

@@ -2,8 +2,11 @@ package slacktest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -836,4 +839,52 @@ func dialHello(ctx context.Context, url string) error {
 		return fmt.Errorf("first frame is %q, want hello", hello.Type)
 	}
 	return nil
+}
+
+// Like Slack, the fake names the bot token's scopes in X-OAuth-Scopes and
+// keeps profile emails from a token without users:read.email.
+func TestScopes(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		scopes    []string
+		wantEmail string
+	}{
+		{"default", nil, "jane@acme.example"},
+		{"without users:read.email", []string{"chat:write", "users:read"}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewServer(Options{Scopes: tt.scopes})
+			defer s.Close()
+			req, err := http.NewRequest(http.MethodPost, s.APIURL+"users.info", strings.NewReader("user=U0JANE"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Authorization", "Bearer "+s.BotToken())
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body struct {
+				User struct {
+					Profile map[string]any `json:"profile"`
+				} `json:"user"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				t.Fatal(err)
+			}
+			want := tt.scopes
+			if want == nil {
+				want = DefaultScopes()
+			}
+			if got := resp.Header.Get("X-OAuth-Scopes"); got != strings.Join(want, ",") {
+				t.Errorf("X-OAuth-Scopes %q, want %q", got, strings.Join(want, ","))
+			}
+			email, _ := body.User.Profile["email"].(string)
+			if email != tt.wantEmail {
+				t.Errorf("profile email %q, want %q", email, tt.wantEmail)
+			}
+		})
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -185,6 +186,9 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"ok": false, "error": e})
 		return
 	}
+	if auth == "bot" {
+		w.Header().Set("X-OAuth-Scopes", strings.Join(s.opts.Scopes, ","))
+	}
 	var resp map[string]any
 	switch method {
 	case "apps.connections.open":
@@ -261,7 +265,7 @@ func (s *Server) usersInfo(params map[string]string) map[string]any {
 			if !ok {
 				return map[string]any{"ok": false, "error": "user_not_found"}
 			}
-			out = append(out, userJSON(u))
+			out = append(out, s.userJSON(u))
 		}
 		return map[string]any{"ok": true, "users": out}
 	}
@@ -269,10 +273,22 @@ func (s *Server) usersInfo(params map[string]string) map[string]any {
 	if !ok {
 		return map[string]any{"ok": false, "error": "user_not_found"}
 	}
-	return map[string]any{"ok": true, "user": userJSON(u)}
+	return map[string]any{"ok": true, "user": s.userJSON(u)}
 }
 
-func userJSON(u User) map[string]any {
+// userJSON is u as users.info has it. Like Slack, it has no email unless
+// the token has users:read.email.
+func (s *Server) userJSON(u User) map[string]any {
+	profile := map[string]any{
+		"real_name":               u.RealName,
+		"real_name_normalized":    u.RealName,
+		"display_name":            u.DisplayName,
+		"display_name_normalized": u.DisplayName,
+		"team":                    u.TeamID,
+	}
+	if slices.Contains(s.opts.Scopes, "users:read.email") && u.Email != "" {
+		profile["email"] = u.Email
+	}
 	return map[string]any{
 		"id":        u.ID,
 		"team_id":   u.TeamID,
@@ -281,14 +297,7 @@ func userJSON(u User) map[string]any {
 		"real_name": u.RealName,
 		"tz":        "Europe/London",
 		"is_bot":    u.IsBot,
-		"profile": map[string]any{
-			"real_name":               u.RealName,
-			"real_name_normalized":    u.RealName,
-			"display_name":            u.DisplayName,
-			"display_name_normalized": u.DisplayName,
-			"email":                   u.Email,
-			"team":                    u.TeamID,
-		},
+		"profile":   profile,
 	}
 }
 
