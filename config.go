@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -21,7 +22,10 @@ import (
 type Config struct {
 	SlackAppToken string
 	SlackBotToken string
-	SlackAPIURL   string
+	// The *File fields name files holding the secret instead (Docker
+	// secrets, systemd credentials); they are read while checking.
+	slackAppTokenFile, slackBotTokenFile, clientSecretFile string
+	SlackAPIURL                                            string
 
 	ClientID      string
 	ClientSecret  string
@@ -79,9 +83,12 @@ func settings() []setting {
 		{"FORCEBIND_KEY", "key", "", "base64 32-byte keys, comma separated, first is primary", groupStore, func(c *Config) *string { return &c.Key }},
 		{"SLACK_APP_TOKEN", "slack-app-token", "", "Slack app-level token xapp-… (connections:write)", groupSlack, func(c *Config) *string { return &c.SlackAppToken }},
 		{"SLACK_BOT_TOKEN", "slack-bot-token", "", "Slack bot token xoxb-…", groupSlack, func(c *Config) *string { return &c.SlackBotToken }},
+		{"SLACK_APP_TOKEN_FILE", "slack-app-token-file", "", "file holding SLACK_APP_TOKEN instead", groupSlack, func(c *Config) *string { return &c.slackAppTokenFile }},
+		{"SLACK_BOT_TOKEN_FILE", "slack-bot-token-file", "", "file holding SLACK_BOT_TOKEN instead", groupSlack, func(c *Config) *string { return &c.slackBotTokenFile }},
 		{"SLACK_API_URL", "slack-api-url", "https://slack.com/api/", "Slack Web API base URL", groupSlack, func(c *Config) *string { return &c.SlackAPIURL }},
 		{"SALESFORCE_CLIENT_ID", "salesforce-client-id", "", "connected app consumer key", groupSalesforce, func(c *Config) *string { return &c.ClientID }},
 		{"SALESFORCE_CLIENT_SECRET", "salesforce-client-secret", "", "connected app consumer secret (optional)", groupSalesforce, func(c *Config) *string { return &c.ClientSecret }},
+		{"SALESFORCE_CLIENT_SECRET_FILE", "salesforce-client-secret-file", "", "file holding SALESFORCE_CLIENT_SECRET instead", groupSalesforce, func(c *Config) *string { return &c.clientSecretFile }},
 		{"SALESFORCE_LOGIN_URL", "salesforce-login-url", "https://login.salesforce.com", "login host: login, test, or a My Domain URL", groupSalesforce, func(c *Config) *string { return &c.LoginURL }},
 		{"SALESFORCE_API_VERSION", "salesforce-api-version", salesforce.DefaultAPIVersion, "Salesforce REST API version", groupSalesforce, func(c *Config) *string { return &c.APIVersion }},
 		{"FORCEBIND_LISTEN", "listen", "127.0.0.1:8787", "address of the OAuth callback listener", groupSalesforce, func(c *Config) *string { return &c.Listen }},
@@ -174,7 +181,8 @@ func (c Config) checkStore() []string {
 }
 
 func (c *Config) checkSlack() []string {
-	var p []string
+	p := secretFromFile(&c.SlackAppToken, c.slackAppTokenFile, "SLACK_APP_TOKEN")
+	p = append(p, secretFromFile(&c.SlackBotToken, c.slackBotTokenFile, "SLACK_BOT_TOKEN")...)
 	switch {
 	case c.SlackAppToken == "":
 		p = append(p, "SLACK_APP_TOKEN is required (an app-level token xapp-… with connections:write)")
@@ -196,7 +204,7 @@ func (c *Config) checkSlack() []string {
 }
 
 func (c *Config) checkSalesforce() []string {
-	var p []string
+	p := secretFromFile(&c.ClientSecret, c.clientSecretFile, "SALESFORCE_CLIENT_SECRET")
 	if c.ClientID == "" {
 		p = append(p, "SALESFORCE_CLIENT_ID is required (the connected app's consumer key)")
 	}
@@ -248,6 +256,39 @@ func (c *Config) checkSalesforce() []string {
 		}
 	}
 	return p
+}
+
+// maxSecretFile bounds a *_FILE secret: tokens and secrets are short, and a
+// wrong path (a log, a device) must not be read whole.
+const maxSecretFile = 16 << 10
+
+// secretFromFile sets *dst from the file named by the variable name+"_FILE",
+// if set: the file's content without surrounding white space (editors and
+// `echo` add a newline). Setting both the variable and its file is a
+// problem. Problems name the variable and the file, never the content.
+func secretFromFile(dst *string, path, name string) []string {
+	if path == "" {
+		return nil
+	}
+	if *dst != "" {
+		return []string{fmt.Sprintf("%s and %s_FILE are both set; set only one", name, name)}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return []string{fmt.Sprintf("%s_FILE: %v", name, err)}
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	switch {
+	case err != nil:
+		return []string{fmt.Sprintf("%s_FILE: read %s: %v", name, path, err)}
+	case len(b) > maxSecretFile:
+		return []string{fmt.Sprintf("%s_FILE: %s is larger than %d bytes; is it the right file?", name, path, maxSecretFile)}
+	}
+	if *dst = strings.TrimSpace(string(b)); *dst == "" {
+		return []string{fmt.Sprintf("%s_FILE: %s is empty", name, path)}
+	}
+	return nil
 }
 
 // apiVersion is the form of a Salesforce REST API version.

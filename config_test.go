@@ -2,6 +2,9 @@ package main
 
 import (
 	"io"
+	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -59,6 +62,59 @@ func TestConfigConnectSettings(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, got{cfg.ConnectFlow, cfg.RequireEmailMatch, cfg.AdminListen}); diff != "" {
 				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// Secrets may come from files (Docker secrets, systemd credentials), which
+// keeps them out of the environment; the content never reaches an error.
+func TestConfigSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	app := write("app", "xapp-1-from-a-file\n")
+	bot := write("bot", "  xoxb-from-a-file  \n")
+	secret := write("secret", "s3cr3t-from-a-file")
+	empty := write("empty", "\n")
+	big := write("big", strings.Repeat("x", maxSecretFile+1))
+	base := map[string]string{"SALESFORCE_CLIENT_ID": "cid", "SLACK_APP_TOKEN_FILE": app, "SLACK_BOT_TOKEN_FILE": bot, "SALESFORCE_CLIENT_SECRET_FILE": secret}
+
+	cfg, _, err := parseConfig("run", nil, func(k string) string { return base[k] }, io.Discard, groupSlack, groupSalesforce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"xapp-1-from-a-file", "xoxb-from-a-file", "s3cr3t-from-a-file"}
+	if diff := cmp.Diff(want, []string{cfg.SlackAppToken, cfg.SlackBotToken, cfg.ClientSecret}); diff != "" {
+		t.Errorf("secrets mismatch (-want +got):\n%s", diff)
+	}
+
+	for _, tt := range []struct {
+		name    string
+		env     map[string]string
+		problem string
+	}{
+		{"both", map[string]string{"SLACK_BOT_TOKEN": "xoxb-env"}, "SLACK_BOT_TOKEN and SLACK_BOT_TOKEN_FILE are both set"},
+		{"missing", map[string]string{"SLACK_APP_TOKEN_FILE": filepath.Join(dir, "nope")}, "SLACK_APP_TOKEN_FILE: open"},
+		{"empty", map[string]string{"SALESFORCE_CLIENT_SECRET_FILE": empty}, "SALESFORCE_CLIENT_SECRET_FILE: " + empty + " is empty"},
+		{"too big", map[string]string{"SLACK_BOT_TOKEN_FILE": big}, "is larger than"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := maps.Clone(base)
+			maps.Copy(env, tt.env)
+			_, _, err := parseConfig("run", nil, func(k string) string { return env[k] }, io.Discard, groupSlack, groupSalesforce)
+			if err == nil || !strings.Contains(err.Error(), tt.problem) {
+				t.Fatalf("error %v, want one saying %q", err, tt.problem)
+			}
+			for _, s := range want {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("the error shows a secret: %v", err)
+				}
 			}
 		})
 	}

@@ -121,15 +121,29 @@ func TestDeployUnit(t *testing.T) {
 	if diff := cmp.Diff([]string{"forcebind.key", "slack-app-token", "slack-bot-token"}, creds); diff != "" {
 		t.Errorf("credentials mismatch (-want +got):\n%s", diff)
 	}
-	start := one("ExecStart")
+	// Each credential is read from its file: the tokens through *_FILE
+	// variables, the key by the copy ExecStartPre makes.
+	pre := one("ExecStartPre")
 	for _, c := range creds {
-		if !strings.Contains(start, "%d/"+c) {
-			t.Errorf("ExecStart does not read the credential %s", c)
+		var used bool
+		for _, v := range env {
+			used = used || v == "%d/"+c
+		}
+		if !used && !strings.Contains(pre, "%d/"+c) {
+			t.Errorf("nothing reads the credential %s", c)
 		}
 	}
-	// forcebind must be the main process, so that SIGTERM and SIGHUP reach it.
-	if !strings.Contains(start, "exec /usr/local/bin/forcebind run") {
-		t.Errorf("ExecStart does not exec forcebind run: %s", start)
+	for _, v := range []string{"SLACK_APP_TOKEN_FILE", "SLACK_BOT_TOKEN_FILE"} {
+		if !strings.HasPrefix(env[v], "%d/") {
+			t.Errorf("%s = %q, want a credential", v, env[v])
+		}
+	}
+	if !strings.Contains(pre, "umask 077") || !strings.Contains(pre, env["FORCEBIND_KEY_FILE"]) {
+		t.Errorf("ExecStartPre does not copy the key to FORCEBIND_KEY_FILE as 0600: %s", pre)
+	}
+	// forcebind is the main process, so that SIGTERM and SIGHUP reach it.
+	if start := one("ExecStart"); start != "/usr/local/bin/forcebind run" {
+		t.Errorf("ExecStart = %q, want forcebind run itself", start)
 	}
 
 	// No restart when a restart cannot help: exactly the codes main uses
