@@ -139,7 +139,20 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch s.admit(ctx, b, id, requesterOf(p), FlowWeb) {
+	case FailureNoSlackEmail:
+		s.pages.problem(w, http.StatusForbidden, "Your Slack email address could not be read",
+			"forcebind links a Salesforce user only when its email address is the one on your Slack profile, "+
+				"but it could not read the email address on your Slack profile, so nothing was linked "+
+				"and the sign-in was revoked at Salesforce. Tell whoever runs forcebind.")
+		return
 	case FailureEmailMismatch:
+		if !id.EmailVerified { // admit checks this before comparing
+			s.pages.problem(w, http.StatusForbidden, "Your Salesforce email address is not verified",
+				"forcebind links a Salesforce user only when Salesforce has verified its email address. Salesforce user "+
+					b.Username+"'s is not verified, so nothing was linked and the sign-in was revoked at Salesforce. "+
+					"Verify it in Salesforce (or ask your Salesforce administrator to), then ask @forcebind for a new link.")
+			return
+		}
 		s.pages.problem(w, http.StatusForbidden, "Your email addresses do not match",
 			"forcebind links a Salesforce user only when its email address is the one on your Slack profile. Salesforce user "+
 				b.Username+" has another one, so nothing was linked and the sign-in was revoked at Salesforce. "+
@@ -261,11 +274,13 @@ func (s *Service) bind(ctx context.Context, b store.Binding, flow Flow) error {
 }
 
 // admit applies Config.RequireEmailMatch to a fresh sign-in of who: the
-// Salesforce user's email must be the Slack profile's, compared without
-// regard to case or surrounding space. It returns 0 when b may be bound.
-// Otherwise it revokes b's grant, tells who through the Notifier, reports
-// the outcome, and returns why: FailureEmailMismatch, or FailureError when
-// Slack could not be asked.
+// Slack profile must have an email address, Salesforce must have verified
+// the Salesforce user's, and the two must be equal (see sameEmail). It
+// returns 0 when b may be bound. Otherwise it revokes b's grant, tells who
+// through the Notifier, reports the outcome, and returns why, checked in
+// this order: FailureError when Slack could not be asked,
+// FailureNoSlackEmail, then FailureEmailMismatch for an unverified
+// Salesforce email or a different one.
 func (s *Service) admit(ctx context.Context, b store.Binding, id salesforce.Identity, who Requester, flow Flow) Failure {
 	if !s.cfg.RequireEmailMatch {
 		return 0
@@ -277,9 +292,18 @@ func (s *Service) admit(ctx context.Context, b store.Binding, id salesforce.Iden
 	case err != nil:
 		log.Error().Err(err).Msg("Slack profile email not read; nothing bound, sign-in revoked")
 		why = FailureError
+	case strings.TrimSpace(slackEmail) == "":
+		// Nearly always every person at once: an operator's problem, not
+		// the person's, and not an email that differs.
+		log.Error().Msg("Slack gave no email for the user: the Slack app needs the users:read.email scope " +
+			"(add it and reinstall the app), or the profile has no email; nothing bound, sign-in revoked")
+		why = FailureNoSlackEmail
+	case !id.EmailVerified:
+		log.Warn().Bool("sf_email_verified", false).
+			Msg("Salesforce user's email is not verified; nothing bound, sign-in revoked")
+		why = FailureEmailMismatch
 	case !sameEmail(slackEmail, id.Email):
-		log.Warn().Bool("slack_email_empty", strings.TrimSpace(slackEmail) == "").
-			Msg("Salesforce and Slack emails differ; nothing bound, sign-in revoked")
+		log.Warn().Msg("Salesforce and Slack emails differ; nothing bound, sign-in revoked")
 		log.Debug().Str("slack_email", slackEmail).Str("sf_email", id.Email).Msg("emails compared")
 		why = FailureEmailMismatch
 	default:
@@ -290,11 +314,25 @@ func (s *Service) admit(ctx context.Context, b store.Binding, id salesforce.Iden
 	return why
 }
 
-// sameEmail compares two email addresses as RequireEmailMatch does; an
-// empty one matches nothing.
+// sameEmail compares two email addresses as RequireEmailMatch does: with
+// surrounding space trimmed and ASCII letters lowered, byte for byte. Unicode
+// case folding is not used on purpose: it would match "\u212Aim@…" (Kelvin
+// sign) with "kim@…", and a mail system need not deliver them alike. An empty
+// address matches nothing.
 func sameEmail(a, b string) bool {
-	a, b = strings.TrimSpace(a), strings.TrimSpace(b)
-	return a != "" && strings.EqualFold(a, b)
+	a, b = lowerASCII(strings.TrimSpace(a)), lowerASCII(strings.TrimSpace(b))
+	return a != "" && a == b
+}
+
+// lowerASCII lowers A-Z and leaves every other byte as it is.
+func lowerASCII(s string) string {
+	out := []byte(s)
+	for i, c := range out {
+		if 'A' <= c && c <= 'Z' {
+			out[i] = c + ('a' - 'A')
+		}
+	}
+	return string(out)
 }
 
 // requesterOf is the Requester a pending web link was made for.

@@ -32,7 +32,9 @@ type Config struct {
 	// (FORCEBIND_CONNECT_FLOW).
 	Flow Flow
 	// RequireEmailMatch binds only when the Salesforce user's email equals
-	// the Slack profile's (FORCEBIND_REQUIRE_EMAIL_MATCH).
+	// the Slack profile's and Salesforce has verified it
+	// (FORCEBIND_REQUIRE_EMAIL_MATCH). Slack gives the profile's email only
+	// to an app with the users:read.email scope.
 	RequireEmailMatch bool
 	// CallTimeout bounds each call to Salesforce's OAuth endpoints (a code
 	// exchange with its identity read, a refresh, a revocation, a device

@@ -31,7 +31,18 @@ const (
 	defaultPollInterval = 5 * time.Second
 	// slowDownStep is what RFC 8628 adds to the interval on slow_down.
 	slowDownStep = 5 * time.Second
+	// reuseMinimum is the least time a live device code must have left for
+	// a new Start of the same person to hand it out again instead of
+	// replacing it: enough to open the page and type it.
+	reuseMinimum = time.Minute
+	// interruptedNoticeTimeout bounds telling one person, on Close, that
+	// their code stopped working, so that Close cannot hang on Slack.
+	interruptedNoticeTimeout = 5 * time.Second
 )
+
+// errReplaced is the cause a poller is cancelled with when a newer link of
+// the same person replaces it; Close cancels with ErrClosed.
+var errReplaced = errors.New("device link replaced by a newer one")
 
 // deviceAuth is Salesforce's answer to a device code request, checked.
 type deviceAuth struct {
@@ -42,30 +53,61 @@ type deviceAuth struct {
 	life            time.Duration
 }
 
-// startDevice is Start in the device flow.
+// startDevice is Start in the device flow. A person's live code with at
+// least reuseMinimum left is handed out again rather than replaced: they may
+// be typing it right now.
 func (s *Service) startDevice(ctx context.Context, who Requester) (Link, error) {
-	if s.pollers.isClosed() {
-		return Link{}, ErrClosed
+	key := who.TeamID + "/" + who.UserID
+	live, ok, err := s.claimDevice(ctx, key)
+	if err != nil {
+		return Link{}, err
 	}
+	if ok {
+		s.log.Info().Str("team", who.TeamID).Str("user", who.UserID).Time("expires", live.Expires).Msg("device link still live; sent again")
+		return live, nil
+	}
+	defer s.pollers.release(key)
 	da, err := s.requestDeviceCode(ctx)
 	if err != nil {
 		return Link{}, err
 	}
 	life := min(s.cfg.LinkTTL, da.life)
 	deadline := s.now().Add(life)
+	link := Link{URL: da.verificationURI, UserCode: da.userCode, Expires: deadline}
 	// The poller outlives the request that started it. Close, or a newer
-	// link of the same person, cancels it; its own timeout on the real
-	// clock bounds it whatever Config.Now says.
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), life)
-	started := s.pollers.run(who.TeamID+"/"+who.UserID, cancel, func() {
+	// link of the same person, cancels it, saying which as the cause; its
+	// own timeout on the real clock bounds it whatever Config.Now says.
+	cctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	pctx, cancelTimeout := context.WithTimeout(cctx, life)
+	started := s.pollers.run(key, link, cancel, func() {
+		defer cancelTimeout()
 		s.pollDevice(pctx, who, da, deadline)
 	})
 	if !started {
-		cancel()
+		cancelTimeout()
+		cancel(ErrClosed)
 		return Link{}, ErrClosed
 	}
 	s.log.Info().Str("team", who.TeamID).Str("user", who.UserID).Time("expires", deadline).Msg("device link created")
-	return Link{URL: da.verificationURI, UserCode: da.userCode, Expires: deadline}, nil
+	return link, nil
+}
+
+// claimDevice returns key's live link, if it has at least reuseMinimum
+// left, and true. Otherwise it returns once the caller holds key's claim
+// (see pollerSet.claim), having waited for any other Start of key to finish
+// first, so that its code is the one handed out.
+func (s *Service) claimDevice(ctx context.Context, key string) (Link, bool, error) {
+	for {
+		link, reuse, busy, err := s.pollers.claim(key, s.now().Add(reuseMinimum))
+		if err != nil || reuse || busy == nil {
+			return link, reuse, err
+		}
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return Link{}, false, fmt.Errorf("device link: %w", ctx.Err())
+		}
+	}
 }
 
 // requestDeviceCode asks Salesforce for a device code and checks the answer.
@@ -144,7 +186,8 @@ func seconds(n json.Number, def time.Duration) time.Duration {
 // pollDevice is one device link's poller. It waits the interval between
 // polls (growing it on slow_down), retries transient failures at the
 // interval, and ends at the deadline, on a final answer, or when ctx is
-// cancelled (a newer link, or Close), which ends it without a message.
+// cancelled: by a newer link, silently (the person has the newer code), or
+// by Close, which tells the person their code no longer works.
 func (s *Service) pollDevice(ctx context.Context, who Requester, da deviceAuth, deadline time.Time) {
 	log := s.log.With().Str("team", who.TeamID).Str("user", who.UserID).Logger()
 	defer func() {
@@ -157,8 +200,12 @@ func (s *Service) pollDevice(ctx context.Context, who Requester, da deviceAuth, 
 	for {
 		remaining := deadline.Sub(s.now())
 		switch err := ctx.Err(); {
+		case errors.Is(err, context.Canceled) && errors.Is(context.Cause(ctx), ErrClosed):
+			log.Info().Msg("device link stopped by shutdown before its code was used")
+			s.linkFailedWithin(who, FlowDevice, FailureInterrupted, interruptedNoticeTimeout)
+			return
 		case errors.Is(err, context.Canceled):
-			log.Info().Msg("device link stopped: replaced by a newer one, or shutting down")
+			log.Info().Msg("device link stopped: replaced by a newer one")
 			return
 		case err != nil || remaining <= 0: // the real clock's deadline, or Config.Now's
 			log.Info().Msg("device code not approved in time")
@@ -320,20 +367,63 @@ func oauthErrorCode(body []byte) string {
 }
 
 // pollerSet tracks the device-flow pollers: at most one per key (a Slack
-// team/user), all cancelled by close, all awaited by wait.
+// team/user), all cancelled by close, all awaited by wait. It also keeps
+// two Starts of one key from asking Salesforce for a code at once (claim,
+// release). Its methods are safe for concurrent use.
 type pollerSet struct {
 	mu     sync.Mutex
 	closed bool
 	byKey  map[string]*pollerRun
-	wg     sync.WaitGroup
+	// starting holds the keys whose Start holds the claim; the channel is
+	// closed on release.
+	starting map[string]chan struct{}
+	wg       sync.WaitGroup
 }
 
-type pollerRun struct{ cancel context.CancelFunc }
+type pollerRun struct {
+	cancel context.CancelCauseFunc
+	link   Link // what Start returned for it
+}
 
-// run starts fn in a goroutine as key's poller, cancelling the one before
-// it; cancel is what stops fn. It starts nothing and reports false once the
-// set is closed.
-func (p *pollerSet) run(key string, cancel context.CancelFunc, fn func()) bool {
+// claim begins a Start for key. When key's poller is live and its link
+// works until at least liveUntil, it returns that link and reuse. Otherwise
+// when another Start holds key's claim it returns busy, closed once that
+// Start is done: wait for it and claim again. Otherwise the caller now holds
+// key's claim, and must release it once its poller runs or it gave up. It
+// returns ErrClosed once the set is closed.
+func (p *pollerSet) claim(key string, liveUntil time.Time) (link Link, reuse bool, busy <-chan struct{}, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return Link{}, false, nil, ErrClosed
+	}
+	if r := p.byKey[key]; r != nil && !r.link.Expires.Before(liveUntil) {
+		return r.link, true, nil, nil
+	}
+	if c, ok := p.starting[key]; ok {
+		return Link{}, false, c, nil
+	}
+	if p.starting == nil {
+		p.starting = make(map[string]chan struct{})
+	}
+	p.starting[key] = make(chan struct{})
+	return Link{}, false, nil, nil
+}
+
+// release gives up key's claim and wakes the Starts waiting for it.
+func (p *pollerSet) release(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.starting[key]; ok {
+		close(c)
+		delete(p.starting, key)
+	}
+}
+
+// run starts fn in a goroutine as key's poller, for link, cancelling the
+// one before it with errReplaced; cancel is what stops fn. It starts
+// nothing and reports false once the set is closed.
+func (p *pollerSet) run(key string, link Link, cancel context.CancelCauseFunc, fn func()) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -343,9 +433,9 @@ func (p *pollerSet) run(key string, cancel context.CancelFunc, fn func()) bool {
 		p.byKey = make(map[string]*pollerRun)
 	}
 	if old := p.byKey[key]; old != nil {
-		old.cancel()
+		old.cancel(errReplaced)
 	}
-	r := &pollerRun{cancel: cancel}
+	r := &pollerRun{cancel: cancel, link: link}
 	p.byKey[key] = r
 	p.wg.Add(1) // under mu, after the closed check: never once wait has begun
 	go func() {
@@ -356,26 +446,20 @@ func (p *pollerSet) run(key string, cancel context.CancelFunc, fn func()) bool {
 				delete(p.byKey, key)
 			}
 			p.mu.Unlock()
-			cancel()
+			cancel(nil)
 		}()
 		fn()
 	}()
 	return true
 }
 
-func (p *pollerSet) isClosed() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.closed
-}
-
-// close cancels every poller and lets no new one start.
+// close cancels every poller with ErrClosed and lets no new one start.
 func (p *pollerSet) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
 	for _, r := range p.byKey {
-		r.cancel()
+		r.cancel(ErrClosed)
 	}
 }
 

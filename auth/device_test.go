@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -217,17 +218,102 @@ func TestDevicePollRetriesTransient(t *testing.T) {
 	}
 }
 
-// A second Start for the same person stops the first link's poller: only
-// the newer code binds.
-func TestDeviceStartReplacesPoller(t *testing.T) {
+// A second Start for the same person while the first code has at least a
+// minute left hands out that code again and asks Salesforce for nothing:
+// the person may be typing it. One poller binds it.
+func TestDeviceStartReusesLiveCode(t *testing.T) {
+	tests := []struct {
+		name    string
+		advance time.Duration // between the two Starts
+	}{
+		{"at once", 0},
+		{"a minute left", 9 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mustEnv(t, envOptions{flow: FlowDevice})
+			first := e.mustStartDevice(t, jane)
+			w := e.waits.next(t)
+			e.advance(tt.advance)
+			second := e.mustStartDevice(t, Requester{TeamID: jane.TeamID, UserID: jane.UserID, ChannelID: "C0GENERAL"})
+			if diff := cmp.Diff(first, second); diff != "" {
+				t.Errorf("second link mismatch (-want +got):\n%s", diff)
+			}
+			got := map[string]any{"token calls": e.sf.Calls(sftest.EndpointToken), "pending codes": e.sf.PendingUserCodes()}
+			want := map[string]any{"token calls": 1, "pending codes": []string{first.UserCode}}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("at Salesforce mismatch (-want +got):\n%s", diff)
+			}
+			if err := e.sf.ApproveDevice(first.UserCode, janeSF); err != nil {
+				t.Fatal(err)
+			}
+			w.release()
+			if how := e.notes.mustEnd(t); how != "linked" {
+				t.Fatalf("link ended %q, want linked; logs:\n%s", how, e.logs)
+			}
+			if err := e.svc.Close(mustCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			if linked, _ := e.notes.counts(); linked != 1 || len(e.notes.failed()) != 0 {
+				t.Errorf("Linked %d times, LinkFailed %v; want once and never", linked, e.notes.failed())
+			}
+			if n := len(e.waits.durations()); n != 1 {
+				t.Errorf("%d waits; want the one poller's one", n)
+			}
+		})
+	}
+}
+
+// Starts of one person at the same time share one code.
+func TestDeviceConcurrentStartsShareCode(t *testing.T) {
+	e := mustEnv(t, envOptions{flow: FlowDevice})
+	// Slow answers keep the first request in flight while the others come.
+	e.sf.SetLatency(100 * time.Millisecond)
+	const n = 4
+	type started struct {
+		link Link
+		err  error
+	}
+	ctx := mustCtx(t)
+	results := make(chan started, n)
+	for range n {
+		go func() {
+			l, err := e.svc.Start(ctx, jane)
+			results <- started{l, err}
+		}()
+	}
+	var got []Link
+	for range n {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("Start: %v", r.err)
+		}
+		got = append(got, r.link)
+	}
+	e.sf.SetLatency(0)
+	for _, l := range got[1:] {
+		if diff := cmp.Diff(got[0], l); diff != "" {
+			t.Errorf("links differ (-first +other):\n%s", diff)
+		}
+	}
+	if n := e.sf.Calls(sftest.EndpointToken); n != 1 {
+		t.Errorf("%d device code requests, want 1", n)
+	}
+}
+
+// A second Start when the first code has less than a minute left makes a
+// new code and stops the first link's poller without a word: only the
+// newer code binds.
+func TestDeviceStartReplacesDyingCode(t *testing.T) {
 	e := mustEnv(t, envOptions{flow: FlowDevice})
 	first := e.mustStartDevice(t, jane)
 	e.waits.next(t) // the first poller waits; it is never released
+	e.advance(9*time.Minute + time.Second)
 	second := e.mustStartDevice(t, jane)
-	if first.UserCode == second.UserCode {
-		t.Fatal("the second link reused the first code")
+	if first.UserCode == second.UserCode || !second.Expires.After(first.Expires) {
+		t.Fatalf("second link %+v is not a new one (first %+v)", second, first)
 	}
-	e.mustLog(t, "device link stopped") // the first poller, before anything else could stop it
+	e.mustLog(t, "device link stopped: replaced") // the first poller, before anything else could stop it
 	w := e.waits.next(t)
 	for _, approve := range []struct{ code, user string }{{first.UserCode, janeSF}, {second.UserCode, samSF}} {
 		if err := e.sf.ApproveDevice(approve.code, approve.user); err != nil {
@@ -253,12 +339,18 @@ func TestDeviceStartReplacesPoller(t *testing.T) {
 	}
 }
 
-// Close stops every poller, without telling anyone their link failed, and
-// leaves no goroutine behind; Start then refuses.
+// Close stops every poller and leaves no goroutine behind; each person
+// whose code was waiting is told it no longer works, on a live context
+// bounded to 5s, except for a code a newer one had replaced. Start then
+// refuses.
 func TestCloseStopsPollers(t *testing.T) {
 	e := mustEnv(t, envOptions{flow: FlowDevice})
 	ignore := goleak.IgnoreCurrent()
 	e.mustStartDevice(t, jane)
+	e.waits.next(t)
+	e.advance(9*time.Minute + 30*time.Second)
+	e.mustStartDevice(t, jane) // replaces the first
+	e.mustLog(t, "device link stopped: replaced")
 	e.mustStartDevice(t, sam)
 	e.waits.next(t)
 	e.waits.next(t)
@@ -268,11 +360,19 @@ func TestCloseStopsPollers(t *testing.T) {
 	if _, err := e.svc.Start(mustCtx(t), jane); !errors.Is(err, ErrClosed) {
 		t.Errorf("Start after Close = %v, want ErrClosed", err)
 	}
-	if got := e.notes.failed(); len(got) != 0 {
-		t.Errorf("LinkFailed %v on shutdown", got)
+	if diff := cmp.Diff([]Failure{FailureInterrupted, FailureInterrupted}, e.notes.failed()); diff != "" {
+		t.Errorf("LinkFailed on shutdown mismatch (-want +got):\n%s", diff)
 	}
-	if n := e.sf.Calls(sftest.EndpointToken); n != 2 {
-		t.Errorf("%d token calls; want the two device code requests only", n)
+	for _, c := range e.notes.failedCtxs() {
+		if !c.live || !c.deadline || c.left > 5*time.Second {
+			t.Errorf("LinkFailed got a context %+v; want a live one with at most 5s left", c)
+		}
+	}
+	if _, links := e.obs.got(); !cmp.Equal(links, []string{"device interrupted", "device interrupted"}) {
+		t.Errorf("observed links %v, want two device interrupted", links)
+	}
+	if n := e.sf.Calls(sftest.EndpointToken); n != 3 {
+		t.Errorf("%d token calls; want the three device code requests only", n)
 	}
 	e.hc.CloseIdleConnections()
 	goleak.VerifyNone(t, ignore)
@@ -367,8 +467,9 @@ func TestNewFlowConfig(t *testing.T) {
 }
 
 // RequireEmailMatch, in both flows: a sign-in whose Salesforce email is not
-// the Slack profile's binds nothing, is revoked at Salesforce, and the
-// person is told why.
+// the Slack profile's, or is unverified, or that has no Slack email to
+// compare with, binds nothing, is revoked at Salesforce, and the person is
+// told why (on the callback page too in the web flow).
 func TestRequireEmailMatch(t *testing.T) {
 	tests := []struct {
 		name         string
@@ -376,18 +477,36 @@ func TestRequireEmailMatch(t *testing.T) {
 		slackEmail   string
 		slackErr     error
 		sfEmail      string // "" keeps the fixture's, jane@acme.example
+		sfUnverified bool
 		want         string // "linked" or a Failure's String
+		wantPage     string // on the web flow's refusal page
+		wantLogs     []string
 		wantLookups  int
 	}{
 		{name: "same email, other case and spaces", requireEmail: true, slackEmail: " JANE@Acme.example ", want: "linked", wantLookups: 1},
-		{name: "other email", requireEmail: true, slackEmail: "jane@other.example", want: "email_mismatch", wantLookups: 1},
-		{name: "no Slack email", requireEmail: true, slackEmail: "", want: "email_mismatch", wantLookups: 1},
-		{name: "no Salesforce email", requireEmail: true, slackEmail: "jane@acme.example", sfEmail: " ", want: "email_mismatch", wantLookups: 1},
-		{name: "neither has an email", requireEmail: true, slackEmail: "", sfEmail: " ", want: "email_mismatch", wantLookups: 1},
-		{name: "Salesforce email changed", requireEmail: true, slackEmail: "jane@acme.example", sfEmail: "jane@personal.example", want: "email_mismatch", wantLookups: 1},
-		{name: "Slack not reachable", requireEmail: true, slackErr: errors.New("slack: ratelimited"), want: "error", wantLookups: 1},
+		{name: "other email", requireEmail: true, slackEmail: "jane@other.example", want: "email_mismatch",
+			wantPage: "do not match", wantLogs: []string{`"level":"warn"`, "emails differ"}, wantLookups: 1},
+		{name: "no Slack email", requireEmail: true, slackEmail: "", want: "no_slack_email",
+			wantPage: "could not read the email address on your Slack profile", wantLogs: []string{`"level":"error"`, "users:read.email"}, wantLookups: 1},
+		{name: "blank Slack email", requireEmail: true, slackEmail: " \t", want: "no_slack_email",
+			wantPage: "Tell whoever runs forcebind", wantLogs: []string{"users:read.email"}, wantLookups: 1},
+		{name: "no Salesforce email", requireEmail: true, slackEmail: "jane@acme.example", sfEmail: " ", want: "email_mismatch",
+			wantPage: "do not match", wantLookups: 1},
+		{name: "neither has an email", requireEmail: true, slackEmail: "", sfEmail: " ", want: "no_slack_email",
+			wantPage: "Tell whoever runs forcebind", wantLookups: 1},
+		{name: "Salesforce email changed", requireEmail: true, slackEmail: "jane@acme.example", sfEmail: "jane@personal.example", want: "email_mismatch",
+			wantPage: "do not match", wantLookups: 1},
+		{name: "Kelvin sign", requireEmail: true, slackEmail: "\u212Aim@acme.example", sfEmail: "kim@acme.example", want: "email_mismatch",
+			wantPage: "do not match", wantLookups: 1},
+		{name: "Salesforce email unverified", requireEmail: true, slackEmail: "jane@acme.example", sfUnverified: true, want: "email_mismatch",
+			wantPage: "not verified", wantLogs: []string{`"level":"warn"`, "not verified"}, wantLookups: 1},
+		{name: "Slack not reachable", requireEmail: true, slackErr: errors.New("slack: ratelimited"), want: "error",
+			wantPage: "could not read the email address", wantLookups: 1},
 		{name: "check off", requireEmail: false, slackEmail: "someone@else.example", want: "linked", wantLookups: 0},
+		{name: "check off, unverified", requireEmail: false, slackEmail: "", sfUnverified: true, want: "linked", wantLookups: 0},
 	}
+	pageStatus := map[string]int{"email_mismatch": http.StatusForbidden, "no_slack_email": http.StatusForbidden, "error": http.StatusBadGateway}
+	failures := map[string]Failure{"email_mismatch": FailureEmailMismatch, "error": FailureError, "no_slack_email": FailureNoSlackEmail}
 	for _, flow := range []Flow{FlowWeb, FlowDevice} {
 		for _, tt := range tests {
 			t.Run(string(flow)+"/"+tt.name, func(t *testing.T) {
@@ -398,11 +517,14 @@ func TestRequireEmailMatch(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
+				if err := e.sf.SetEmailVerified(janeSF, !tt.sfUnverified); err != nil {
+					t.Fatal(err)
+				}
 				var how string
 				if flow == FlowDevice {
 					how = e.mustDeviceLink(t, janeSF)
 				} else {
-					how = e.webLink(t, tt.want)
+					how = e.webLink(t, pageStatus[tt.want], tt.wantPage)
 				}
 				if how != tt.want {
 					t.Fatalf("link ended %q, want %q; logs:\n%s", how, tt.want, e.logs)
@@ -411,7 +533,7 @@ func TestRequireEmailMatch(t *testing.T) {
 				wantLive, wantFailures := 1, []Failure(nil)
 				if tt.want != "linked" {
 					wantLive = 0
-					wantFailures = []Failure{map[string]Failure{"email_mismatch": FailureEmailMismatch, "error": FailureError}[tt.want]}
+					wantFailures = []Failure{failures[tt.want]}
 					if !errors.Is(bindErr, store.ErrNotFound) {
 						t.Errorf("binding after a refused sign-in: %v", bindErr)
 					}
@@ -429,27 +551,48 @@ func TestRequireEmailMatch(t *testing.T) {
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("mismatch (-want +got):\n%s", diff)
 				}
-				e.assertNoTokens(t, "logs", e.logs.String())
+				logs := e.logs.String()
+				for _, w := range tt.wantLogs {
+					if !strings.Contains(logs, w) {
+						t.Errorf("logs lack %q:\n%s", w, logs)
+					}
+				}
+				assertEmailsOnlyInDebug(t, logs)
+				e.assertNoTokens(t, "logs", logs)
 			})
+		}
+	}
+}
+
+// assertEmailsOnlyInDebug fails if a log line above debug level holds an
+// email field: people's addresses stay out of the usual log.
+func assertEmailsOnlyInDebug(tb testing.TB, logs string) {
+	tb.Helper()
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			tb.Fatalf("log line %q: %v", line, err)
+		}
+		_, slack := l["slack_email"]
+		_, sf := l["sf_email"]
+		if (slack || sf) && l["level"] != "debug" {
+			tb.Errorf("an email is logged at %v: %s", l["level"], line)
 		}
 	}
 }
 
 // webLink runs the web flow for jane as jane@acme.example: the callback,
 // then Confirm if the page offers it. It returns how the link ended, after
-// checking that a refused sign-in's page says why and offers no Confirm.
-func (e *env) webLink(tb testing.TB, want string) string {
+// checking that a refused sign-in's page answers wantStatus, says wantPage
+// and that nothing was linked, and offers no Confirm.
+func (e *env) webLink(tb testing.TB, wantStatus int, wantPage string) string {
 	tb.Helper()
 	redirect := e.mustRedirect(tb)
 	p := browser(tb, http.MethodGet, redirect, nil, nil)
 	m := confirmToken.FindStringSubmatch(p.body)
 	if m == nil {
-		wantStatus, wantText := http.StatusForbidden, "do not match"
-		if want == "error" {
-			wantStatus, wantText = http.StatusBadGateway, "could not read the email address"
-		}
-		if p.status != wantStatus || !strings.Contains(p.body, wantText) || !strings.Contains(p.body, "nothing was linked") {
-			tb.Errorf("refusal page answered %d, want %d saying %q and that nothing was linked:\n%s", p.status, wantStatus, wantText, p.body)
+		if p.status != wantStatus || wantPage == "" || !strings.Contains(p.body, wantPage) || !strings.Contains(p.body, "nothing was linked") {
+			tb.Errorf("refusal page answered %d, want %d saying %q and that nothing was linked:\n%s", p.status, wantStatus, wantPage, p.body)
 		}
 		e.assertNoTokens(tb, "page", p.body)
 		return e.notes.mustEnd(tb)

@@ -26,25 +26,34 @@
 //  2. One poller per Slack user polls the token endpoint (grant_type=device)
 //     every interval Salesforce named (5s if none), 5s more after each
 //     slow_down, retrying 5xx and network failures, until the code is
-//     approved, denied or expired, or the link's deadline passes. A newer
-//     Start for the same person, or Close, stops it silently.
+//     approved, denied or expired, or the link's deadline passes. Another
+//     Start for the same person while the code has a minute or more left
+//     returns the same link and asks Salesforce for nothing; later, a new
+//     code replaces the old one, whose poller stops silently. Close stops
+//     every poller and tells each person their code no longer works
+//     (FailureInterrupted).
 //  3. An approved code's tokens are checked exactly as the web flow's
 //     exchange is (signature, instance and identity URLs, refresh token,
 //     identity), then bound and announced; a denied or expired code, or a
 //     failure, is announced through Notifier.LinkFailed.
 //
 // In both flows Config.RequireEmailMatch admits a sign-in only when the
-// Salesforce user's email equals the Slack profile's (case and surrounding
-// space aside). Otherwise nothing is bound, the fresh grant is revoked at
-// Salesforce, and the person is told why: by LinkFailed, and in the web flow
-// on the callback page too, which then offers no confirmation.
+// Salesforce user's email is verified at Salesforce (email_verified) and
+// equals the Slack profile's, byte for byte once surrounding space is
+// trimmed and ASCII letters are lowered (no Unicode case folding, which
+// would match a Kelvin sign with a K). Otherwise nothing is bound, the
+// fresh grant is revoked at Salesforce, and the person is told why: by
+// LinkFailed, and in the web flow on the callback page too, which then
+// offers no confirmation. A Slack profile without an email is its own
+// failure, FailureNoSlackEmail, logged as an error for the operator: the
+// Slack app most likely lacks the users:read.email scope.
 //
 // Afterwards Tokens supplies a binding's access token to the salesforce
 // client and refreshes it on demand, once per user at a time, committing the
 // new tokens to the store before they are used. A grant Salesforce ended is
 // answered with a fresh link of the configured flow. Unlink revokes and
-// deletes. Close stops the device pollers and waits for them and for
-// refreshes in flight.
+// deletes. Close stops the device pollers, telling each waiting person,
+// and waits for them and for refreshes in flight.
 //
 // An optional Observer hears each refresh's outcome and how each link
 // ended, for metrics. Config.Now and Config.After make the clock and the

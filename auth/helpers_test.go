@@ -41,6 +41,8 @@ type notes struct {
 	// emailLookups counts Email calls.
 	emailLookups int
 	failures     []Failure
+	// failCtxs describes the context of each LinkFailed call.
+	failCtxs []ctxSeen
 	// ended gets "linked" for each Linked call and the Failure's String for
 	// each LinkFailed call, after it is recorded.
 	ended chan string
@@ -67,9 +69,26 @@ func (n *notes) setEmail(email string, err error) {
 	n.email, n.emailErr = email, err
 }
 
-func (n *notes) LinkFailed(_ context.Context, _ Requester, why Failure) error {
+// ctxSeen is what a Notifier call's context looked like when it came.
+type ctxSeen struct {
+	live     bool          // not yet done
+	deadline bool          // has one
+	left     time.Duration // until the deadline, if any
+}
+
+func seeCtx(ctx context.Context) ctxSeen {
+	dl, ok := ctx.Deadline()
+	c := ctxSeen{live: ctx.Err() == nil, deadline: ok}
+	if ok {
+		c.left = time.Until(dl)
+	}
+	return c
+}
+
+func (n *notes) LinkFailed(ctx context.Context, _ Requester, why Failure) error {
 	n.mu.Lock()
 	n.failures = append(n.failures, why)
+	n.failCtxs = append(n.failCtxs, seeCtx(ctx))
 	n.mu.Unlock()
 	select {
 	case n.ended <- why.String():
@@ -106,6 +125,12 @@ func (n *notes) failed() []Failure {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return append([]Failure(nil), n.failures...)
+}
+
+func (n *notes) failedCtxs() []ctxSeen {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]ctxSeen(nil), n.failCtxs...)
 }
 
 func (n *notes) lastRelink() (Link, bool) {

@@ -48,7 +48,8 @@ type Notifier interface {
 	Email(ctx context.Context, userID string) (string, error)
 	// LinkFailed tells who, privately, that a link they started ended without
 	// a binding, and why. Device-flow links end this way on their own (denied,
-	// expired); either flow when the emails differ.
+	// expired) and when Close stops their poller (interrupted); either flow
+	// when RequireEmailMatch refuses the sign-in.
 	LinkFailed(ctx context.Context, who Requester, why Failure) error
 }
 
@@ -57,7 +58,8 @@ type Failure int
 
 const (
 	// FailureEmailMismatch means the Salesforce user's email is not the Slack
-	// profile's, so the sign-in was revoked (Config.RequireEmailMatch).
+	// profile's, or Salesforce has not verified it, so the sign-in was
+	// revoked (Config.RequireEmailMatch).
 	FailureEmailMismatch Failure = iota + 1
 	// FailureDenied means the person chose Deny at Salesforce.
 	FailureDenied
@@ -65,6 +67,14 @@ const (
 	FailureExpired
 	// FailureError means Salesforce or the store failed; the log has why.
 	FailureError
+	// FailureNoSlackEmail means Slack gave no email address for the person
+	// (Config.RequireEmailMatch), so nothing could be compared and the
+	// sign-in was revoked. Usually the Slack app lacks the users:read.email
+	// scope; the profile may also have no email.
+	FailureNoSlackEmail
+	// FailureInterrupted means forcebind shut down (Close) while a device
+	// code was waiting to be approved; the code is of no use any more.
+	FailureInterrupted
 )
 
 // String names the failure for logs and metrics.
@@ -78,6 +88,10 @@ func (f Failure) String() string {
 		return "expired"
 	case FailureError:
 		return "error"
+	case FailureNoSlackEmail:
+		return "no_slack_email"
+	case FailureInterrupted:
+		return "interrupted"
 	}
 	return "unknown"
 }
@@ -204,17 +218,20 @@ func New(cfg Config) (*Service, error) {
 }
 
 // Start creates a binding link for who and returns it. Only who may see the
-// link: whoever uses it binds their Salesforce user to who's Slack user. A
-// new link replaces any earlier one of the same person.
+// link: whoever uses it binds their Salesforce user to who's Slack user.
 //
 // In the web flow the link is the authorize URL of a pending link kept in
 // the store, and binding waits for a confirmation page that names both
-// users. In the device flow Start asks Salesforce for a device code, returns
-// the verification URL and the user code, and leaves one poller running for
-// who (stopping the one an earlier Start left), which binds once the code is
-// approved and tells who through the Notifier either way. The poller ends at
-// the link's expiry, on Close, or when who asks again; it is not kept across
-// a restart.
+// users; each Start makes a new one. In the device flow Start asks
+// Salesforce for a device code, returns the verification URL and the user
+// code, and leaves one poller running for who, which binds once the code is
+// approved and tells who through the Notifier either way. While who's code
+// has at least a minute left, Start returns that same link again and asks
+// Salesforce for nothing (who may be typing the code); after that it makes
+// a new one and stops the old poller without a word. Concurrent Starts of
+// one person share one code. The poller ends at the link's expiry, on
+// Close (telling who, FailureInterrupted), or when replaced; it is not kept
+// across a restart.
 func (s *Service) Start(ctx context.Context, who Requester) (Link, error) {
 	if s.cfg.Flow == FlowDevice {
 		return s.startDevice(ctx, who)
@@ -312,7 +329,9 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 // Close stops the device-flow pollers (Start then returns ErrClosed in that
 // flow) and waits, until ctx ends, for them and for refreshes still running:
 // each may hold tokens Salesforce has already issued that are not yet
-// stored. Call it before closing the store.
+// stored. Each person whose device code was still waiting is told, through
+// Notifier.LinkFailed with FailureInterrupted, within 5s each, all at once.
+// Call it before closing the store.
 func (s *Service) Close(ctx context.Context) error {
 	s.pollers.close()
 	if err := s.pollers.wait(ctx); err != nil {
@@ -354,8 +373,13 @@ func (s *Service) revoke(ctx context.Context, token string) error {
 // deadline (the request or poller that got here may be gone), and reports
 // the outcome.
 func (s *Service) linkFailed(who Requester, flow Flow, why Failure) {
+	s.linkFailedWithin(who, flow, why, commitTimeout)
+}
+
+// linkFailedWithin is linkFailed with the message bounded by timeout.
+func (s *Service) linkFailedWithin(who Requester, flow Flow, why Failure, timeout time.Duration) {
 	s.observeLink(flow, why.String())
-	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := s.cfg.Notifier.LinkFailed(ctx, who, why); err != nil {
 		s.log.Warn().Err(err).Str("team", who.TeamID).Str("user", who.UserID).Str("why", why.String()).Msg("link failure message not sent")

@@ -135,7 +135,11 @@ func (m *Messenger) LinkFailed(ctx context.Context, who auth.Requester, why auth
 	var text string
 	switch why {
 	case auth.FailureEmailMismatch:
-		text = "I did not connect that Salesforce account: its email address is not the one on your Slack profile, so I signed it out again. Sign in to Salesforce as yourself, then send `connect` to try again."
+		text = "I did not connect that Salesforce account: its email address is not the one on your Slack profile, or Salesforce has not verified it, so I signed it out again. Sign in to Salesforce as yourself, then send `connect` to try again."
+	case auth.FailureNoSlackEmail:
+		text = "I could not read the email address on your Slack profile, so I could not check it against Salesforce's and nothing was connected. Please tell whoever runs forcebind."
+	case auth.FailureInterrupted:
+		text = "forcebind was restarted before your Salesforce connect code was used, so that code no longer works and nothing was connected. Send `connect` for a new one."
 	case auth.FailureDenied:
 		text = "The Salesforce sign-in was denied, so nothing was connected. Send `connect` to try again."
 	case auth.FailureExpired:

@@ -226,6 +226,9 @@ func (c *Client) Identity(ctx context.Context, idURL string) (Identity, error) {
 		Username    string `json:"username"`
 		DisplayName string `json:"display_name"`
 		Email       string `json:"email"`
+		// Only a JSON true counts: an answer without it, or with
+		// anything else there, is read as unverified rather than refused.
+		EmailVerified json.RawMessage `json:"email_verified"`
 	}
 	if err := json.Unmarshal(data, &wire); err != nil {
 		return Identity{}, fmt.Errorf("salesforce identity: decode: %w", err)
@@ -233,7 +236,14 @@ func (c *Client) Identity(ctx context.Context, idURL string) (Identity, error) {
 	if !ValidID(wire.UserID) || !ValidID(wire.OrgID) {
 		return Identity{}, errors.New("salesforce identity: answer lacks a valid user_id or organization_id")
 	}
-	return Identity(wire), nil
+	return Identity{
+		UserID:        wire.UserID,
+		OrgID:         wire.OrgID,
+		Username:      wire.Username,
+		DisplayName:   wire.DisplayName,
+		Email:         wire.Email,
+		EmailVerified: string(wire.EmailVerified) == "true",
+	}, nil
 }
 
 // ValidID reports whether id is a well-formed Salesforce record id: 15

@@ -572,12 +572,61 @@ func TestIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Identity: %v", err)
 	}
-	want := salesforce.Identity{UserID: "0055g00000SamsAAAR", OrgID: srv.OrgID(), Username: sam, DisplayName: "Sam Rivera", Email: sam}
+	want := salesforce.Identity{UserID: "0055g00000SamsAAAR", OrgID: srv.OrgID(), Username: sam, DisplayName: "Sam Rivera", Email: sam, EmailVerified: true}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("identity mismatch (-want +got):\n%s", diff)
 	}
+	if err := srv.SetEmailVerified(sam, false); err != nil {
+		t.Fatal(err)
+	}
+	got, err = c.Identity(context.Background(), g.ID)
+	if err != nil {
+		t.Fatalf("Identity: %v", err)
+	}
+	want.EmailVerified = false
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("identity with an unverified email mismatch (-want +got):\n%s", diff)
+	}
 	if _, err := c.Identity(context.Background(), "/id/relative"); !errors.Is(err, salesforce.ErrInvalidInput) {
 		t.Errorf("relative identity URL: %v, want ErrInvalidInput", err)
+	}
+}
+
+// Only a JSON true in email_verified makes a verified email; anything else,
+// or nothing, is unverified without failing the read.
+func TestIdentityEmailVerified(t *testing.T) {
+	tests := []struct {
+		name, field string // field is email_verified's JSON, "" to leave it out
+		want        bool
+	}{
+		{"true", `true`, true},
+		{"false", `false`, false},
+		{"absent", ``, false},
+		{"null", `null`, false},
+		{"string true", `"true"`, false},
+		{"number", `1`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := `{"user_id":"0055g00000SamsAAAR","organization_id":"00D5g000004AcmeEAC","username":"sam@acme.example","email":"sam@acme.example"`
+			if tt.field != "" {
+				body += `,"email_verified":` + tt.field
+			}
+			body += "}"
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, body)
+			}))
+			defer ts.Close()
+			c := mustClient(t, salesforce.Config{InstanceURL: ts.URL, Tokens: salesforce.StaticToken("t")})
+			id, err := c.Identity(context.Background(), ts.URL+"/id/00D5g000004AcmeEAC/0055g00000SamsAAAR")
+			if err != nil {
+				t.Fatalf("Identity: %v", err)
+			}
+			if id.EmailVerified != tt.want || id.Email != sam {
+				t.Errorf("Identity = %+v, want EmailVerified %v", id, tt.want)
+			}
+		})
 	}
 }
 

@@ -106,6 +106,10 @@ type Identity struct {
 	Username    string // login name, e.g. jane@acme.example
 	DisplayName string
 	Email       string
+	// EmailVerified reports whether Salesforce has confirmed that Email
+	// belongs to the user (the identity answer's email_verified). It is
+	// false when the answer does not say so plainly.
+	EmailVerified bool
 }
 
 // Usage is the org's API usage as reported by the Sforce-Limit-Info header:

@@ -160,6 +160,24 @@ func (s *Server) SetEmail(username, email string) error {
 	return nil
 }
 
+// SetEmailVerified sets whether the email address of the fixture user
+// username is verified, as the identity URL and userinfo report it in
+// email_verified. Every user's is verified until this says otherwise.
+func (s *Server) SetEmailVerified(username string, verified bool) error {
+	u, ok := s.org.user(username)
+	if !ok {
+		return fmt.Errorf("sftest: no fixture user %q", username)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if verified {
+		delete(s.unverified, u.ID)
+	} else {
+		s.unverified[u.ID] = true
+	}
+	return nil
+}
+
 // LiveRefreshTokens returns how many refresh tokens still work: issued,
 // and neither revoked nor rotated away. A test can check with it that a
 // client revoked a grant it did not keep.

@@ -370,3 +370,56 @@ func TestSetEmailAndLiveTokens(t *testing.T) {
 		t.Errorf("LiveRefreshTokens after revoking = %d, want 0", n)
 	}
 }
+
+// email_verified is true at the identity URL and userinfo until
+// SetEmailVerified turns it off, for that user only.
+func TestSetEmailVerified(t *testing.T) {
+	srv := mustServer(t, sftest.Options{})
+	if err := srv.SetEmailVerified("nobody@acme.example", false); err == nil {
+		t.Error("SetEmailVerified of an unknown user succeeded")
+	}
+	// verified reads email_verified from the identity URL and userinfo as
+	// user, and returns them in that order.
+	verified := func(user string) [2]any {
+		g, err := srv.Login(user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got [2]any
+		for i, u := range []string{g.ID, srv.URL + "/services/oauth2/userinfo"} {
+			req, _ := http.NewRequest(http.MethodGet, u, nil)
+			req.Header.Set("Authorization", "Bearer "+g.AccessToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body map[string]any
+			err = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s: %d %v", u, resp.StatusCode, err)
+			}
+			got[i] = body["email_verified"]
+		}
+		return got
+	}
+	steps := []struct {
+		name string
+		set  func() error
+		user string
+		want [2]any
+	}{
+		{"by default", func() error { return nil }, jane, [2]any{true, true}},
+		{"turned off", func() error { return srv.SetEmailVerified(jane, false) }, jane, [2]any{false, false}},
+		{"another user", func() error { return nil }, sam, [2]any{true, true}},
+		{"turned on again", func() error { return srv.SetEmailVerified(jane, true) }, jane, [2]any{true, true}},
+	}
+	for _, st := range steps {
+		if err := st.set(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if diff := cmp.Diff(st.want, verified(st.user)); diff != "" {
+			t.Errorf("%s: email_verified (identity, userinfo) mismatch (-want +got):\n%s", st.name, diff)
+		}
+	}
+}

@@ -33,7 +33,7 @@
 // public records and the ones they own, so two users see different data.
 //
 // Knobs on [Server] let tests expire or revoke tokens, turn on refresh-token
-// rotation, add latency, inject failures, change a user's email, count calls
+// rotation, add latency, inject failures, change a user's email or whether it is verified, count calls
 // per [Endpoint], count the refresh tokens still live, and list every token
 // issued. All methods are safe for concurrent use.
 package sftest

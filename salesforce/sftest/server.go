@@ -101,6 +101,9 @@ type Server struct {
 	used     int
 	limit    int
 	emails   map[string]string // user id → email set by SetEmail
+	// unverified holds the ids of users whose email SetEmailVerified
+	// turned unverified.
+	unverified map[string]bool
 
 	devices         map[string]*deviceCode // by device code
 	userCodes       map[string]string      // user code → device code
@@ -139,19 +142,20 @@ func NewServer(opts Options) *Server {
 		}
 	}
 	s := &Server{
-		opts:     opts,
-		org:      org,
-		pending:  make(map[string]authRequest),
-		codes:    make(map[string]*authCode),
-		access:   make(map[string]*session),
-		refresh:  make(map[string]*refreshInfo),
-		cursors:  make(map[string]*cursor),
-		failNext: make(map[Endpoint][]failure),
-		failing:  make(map[Endpoint]failure),
-		calls:    make(map[Endpoint]int),
-		limit:    DefaultAPILimit,
-		pages:    parsePages(),
-		emails:   make(map[string]string),
+		opts:       opts,
+		org:        org,
+		pending:    make(map[string]authRequest),
+		codes:      make(map[string]*authCode),
+		access:     make(map[string]*session),
+		refresh:    make(map[string]*refreshInfo),
+		cursors:    make(map[string]*cursor),
+		failNext:   make(map[Endpoint][]failure),
+		failing:    make(map[Endpoint]failure),
+		calls:      make(map[Endpoint]int),
+		limit:      DefaultAPILimit,
+		pages:      parsePages(),
+		emails:     make(map[string]string),
+		unverified: make(map[string]bool),
 
 		devices:        make(map[string]*deviceCode),
 		userCodes:      make(map[string]string),
@@ -185,6 +189,14 @@ func (s *Server) withEmail(u User) User {
 		u.Email = e
 	}
 	return u
+}
+
+// emailVerified reports whether u's email is verified, as the identity URL
+// and userinfo say: true unless SetEmailVerified said otherwise.
+func (s *Server) emailVerified(u User) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.unverified[u.ID]
 }
 
 // IdentityURL returns the identity URL of the fixture user with the given
