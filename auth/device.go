@@ -117,10 +117,16 @@ func (s *Service) requestDeviceCode(ctx context.Context) (deviceAuth, error) {
 		"client_id":     {s.cfg.ClientID},
 		"scope":         {strings.Join(defaultScopes, " ")},
 	})
-	switch {
-	case err != nil:
+	if err != nil {
 		return deviceAuth{}, fmt.Errorf("device code request: %w: %w", salesforce.ErrUnavailable, err)
-	case status != http.StatusOK:
+	}
+	return parseDeviceAuth(status, body, s.login)
+}
+
+// parseDeviceAuth reads the token endpoint's answer to a device code
+// request: the codes, checked, or why there are none.
+func parseDeviceAuth(status int, body []byte, login *url.URL) (deviceAuth, error) {
+	if status != http.StatusOK {
 		code := oauthErrorCode(body)
 		switch {
 		case status >= 500 || code == "":
@@ -146,18 +152,17 @@ func (s *Service) requestDeviceCode(ctx context.Context) (deviceAuth, error) {
 	if wire.DeviceCode == "" || len(wire.DeviceCode) > 2048 || !plainUserCode(wire.UserCode) {
 		return deviceAuth{}, errors.New("device code request: answer lacks a device code or a plain user code")
 	}
-	verify, err := checkTokenURL(wire.VerificationURI, s.login)
+	verify, err := checkTokenURL(wire.VerificationURI, login)
 	if err != nil {
 		return deviceAuth{}, fmt.Errorf("device code request: verification_uri: %w", err)
 	}
-	da := deviceAuth{
+	return deviceAuth{
 		deviceCode:      wire.DeviceCode,
 		userCode:        wire.UserCode,
 		verificationURI: verify.String(),
 		interval:        seconds(wire.Interval, defaultPollInterval),
 		life:            seconds(wire.ExpiresIn, deviceCodeLife),
-	}
-	return da, nil
+	}, nil
 }
 
 // plainUserCode accepts a user code fit to show in a message: 1 to 64
@@ -291,9 +296,15 @@ func (s *Service) pollOnce(ctx context.Context, deviceCode string) (pollResult, 
 		form.Set("client_secret", s.cfg.ClientSecret)
 	}
 	status, body, err := s.postToken(ctx, form)
-	switch {
-	case err != nil:
+	if err != nil {
 		return pollTransient, nil, err
+	}
+	return parsePoll(status, body)
+}
+
+// parsePoll reads the token endpoint's answer to one device poll.
+func parsePoll(status int, body []byte) (pollResult, *oauth2.Token, error) {
+	switch {
 	case status == http.StatusOK:
 		tok, err := parseGrant(body)
 		if err != nil {
@@ -304,7 +315,7 @@ func (s *Service) pollOnce(ctx context.Context, deviceCode string) (pollResult, 
 		return pollTransient, nil, fmt.Errorf("token endpoint answered %d", status)
 	}
 	code := oauthErrorCode(body)
-	err = fmt.Errorf("token endpoint answered %d %s", status, code)
+	err := fmt.Errorf("token endpoint answered %d %s", status, code)
 	switch code {
 	case "authorization_pending":
 		return pollPending, nil, nil
