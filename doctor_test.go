@@ -2,14 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -134,47 +127,6 @@ func mustFreePort(t *testing.T) string {
 	defer ln.Close()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port
-}
-
-// mustCert writes a self-signed certificate for hosts, valid until
-// notAfter, and its key; it returns both paths.
-func mustDoctorCert(t *testing.T, dir string, hosts []string, notAfter time.Time) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: hosts[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }
 
 // runDoctorCLI runs `forcebind doctor args…` with env, checks that no
@@ -511,7 +463,7 @@ func TestDoctorFailures(t *testing.T) {
 			name: "TLS certificate for another host",
 			sf:   sftest.Options{RedirectURI: anyCallback},
 			setup: func(t *testing.T, f *doctorFixture) {
-				cert, key := mustDoctorCert(t, f.dir, []string{"wrong.example"}, time.Now().Add(90*24*time.Hour))
+				cert, key, _ := mustCert(t, f.dir, 1, []string{"wrong.example"}, time.Now().Add(90*24*time.Hour))
 				f.env["FORCEBIND_TLS_CERT_FILE"], f.env["FORCEBIND_TLS_KEY_FILE"] = cert, key
 				f.env["FORCEBIND_CALLBACK_URL"] = "https://localhost:" + f.port + "/oauth/callback"
 			},
@@ -526,7 +478,7 @@ func TestDoctorFailures(t *testing.T) {
 			name: "TLS certificate about to expire",
 			sf:   sftest.Options{RedirectURI: anyCallback},
 			setup: func(t *testing.T, f *doctorFixture) {
-				cert, key := mustDoctorCert(t, f.dir, []string{"localhost"}, time.Now().Add(3*24*time.Hour+time.Hour))
+				cert, key, _ := mustCert(t, f.dir, 1, []string{"localhost"}, time.Now().Add(3*24*time.Hour+time.Hour))
 				f.env["FORCEBIND_TLS_CERT_FILE"], f.env["FORCEBIND_TLS_KEY_FILE"] = cert, key
 				f.env["FORCEBIND_CALLBACK_URL"] = "https://localhost:" + f.port + "/oauth/callback"
 			},
@@ -537,7 +489,7 @@ func TestDoctorFailures(t *testing.T) {
 			name: "TLS certificate expired",
 			sf:   sftest.Options{RedirectURI: anyCallback},
 			setup: func(t *testing.T, f *doctorFixture) {
-				cert, key := mustDoctorCert(t, f.dir, []string{"127.0.0.1"}, time.Now().Add(-time.Minute))
+				cert, key, _ := mustCert(t, f.dir, 1, []string{"127.0.0.1"}, time.Now().Add(-time.Minute))
 				f.env["FORCEBIND_TLS_CERT_FILE"], f.env["FORCEBIND_TLS_KEY_FILE"] = cert, key
 				f.env["FORCEBIND_CALLBACK_URL"] = "https://127.0.0.1:" + f.port + "/oauth/callback"
 			},

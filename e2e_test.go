@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
 	"github.com/forcebind/forcebind/auth"
@@ -59,17 +58,7 @@ func (s *syncBuffer) String() string {
 // mustHarness starts the demo harness with its log captured at debug level.
 func mustHarness(tb testing.TB, tune func(*bot.Config)) (*harness, *syncBuffer) {
 	tb.Helper()
-	logs := &syncBuffer{}
-	h, err := startHarness(context.Background(), zerolog.New(logs).Level(zerolog.DebugLevel), func(d *daemon) { d.botTuning = tune })
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := h.close(); err != nil {
-			tb.Errorf("daemon: %v", err)
-		}
-	})
-	return h, logs
+	return mustHarnessWith(tb, func(d *daemon) { d.botTuning = tune })
 }
 
 func mustCtx(tb testing.TB) context.Context {

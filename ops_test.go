@@ -167,7 +167,7 @@ func mustHarnessWith(tb testing.TB, edit func(*daemon)) (*harness, *syncBuffer) 
 
 func TestTLSListenerReloadsOnSIGHUP(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile, first := mustCert(t, dir, 1)
+	certFile, keyFile, first := mustCert(t, dir, 1, []string{"127.0.0.1"}, time.Now().Add(30*24*time.Hour))
 	hup := make(chan os.Signal, 1)
 	h, logs := mustHarnessWith(t, func(d *daemon) {
 		d.cfg.TLSCertFile, d.cfg.TLSKeyFile = certFile, keyFile
@@ -185,7 +185,7 @@ func TestTLSListenerReloadsOnSIGHUP(t *testing.T) {
 	h.trust.AddCert(first)
 	mustBound(t, h)
 
-	_, _, second := mustCert(t, dir, 2)
+	_, _, second := mustCert(t, dir, 2, []string{"127.0.0.1"}, time.Now().Add(30*24*time.Hour))
 	hup <- os.Interrupt // any value: the daemon reads the channel, main puts SIGHUP on it
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if servedSerial(t, h.callback, second) == 2 {
@@ -200,9 +200,10 @@ func TestTLSListenerReloadsOnSIGHUP(t *testing.T) {
 	}
 }
 
-// mustCert writes a self-signed certificate for 127.0.0.1 with the given
-// serial, valid for a month, to dir/cert.pem and dir/key.pem.
-func mustCert(tb testing.TB, dir string, serial int64) (certFile, keyFile string, cert *x509.Certificate) {
+// mustCert writes a self-signed certificate for hosts (names or IP
+// addresses) with the given serial, valid until notAfter, to dir/cert.pem
+// and dir/key.pem. It is its own CA, so a client can trust it alone.
+func mustCert(tb testing.TB, dir string, serial int64, hosts []string, notAfter time.Time) (certFile, keyFile string, cert *x509.Certificate) {
 	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -210,13 +211,19 @@ func mustCert(tb testing.TB, dir string, serial int64) (certFile, keyFile string
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: "forcebind test"},
+		Subject:      pkix.Name{CommonName: hosts[0]},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(30 * 24 * time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IsCA:         true, BasicConstraintsValid: true,
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

@@ -475,13 +475,4 @@ func (p *pollerSet) close() {
 }
 
 // wait blocks until every poller has returned or ctx ends.
-func (p *pollerSet) wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func (p *pollerSet) wait(ctx context.Context) error { return waitGroup(ctx, &p.wg) }

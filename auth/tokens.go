@@ -255,9 +255,14 @@ func (g *flightGroup) do(ctx context.Context, key string, fn func() (string, err
 }
 
 // wait blocks until every execution has finished or ctx ends.
-func (g *flightGroup) wait(ctx context.Context) error {
+func (g *flightGroup) wait(ctx context.Context) error { return waitGroup(ctx, &g.wg) }
+
+// waitGroup waits for wg until ctx ends. If ctx ends first, the goroutine
+// waiting on wg stays until wg is done; callers wait on groups whose work is
+// itself bounded.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
 	done := make(chan struct{})
-	go func() { g.wg.Wait(); close(done) }()
+	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
