@@ -23,7 +23,8 @@ var version = "dev"
 // Exit codes: 0 success, 1 a failure while running, 2 a bad command line or
 // configuration, 3 Slack refused the app (revoked tokens, Socket Mode off):
 // restarting will not help until an administrator acts, so service managers
-// should not restart on 2 or 3 (deploy/forcebind.service does not).
+// should not restart on 3 (deploy/forcebind.service does not). A Go panic
+// exits 2 too, so the unit does restart on 2, up to its start limit.
 const (
 	exitOK      = 0
 	exitFail    = 1
