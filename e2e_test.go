@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -30,10 +29,8 @@ const childEnv = "FORCEBIND_TEST_CHILD"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "run" {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		code := run(ctx, []string{"run"}, os.Getenv, os.Stdin, os.Stdout, os.Stderr)
-		stop()
-		os.Exit(code)
+		os.Args = []string{"forcebind", "run"}
+		main() // exits
 	}
 	goleak.VerifyTestMain(m)
 }
@@ -403,5 +400,57 @@ func TestSIGTERM(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), `"message":"stopped"`) {
 		t.Errorf("no clean stop in the log:\n%s", stderr.String())
+	}
+}
+
+// SIGHUP reaches a real forcebind process (main wires it) and reloads the
+// TLS certificate; the process goes on serving.
+func TestSIGHUPReloadsCertificate(t *testing.T) {
+	s := slacktest.NewServer(slacktest.Options{})
+	defer s.Close()
+	sf := sftest.NewServer(sftest.Options{})
+	defer sf.Close()
+	dir := t.TempDir()
+	certFile, keyFile, _ := mustCert(t, dir, 1, []string{"127.0.0.1"}, time.Now().Add(24*time.Hour))
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=run", "FORCEBIND_TLS_CERT_FILE="+certFile, "FORCEBIND_TLS_KEY_FILE="+keyFile)
+	for k, v := range daemonEnv(t, s, sf) {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	}()
+	waitLog := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(stderr.String(), want); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the log:\n%s", want, stderr.String())
+			}
+		}
+	}
+	waitLog(`"message":"listeners up"`)
+	mustCert(t, dir, 2, []string{"127.0.0.1"}, time.Now().Add(24*time.Hour))
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(`"message":"tls certificate reloaded"`)
+	if !strings.Contains(stderr.String(), `"serial":"2"`) {
+		t.Errorf("the reload did not take the new certificate:\n%s", stderr.String())
+	}
+	s.SendDM(demoUser, "help")
+	if _, err := s.WaitMessage(mustCtx(t), func(m slacktest.Message) bool { return m.Channel == s.DMChannel(demoUser) }); err != nil {
+		t.Fatalf("no answer after SIGHUP: %v\n%s", err, stderr.String())
 	}
 }
