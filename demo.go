@@ -196,14 +196,20 @@ func (h *harness) chat(ctx context.Context, stdin io.Reader, out io.Writer) erro
 			fmt.Fprintf(out, "\n%s\n> ", renderMessage(m))
 		}
 	}()
+	first := `The first request sends you a link: open it in a browser (sign in as jane@acme.example
+or sam@acme.example), or type ":approve jane@acme.example" to play the browser here.`
+	if h.cfg.ConnectFlow == auth.FlowDevice {
+		first = `This is the device flow: the first request sends you a code. Open the page it names,
+sign in (as jane@acme.example, or as sam@acme.example to see the email check refuse it)
+and enter the code, or type ":approve jane@acme.example" to do that here.`
+	}
 	fmt.Fprintf(out, `forcebind demo — you are @jane in the Slack workspace "Acme", talking to the bot in a DM.
 A fake Salesforce org (%s) and a fake Slack are running in this process.
 Try: help, search acme, opp acme, whoami, disconnect.
-The first request sends you a link: open it in a browser (sign in as jane@acme.example
-or sam@acme.example), or type ":approve jane@acme.example" to play the browser here.
+%s
 Demo commands: :approve USER, :deny, :expire (Salesforce sessions time out),
 :revoke (an admin revokes the app), :quit.
-> `, h.sf.URL)
+> `, h.sf.URL, first)
 	lines := make(chan string)
 	go func() {
 		defer close(lines)
