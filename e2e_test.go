@@ -362,6 +362,26 @@ func TestRunReportsEveryMissingSetting(t *testing.T) {
 	}
 }
 
+// startChild starts `forcebind run` as a real process (this test binary, see
+// TestMain) against the fakes, with extra environment. done delivers its
+// exit; stderr is its log.
+func startChild(t *testing.T, s *slacktest.Server, sf *sftest.Server, extra ...string) (cmd *exec.Cmd, stderr *syncBuffer, done <-chan error) {
+	t.Helper()
+	cmd = exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), childEnv+"=run"), extra...)
+	for k, v := range daemonEnv(t, s, sf) {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	stderr = &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	return cmd, stderr, exited
+}
+
 // SIGTERM stops a real forcebind process cleanly: exit 0, listener and store
 // closed.
 func TestSIGTERM(t *testing.T) {
@@ -369,18 +389,7 @@ func TestSIGTERM(t *testing.T) {
 	defer s.Close()
 	sf := sftest.NewServer(sftest.Options{})
 	defer sf.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=run")
-	for k, v := range daemonEnv(t, s, sf) {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	cmd, stderr, done := startChild(t, s, sf)
 	s.SendDM(demoUser, "help")
 	if _, err := s.WaitMessage(mustCtx(t), func(m slacktest.Message) bool { return m.Channel == s.DMChannel(demoUser) }); err != nil {
 		_ = cmd.Process.Kill()
@@ -412,18 +421,7 @@ func TestSIGHUPReloadsCertificate(t *testing.T) {
 	defer sf.Close()
 	dir := t.TempDir()
 	certFile, keyFile, _ := mustCert(t, dir, 1, []string{"127.0.0.1"}, time.Now().Add(24*time.Hour))
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=run", "FORCEBIND_TLS_CERT_FILE="+certFile, "FORCEBIND_TLS_KEY_FILE="+keyFile)
-	for k, v := range daemonEnv(t, s, sf) {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	cmd, stderr, done := startChild(t, s, sf, "FORCEBIND_TLS_CERT_FILE="+certFile, "FORCEBIND_TLS_KEY_FILE="+keyFile)
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {

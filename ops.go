@@ -54,8 +54,13 @@ type servers struct {
 	log    zerolog.Logger
 	failed chan error
 	wg     sync.WaitGroup
-	stops  []func(context.Context) error
-	names  []string
+	stops  []namedStop
+}
+
+// namedStop is one server's shutdown, named for the log.
+type namedStop struct {
+	name string
+	stop func(context.Context) error
 }
 
 func newServers(log zerolog.Logger) *servers {
@@ -64,8 +69,7 @@ func newServers(log zerolog.Logger) *servers {
 
 // start runs serve in a goroutine; shutdown stops it.
 func (s *servers) start(name string, serve func() error, shutdown func(context.Context) error) {
-	s.stops = append(s.stops, shutdown)
-	s.names = append(s.names, name)
+	s.stops = append(s.stops, namedStop{name, shutdown})
 	s.wg.Go(func() {
 		if err := serve(); err != nil {
 			s.failed <- fmt.Errorf("%s: %w", name, err)
@@ -88,8 +92,8 @@ func (s *servers) startHTTP(name string, srv *auth.Server, h http.Handler, cert 
 func (s *servers) shutdown(timeout time.Duration) {
 	for i := len(s.stops) - 1; i >= 0; i-- {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		if err := s.stops[i](ctx); err != nil {
-			s.log.Warn().Err(err).Str("server", s.names[i]).Msg("shutdown")
+		if err := s.stops[i].stop(ctx); err != nil {
+			s.log.Warn().Err(err).Str("server", s.stops[i].name).Msg("shutdown")
 		}
 		cancel()
 	}

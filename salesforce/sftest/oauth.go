@@ -350,11 +350,11 @@ func (s *Server) sessionFor(r *http.Request) (User, bool) {
 // handleIdentity serves the identity URL for the token's own user.
 func (s *Server) handleIdentity(w http.ResponseWriter, r *http.Request) {
 	u, ok := s.sessionFor(r)
-	u = s.withEmail(u)
 	if !ok {
 		writeRaw(w, http.StatusUnauthorized, BodyInvalidSession)
 		return
 	}
+	u = s.withEmail(u)
 	if r.PathValue("org") != s.org.id || r.PathValue("user") != u.ID {
 		writeAPIError(w, http.StatusForbidden, "Bad_Id", "identity URL does not belong to this session")
 		return
@@ -385,11 +385,11 @@ func (s *Server) handleIdentity(w http.ResponseWriter, r *http.Request) {
 // handleUserInfo serves the OpenID Connect userinfo endpoint.
 func (s *Server) handleUserInfo(w http.ResponseWriter, r *http.Request) {
 	u, ok := s.sessionFor(r)
-	u = s.withEmail(u)
 	if !ok {
 		writeRaw(w, http.StatusUnauthorized, BodyInvalidSession)
 		return
 	}
+	u = s.withEmail(u)
 	writeJSON(w, http.StatusOK, map[string]any{
 		"sub":                s.URL + "/id/" + s.org.id + "/" + u.ID,
 		"user_id":            u.ID,
