@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -45,6 +46,14 @@ type Config struct {
 	TLSCertFile        string
 	TLSKeyFile         string
 	AdminListen        string
+	// AllowedOrgIDs are the orgs people may bind, in their 15-character
+	// form; empty means any.
+	AllowedOrgIDs       []string
+	allowedOrgIDsString string
+	// AllowCustomLoginHost accepts a LoginURL that is not a Salesforce
+	// domain or loopback.
+	AllowCustomLoginHost bool
+	allowCustomString    string
 
 	DB      string
 	KeyFile string
@@ -99,6 +108,8 @@ func settings() []setting {
 		{"FORCEBIND_TLS_CERT_FILE", "tls-cert-file", "", "PEM certificate chain; with the key file, the listener serves TLS (reloaded on SIGHUP)", groupSalesforce, func(c *Config) *string { return &c.TLSCertFile }},
 		{"FORCEBIND_TLS_KEY_FILE", "tls-key-file", "", "PEM private key for FORCEBIND_TLS_CERT_FILE", groupSalesforce, func(c *Config) *string { return &c.TLSKeyFile }},
 		{"FORCEBIND_ADMIN_LISTEN", "admin-listen", "", "separate address for /healthz, /readyz and /metrics (default: on FORCEBIND_LISTEN)", groupSalesforce, func(c *Config) *string { return &c.AdminListen }},
+		{"FORCEBIND_ALLOWED_ORG_IDS", "allowed-org-ids", "", "comma-separated Salesforce org ids (15 or 18 characters) people may bind; empty means any", groupSalesforce, func(c *Config) *string { return &c.allowedOrgIDsString }},
+		{"FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST", "allow-custom-login-host", "false", "accept a SALESFORCE_LOGIN_URL that is not a Salesforce domain or loopback: true or false", groupSalesforce, func(c *Config) *string { return &c.allowCustomString }},
 	}
 }
 
@@ -208,18 +219,33 @@ func (c *Config) checkSalesforce() []string {
 	if c.ClientID == "" {
 		p = append(p, "SALESFORCE_CLIENT_ID is required (the connected app's consumer key)")
 	}
-	if _, err := auth.ParseLoginURL(c.LoginURL); err != nil {
+	custom, problem := parseBool("FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST", c.allowCustomString, false)
+	if problem != "" {
+		p = append(p, problem)
+	}
+	c.AllowCustomLoginHost = custom
+	switch _, err := auth.ParseLoginURL(c.LoginURL, c.AllowCustomLoginHost); {
+	case errors.Is(err, auth.ErrNotSalesforceHost):
+		p = append(p, "SALESFORCE_LOGIN_URL: "+err.Error()+
+			"; if that host really is your Salesforce login (a proxy of your own), set FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST=true")
+	case err != nil:
 		p = append(p, "SALESFORCE_LOGIN_URL: "+err.Error())
 	}
+	orgs, err := auth.ParseOrgIDs(c.allowedOrgIDsString)
+	if err != nil {
+		p = append(p, "FORCEBIND_ALLOWED_ORG_IDS: "+err.Error())
+	}
+	c.AllowedOrgIDs = orgs
 	if !apiVersion.MatchString(c.APIVersion) {
 		p = append(p, fmt.Sprintf("SALESFORCE_API_VERSION %q is not a version like 62.0", c.APIVersion))
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		p = append(p, fmt.Sprintf("FORCEBIND_LISTEN %q is not host:port", c.Listen))
 	}
-	if u, err := url.Parse(c.CallbackURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path == "" {
-		p = append(p, fmt.Sprintf("FORCEBIND_CALLBACK_URL %q is not an absolute http(s) URL with a path", c.CallbackURL))
-	} else if u.Path != "/oauth/callback" {
+	switch u, err := auth.ParseCallbackURL(c.CallbackURL); {
+	case err != nil:
+		p = append(p, "FORCEBIND_CALLBACK_URL: "+err.Error())
+	case u.Path != "/oauth/callback":
 		p = append(p, fmt.Sprintf("FORCEBIND_CALLBACK_URL %q must end in /oauth/callback, the listener's route", c.CallbackURL))
 	}
 	ttl, err := time.ParseDuration(c.linkTTLString)
@@ -237,15 +263,8 @@ func (c *Config) checkSalesforce() []string {
 	default:
 		p = append(p, fmt.Sprintf("FORCEBIND_CONNECT_FLOW %q is not web or device", c.connectFlowString))
 	}
-	switch strings.ToLower(c.requireEmailString) {
-	case "":
-		c.RequireEmailMatch = c.ConnectFlow == auth.FlowDevice
-	case "true", "1", "yes", "on":
-		c.RequireEmailMatch = true
-	case "false", "0", "no", "off":
-		c.RequireEmailMatch = false
-	default:
-		p = append(p, fmt.Sprintf("FORCEBIND_REQUIRE_EMAIL_MATCH %q is not true or false", c.requireEmailString))
+	if c.RequireEmailMatch, problem = parseBool("FORCEBIND_REQUIRE_EMAIL_MATCH", c.requireEmailString, c.ConnectFlow == auth.FlowDevice); problem != "" {
+		p = append(p, problem)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		p = append(p, "FORCEBIND_TLS_CERT_FILE and FORCEBIND_TLS_KEY_FILE must be set together")
@@ -256,6 +275,20 @@ func (c *Config) checkSalesforce() []string {
 		}
 	}
 	return p
+}
+
+// parseBool reads the boolean setting name from v, or def when v is empty.
+// problem is a sentence for an unclear value, "" otherwise.
+func parseBool(name, v string, def bool) (b bool, problem string) {
+	switch strings.ToLower(v) {
+	case "":
+		return def, ""
+	case "true", "1", "yes", "on":
+		return true, ""
+	case "false", "0", "no", "off":
+		return false, ""
+	}
+	return def, fmt.Sprintf("%s %q is not true or false", name, v)
 }
 
 // maxSecretFile bounds a *_FILE secret: tokens and secrets are short, and a

@@ -125,6 +125,7 @@ func (d daemon) run(ctx context.Context) (err error) {
 		ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, LoginURL: cfg.LoginURL,
 		CallbackURL: cfg.CallbackURL, APIVersion: cfg.APIVersion, LinkTTL: cfg.LinkTTL,
 		Flow: cfg.ConnectFlow, RequireEmailMatch: cfg.RequireEmailMatch,
+		AllowedOrgIDs: cfg.AllowedOrgIDs, AllowCustomLoginHost: cfg.AllowCustomLoginHost,
 		Store: db, Notifier: msgs, HTTPClient: hc, Logger: log,
 		Observer: mx, APIObserver: mx,
 	})

@@ -15,7 +15,6 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -191,7 +190,9 @@ var configFixes = []struct{ setting, fix string }{
 	{"SLACK_API_URL", "leave SLACK_API_URL unset (https://slack.com/api/) unless you route Slack through a proxy"},
 	{"SALESFORCE_CLIENT_ID", "set SALESFORCE_CLIENT_ID to the connected app's Consumer Key (see docs/salesforce-setup.md)"},
 	{"SALESFORCE_LOGIN_URL", "set SALESFORCE_LOGIN_URL to https://login.salesforce.com, https://test.salesforce.com or your My Domain URL, with no path"},
-	{"FORCEBIND_CALLBACK_URL", "set FORCEBIND_CALLBACK_URL to the connected app's callback URL, ending in /oauth/callback"},
+	{"FORCEBIND_CALLBACK_URL", "set FORCEBIND_CALLBACK_URL to the connected app's callback URL, ending in /oauth/callback: https, or http only on localhost"},
+	{"FORCEBIND_ALLOWED_ORG_IDS", "set FORCEBIND_ALLOWED_ORG_IDS to org ids separated by commas, as Setup → Company Information shows them (00D…), or leave it empty for any org"},
+	{"FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST", "set FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST to true or false"},
 	{"FORCEBIND_TLS_CERT_FILE", "set both FORCEBIND_TLS_CERT_FILE and FORCEBIND_TLS_KEY_FILE, or neither"},
 }
 
@@ -500,21 +501,22 @@ func slackFailure(name, method string, err error, timeout time.Duration) checkRe
 // secret.
 func (d doctor) checkSalesforce(ctx context.Context) []checkResult {
 	const hostName = "salesforce host"
-	login, err := auth.ParseLoginURL(d.cfg.LoginURL)
+	login, err := auth.ParseLoginURL(d.cfg.LoginURL, d.cfg.AllowCustomLoginHost)
 	if err != nil {
 		return []checkResult{skip(hostName, "SALESFORCE_LOGIN_URL unusable (see configuration)")}
 	}
 	base := login.String()
-	noRedirect := *d.hc
-	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	hc := &noRedirect
+	hc := salesforce.NoRedirects(d.hc) // as `forcebind run` sends them: never on to another host
 
 	var rs []checkResult
+	if d.cfg.AllowCustomLoginHost {
+		rs = append(rs, customLoginHost(d.cfg.LoginURL))
+	}
 	status, err := d.get(ctx, hc, base+"/")
 	if err != nil {
 		r := fail(hostName, fmt.Sprintf("%s: %s", base, networkProblem(err, d.timeout)),
 			"check SALESFORCE_LOGIN_URL and outbound HTTPS to it (firewall, HTTPS_PROXY, a TLS-inspecting proxy's CA in the system trust store)")
-		return []checkResult{r, skip("salesforce client", "the login host does not answer")}
+		return append(rs, r, skip("salesforce client", "the login host does not answer"))
 	}
 	rs = append(rs, ok(hostName, "%s answers (HTTP %d)", base, status))
 	if d.cfg.ClientID == "" {
@@ -819,7 +821,7 @@ func callbackChecks(cb *url.URL, lhost, lport, listen string, tlsOn bool) []chec
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[cb.Scheme]
 	}
-	cbLoop, listenLoop := isLoopbackHost(cb.Hostname()), isLoopbackHost(lhost)
+	cbLoop, listenLoop := salesforce.IsLoopback(cb.Hostname()), salesforce.IsLoopback(lhost)
 	var rs []checkResult
 	switch {
 	case cbLoop && port != lport:
@@ -838,27 +840,24 @@ func callbackChecks(cb *url.URL, lhost, lport, listen string, tlsOn bool) []chec
 	default:
 		rs = append(rs, ok(name, "%s should reach the listener %s (through DNS, a load balancer or a reverse proxy)", cb, listen))
 	}
-	if cbLoop {
-		return rs
-	}
-	switch {
-	case cb.Scheme == "https" && !tlsOn:
+	// Plain http on a network host is a configuration problem, reported
+	// with the others.
+	if !cbLoop && cb.Scheme == "https" && !tlsOn {
 		rs = append(rs, warn(name, "%s is https and the listener serves plain HTTP: TLS must be terminated by a reverse proxy", cb))
-	case cb.Scheme == "http":
-		rs = append(rs, warn(name, "%s is plain http on a network host: authorization codes cross the network unencrypted; prefer https", cb))
 	}
 	return rs
 }
 
-// isLoopbackHost reports whether host (no port, no brackets) is localhost
-// or a loopback address.
-func isLoopbackHost(host string) bool {
-	h := strings.ToLower(strings.TrimSuffix(host, "."))
-	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
-		return true
+// customLoginHost is the warning for FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST=true:
+// the check that keeps secrets on Salesforce's hosts is off.
+func customLoginHost(loginURL string) checkResult {
+	const name = "login host"
+	if _, err := auth.ParseLoginURL(loginURL, false); !errors.Is(err, auth.ErrNotSalesforceHost) {
+		return warn(name, "FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST is true, but %s needs no exception: unset it, so that a mistyped "+
+			"SALESFORCE_LOGIN_URL is refused instead of receiving every secret", loginURL)
 	}
-	ip, err := netip.ParseAddr(h)
-	return err == nil && ip.Unmap().IsLoopback()
+	return warn(name, "FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST is true: %s, which is not a Salesforce domain, receives the client secret, "+
+		"every authorization code and refresh token, and is trusted to name where access tokens go; be sure it is yours", loginURL)
 }
 
 // checkCert loads the listener's certificate and key, and checks that the

@@ -431,6 +431,51 @@ func TestDoctorFailures(t *testing.T) {
 			},
 		},
 		{
+			name: "callback URL plain http on a network host",
+			sf:   sftest.Options{RedirectURI: anyCallback},
+			setup: func(t *testing.T, f *doctorFixture) {
+				f.env["FORCEBIND_CALLBACK_URL"] = "http://forcebind.corp.example/oauth/callback"
+			},
+			wantCode:   exitFail,
+			wantFailed: []string{"configuration"},
+			want: []wantCheck{
+				{statusFail, "configuration", "plain http is allowed only on a loopback host", "https, or http only on localhost"},
+			},
+		},
+		{
+			name: "login host not Salesforce's",
+			setup: func(t *testing.T, f *doctorFixture) {
+				f.env["SALESFORCE_LOGIN_URL"] = "https://login.salesforce.co"
+			},
+			wantCode:   exitFail,
+			wantFailed: []string{"configuration"},
+			want: []wantCheck{
+				{statusFail, "configuration", "not a Salesforce login host", "your My Domain URL"},
+				{statusSkip, "salesforce host", "SALESFORCE_LOGIN_URL unusable", ""},
+			},
+		},
+		{
+			name: "custom login host allowed",
+			setup: func(t *testing.T, f *doctorFixture) {
+				f.env["SALESFORCE_LOGIN_URL"] = "https://sso.acme.invalid"
+				f.env["FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST"] = "true"
+			},
+			args:       []string{"-timeout", "2s"},
+			wantCode:   exitFail, // the made-up host does not answer
+			wantFailed: []string{"salesforce host"},
+			want: []wantCheck{
+				{statusWarn, "login host", "https://sso.acme.invalid, which is not a Salesforce domain, receives the client secret", ""},
+			},
+		},
+		{
+			name: "custom login host allowed needlessly",
+			setup: func(t *testing.T, f *doctorFixture) {
+				f.env["FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST"] = "true"
+			},
+			wantCode: exitOK,
+			want:     []wantCheck{{statusWarn, "login host", "needs no exception: unset it", ""}},
+		},
+		{
 			name:       "callback URL not registered",
 			sf:         sftest.Options{RedirectURI: "https://forcebind.corp.example/oauth/callback"},
 			wantCode:   exitFail,

@@ -3,12 +3,16 @@ package auth
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/oauth2"
 
@@ -89,13 +93,23 @@ func isBase64URL(s string) bool {
 }
 
 func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
-	c, err := parseCallback(r.URL.Query())
+	s.pages.show(w, s.callback(r.Context(), r.URL.Query()))
+}
+
+// callback runs the callback for query q and returns the page to show: the
+// confirmation page when the sign-in may be bound, otherwise why not. Once
+// the link is redeemed it runs on even if the browser leaves, bounded by
+// CallTimeout (and commitTimeout for the store): Salesforce may have issued
+// tokens by then, and they must end up held for confirmation (which Sweep
+// revokes if it never comes) or revoked, never unrecorded.
+func (s *Service) callback(ctx context.Context, q url.Values) view {
+	c, err := parseCallback(q)
 	if err != nil {
 		s.log.Info().Err(err).Msg("callback refused")
-		s.pages.problem(w, http.StatusBadRequest, "This link is not valid", "Ask @forcebind for a new one: send it “connect”.")
-		return
+		return problemPage(http.StatusBadRequest, "This link is not valid", "Ask @forcebind for a new one: send it “connect”.")
 	}
-	ctx := r.Context()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CallTimeout)
+	defer cancel()
 	p, err := s.cfg.Store.RedeemPending(ctx, c.state)
 	if p.Binding != nil {
 		// A confirmation token used as a state: it is spent now, so are its tokens.
@@ -104,65 +118,33 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, store.ErrExpired):
 		s.log.Info().Msg("callback with an expired link")
-		s.pages.problem(w, http.StatusGone, "This link has expired", "Links work for a few minutes and only once. Ask @forcebind for a new one: send it “connect”.")
-		return
+		return problemPage(http.StatusGone, "This link has expired", "Links work for a few minutes and only once. Ask @forcebind for a new one: send it “connect”.")
 	case errors.Is(err, store.ErrNotFound) || (err == nil && p.Binding != nil):
 		s.log.Info().Msg("callback with an unknown or used link")
-		s.pages.problem(w, http.StatusBadRequest, "This link is not valid or was already used", "Links work only once. Ask @forcebind for a new one: send it “connect”.")
-		return
+		return problemPage(http.StatusBadRequest, "This link is not valid or was already used", "Links work only once. Ask @forcebind for a new one: send it “connect”.")
 	case err != nil:
 		s.log.Error().Err(err).Msg("redeem link")
-		s.pages.problem(w, http.StatusInternalServerError, "Something went wrong", "forcebind could not read its store. Try again in a minute.")
-		return
+		return problemPage(http.StatusInternalServerError, "Something went wrong", "forcebind could not read its store. Try again in a minute.")
 	}
 	log := s.log.With().Str("team", p.TeamID).Str("user", p.UserID).Logger()
 	if c.errCode != "" {
-		log.Info().Str("error_code", c.errCode).Msg("Salesforce sign-in not completed")
-		if c.errCode == "access_denied" {
-			s.observeLink(FlowWeb, FailureDenied.String())
-			s.pages.problem(w, http.StatusOK, "You did not allow access", "Nothing was linked. To connect later, ask @forcebind for a new link.")
-			return
-		}
-		s.observeLink(FlowWeb, FailureError.String())
-		s.pages.problem(w, http.StatusBadRequest, "Salesforce did not complete the sign-in",
-			"Salesforce said: “"+c.errMsg+"” ("+c.errCode+"). Nothing was linked; ask @forcebind for a new link.")
-		return
+		e := signInErrorOf(c.errCode)
+		// The description is the query string's, which anyone can write:
+		// it goes to the log, bounded and made printable, never to the page.
+		log.Info().Str("error_code", printable(c.errCode, 64)).Str("error_description", printable(c.errMsg, 300)).
+			Msg("Salesforce sign-in not completed")
+		s.observeLink(FlowWeb, e.outcome.String())
+		return e.page(c.errCode)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	defer cancel()
 	b, id, err := s.exchange(ctx, c.code, p)
 	if err != nil {
 		log.Warn().Err(err).Msg("code exchange failed; nothing stored")
 		s.observeLink(FlowWeb, FailureError.String())
-		s.pages.problem(w, http.StatusBadGateway, "Salesforce did not complete the sign-in",
+		return problemPage(http.StatusBadGateway, "Salesforce did not complete the sign-in",
 			"Nothing was linked. Ask @forcebind for a new link and try again; if it keeps failing, tell your Salesforce administrator.")
-		return
 	}
-	switch s.admit(ctx, b, id, requesterOf(p), FlowWeb) {
-	case FailureNoSlackEmail:
-		s.pages.problem(w, http.StatusForbidden, "Your Slack email address could not be read",
-			"forcebind links a Salesforce user only when its email address is the one on your Slack profile, "+
-				"but it could not read the email address on your Slack profile, so nothing was linked "+
-				"and the sign-in was revoked at Salesforce. Tell whoever runs forcebind.")
-		return
-	case FailureEmailMismatch:
-		if !id.EmailVerified { // admit checks this before comparing
-			s.pages.problem(w, http.StatusForbidden, "Your Salesforce email address is not verified",
-				"forcebind links a Salesforce user only when Salesforce has verified its email address. Salesforce user "+
-					b.Username+"'s is not verified, so nothing was linked and the sign-in was revoked at Salesforce. "+
-					"Verify it in Salesforce (or ask your Salesforce administrator to), then ask @forcebind for a new link.")
-			return
-		}
-		s.pages.problem(w, http.StatusForbidden, "Your email addresses do not match",
-			"forcebind links a Salesforce user only when its email address is the one on your Slack profile. Salesforce user "+
-				b.Username+" has another one, so nothing was linked and the sign-in was revoked at Salesforce. "+
-				"Sign in to Salesforce as yourself, then ask @forcebind for a new link.")
-		return
-	case FailureError:
-		s.pages.problem(w, http.StatusBadGateway, "Your email address could not be checked",
-			"forcebind could not read the email address on your Slack profile to compare it with Salesforce's, so nothing was linked "+
-				"and the sign-in was revoked at Salesforce. Ask @forcebind for a new link in a minute.")
-		return
+	if why := s.admit(ctx, b, id, requesterOf(p), FlowWeb); why != 0 {
+		return refusedPage(why, b, id)
 	}
 	// The tokens wait, sealed, for the person's decision, and expire with the
 	// link, but leave at least confirmWindow to read the page: a slow login
@@ -179,11 +161,10 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		log.Error().Err(err).Msg("hold tokens for confirmation")
 		s.revokeQuietly(b.RefreshToken)
 		s.observeLink(FlowWeb, FailureError.String())
-		s.pages.problem(w, http.StatusInternalServerError, "Something went wrong", "forcebind could not save the sign-in. Ask @forcebind for a new link.")
-		return
+		return problemPage(http.StatusInternalServerError, "Something went wrong", "forcebind could not save the sign-in. Ask @forcebind for a new link.")
 	}
 	log.Info().Str("sf_org", b.OrgID).Str("sf_user", b.SalesforceUserID).Msg("awaiting confirmation")
-	s.pages.confirm(w, confirmView{
+	return confirmPage(confirmView{
 		Token:         token,
 		SFUsername:    b.Username,
 		SFDisplayName: id.DisplayName,
@@ -193,6 +174,126 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		SlackTeam:     cmp.Or(p.TeamName, p.TeamID),
 		Expires:       confirmP.Expires,
 	})
+}
+
+// refusedPage is the page for a sign-in that admit refused, and revoked.
+func refusedPage(why Failure, b store.Binding, id salesforce.Identity) view {
+	switch why {
+	case FailureOrgNotAllowed:
+		return problemPage(http.StatusForbidden, "This Salesforce org is not one forcebind links",
+			"forcebind here links only Salesforce users of the orgs its administrator chose. Salesforce user "+
+				b.Username+" is in org "+b.OrgID+", which is not one of them, so nothing was linked and the sign-in "+
+				"was revoked at Salesforce. If you signed in to the wrong Salesforce (a sandbox, or another company's), "+
+				"sign out there, then ask @forcebind for a new link and sign in to your company's org.")
+	case FailureNoSlackEmail:
+		return problemPage(http.StatusForbidden, "Your Slack email address could not be read",
+			"forcebind links a Salesforce user only when its email address is the one on your Slack profile, "+
+				"but it could not read the email address on your Slack profile, so nothing was linked "+
+				"and the sign-in was revoked at Salesforce. Tell whoever runs forcebind.")
+	case FailureEmailMismatch:
+		if !id.EmailVerified { // admit checks this before comparing
+			return problemPage(http.StatusForbidden, "Your Salesforce email address is not verified",
+				"forcebind links a Salesforce user only when Salesforce has verified its email address. Salesforce user "+
+					b.Username+"'s is not verified, so nothing was linked and the sign-in was revoked at Salesforce. "+
+					"Verify it in Salesforce (or ask your Salesforce administrator to), then ask @forcebind for a new link.")
+		}
+		return problemPage(http.StatusForbidden, "Your email addresses do not match",
+			"forcebind links a Salesforce user only when its email address is the one on your Slack profile. Salesforce user "+
+				b.Username+" has another one, so nothing was linked and the sign-in was revoked at Salesforce. "+
+				"Sign in to Salesforce as yourself, then ask @forcebind for a new link.")
+	}
+	return problemPage(http.StatusBadGateway, "Your email address could not be checked",
+		"forcebind could not read the email address on your Slack profile to compare it with Salesforce's, so nothing was linked "+
+			"and the sign-in was revoked at Salesforce. Ask @forcebind for a new link in a minute.")
+}
+
+// signInError is what the person is told when Salesforce sends the browser
+// back with an OAuth error code instead of a code.
+type signInError struct {
+	status      int
+	title, text string
+	outcome     Failure // for Observer.LinkEnded
+	showCode    bool    // the page names the code: it is one of signInErrors'
+}
+
+// page is the page for e; code is shown only for a known one, so a crafted
+// callback URL cannot put its words on forcebind's page.
+func (e signInError) page(code string) view {
+	text := e.text
+	if e.showCode {
+		text += " (Salesforce said " + code + ".)"
+	}
+	return problemPage(e.status, e.title, text)
+}
+
+// signInErrors are the error codes Salesforce's authorize endpoint sends
+// back to the callback (RFC 6749 section 4.1.2.1 and Salesforce's own), each
+// with fixed words: error_description is never shown.
+var signInErrors = func() map[string]signInError {
+	denied := signInError{http.StatusOK, "You did not allow access",
+		"Nothing was linked. To connect later, ask @forcebind for a new link.", FailureDenied, false}
+	setup := signInError{http.StatusBadRequest, "Salesforce refused forcebind's sign-in request",
+		"Salesforce says forcebind's connected app is not set up for this sign-in, so nothing was linked. " +
+			"Tell whoever runs forcebind: 'forcebind doctor' checks the connected app.", FailureError, true}
+	blocked := signInError{http.StatusForbidden, "Your Salesforce administrator has not allowed forcebind",
+		"Salesforce did not let your user sign in to forcebind's connected app, so nothing was linked. Ask your Salesforce " +
+			"administrator to allow it for your profile or permission set, then ask @forcebind for a new link.", FailureError, true}
+	inactive := signInError{http.StatusForbidden, "Salesforce refused the sign-in",
+		"Salesforce says this user or its org is inactive or locked, so nothing was linked. Ask your Salesforce administrator.",
+		FailureError, true}
+	transient := signInError{http.StatusServiceUnavailable, "Salesforce could not complete the sign-in",
+		"Salesforce had a problem just now, so nothing was linked. Ask @forcebind for a new link and try again in a few minutes.",
+		FailureError, true}
+	return map[string]signInError{
+		"access_denied":                denied,
+		"invalid_request":              setup,
+		"invalid_scope":                setup,
+		"unsupported_response_type":    setup,
+		"unauthorized_client":          setup,
+		"invalid_client":               setup,
+		"invalid_client_id":            setup,
+		"redirect_uri_missing":         setup,
+		"redirect_uri_mismatch":        setup,
+		"immediate_unsuccessful":       setup,
+		"OAUTH_EC_APP_NOT_FOUND":       setup,
+		"OAUTH_APP_BLOCKED":            blocked,
+		"OAUTH_APP_ACCESS_DENIED":      blocked,
+		"OAUTH_APPROVAL_ERROR_GENERIC": blocked,
+		"inactive_user":                inactive,
+		"inactive_org":                 inactive,
+		"server_error":                 transient,
+		"temporarily_unavailable":      transient,
+		"rate_limit_exceeded":          transient,
+	}
+}()
+
+// signInErrorOf returns what to tell the person for an OAuth error code.
+func signInErrorOf(code string) signInError {
+	if e, ok := signInErrors[code]; ok {
+		return e
+	}
+	return signInError{http.StatusBadRequest, "Salesforce did not complete the sign-in",
+		"Nothing was linked; ask @forcebind for a new link. If it keeps failing, tell whoever runs forcebind.", FailureError, false}
+}
+
+// printable returns s fit for a log line: at most max runes (then "…"),
+// with control and other unprintable characters, and invalid UTF-8, each
+// replaced by "?".
+func printable(s string, max int) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range s {
+		if n == max {
+			b.WriteString("…")
+			break
+		}
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			r = '?'
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
 }
 
 func (s *Service) handleConfirm(w http.ResponseWriter, r *http.Request) {
@@ -210,38 +311,148 @@ func (s *Service) handleConfirm(w http.ResponseWriter, r *http.Request) {
 		s.pages.problem(w, http.StatusBadRequest, "Request refused", "The form is incomplete. Ask @forcebind for a new link.")
 		return
 	}
-	ctx := r.Context()
+	key := sha256.Sum256([]byte(token))
+	d, first := s.decided.begin(key, s.now())
+	if !first {
+		// A double-click, a reload, a second tab: show how the first ended.
+		select {
+		case <-d.done:
+			s.log.Info().Msg("confirmation sent again; showing how it ended")
+			s.pages.show(w, d.page)
+		case <-r.Context().Done(): // the browser left
+		}
+		return
+	}
+	// The one-time confirmation is spent from here: what follows runs to its
+	// end whatever the browser does (a closed tab cancels the request), on
+	// its own deadline, as the callback does.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), commitTimeout)
+	defer cancel()
+	var page view
+	defer func() {
+		if page.name == "" { // decide panicked: the waiting POSTs are told something
+			s.decided.finish(key, d, problemPage(http.StatusInternalServerError, "Something went wrong", "Ask @forcebind for a new link."), false, s.now())
+		}
+	}()
+	page, keep := s.decide(ctx, token, decision)
+	s.decided.finish(key, d, page, keep, s.now())
+	s.pages.show(w, page)
+}
+
+// decide redeems the confirmation token and carries out the person's
+// decision: bind, or cancel and revoke. It returns the page to show, and
+// keep, true when the token was a confirmation that is now spent, so that
+// its page may be shown to a second POST of it. An unknown token is not
+// kept: made-up tokens must not crowd out real ones.
+func (s *Service) decide(ctx context.Context, token, decision string) (page view, keep bool) {
 	p, err := s.cfg.Store.RedeemPending(ctx, token)
 	switch {
 	case errors.Is(err, store.ErrExpired):
 		if p.Binding != nil {
 			s.revokeQuietly(p.Binding.RefreshToken) // the store hands back what expired
 		}
-		s.pages.problem(w, http.StatusGone, "This confirmation has expired", "Nothing was linked. Ask @forcebind for a new link.")
-		return
+		return problemPage(http.StatusGone, "This confirmation has expired", "Nothing was linked. Ask @forcebind for a new link."), true
 	case errors.Is(err, store.ErrNotFound) || (err == nil && p.Binding == nil):
-		s.pages.problem(w, http.StatusBadRequest, "This confirmation is not valid or was already used", "Ask @forcebind for a new link.")
-		return
+		return problemPage(http.StatusBadRequest, "This confirmation is not valid or was already used", "Ask @forcebind for a new link."), false
 	case err != nil:
 		s.log.Error().Err(err).Msg("redeem confirmation")
-		s.pages.problem(w, http.StatusInternalServerError, "Something went wrong", "forcebind could not read its store. Try again in a minute.")
-		return
+		return problemPage(http.StatusInternalServerError, "Something went wrong", "forcebind could not read its store. Try again in a minute."), false
 	}
 	b := *p.Binding
 	log := s.log.With().Str("team", b.TeamID).Str("user", b.UserID).Logger()
 	if decision == "cancel" {
-		s.revokeQuietly(b.RefreshToken) // even if the person closes the tab at once
+		s.revokeQuietly(b.RefreshToken)
 		log.Info().Msg("binding cancelled by the user")
-		s.pages.problem(w, http.StatusOK, "Cancelled", "Nothing was linked, and the sign-in was revoked at Salesforce.")
-		return
+		return problemPage(http.StatusOK, "Cancelled", "Nothing was linked, and the sign-in was revoked at Salesforce."), true
 	}
 	if err := s.bind(ctx, b, FlowWeb); err != nil {
 		log.Error().Err(err).Msg("store binding")
 		s.observeLink(FlowWeb, FailureError.String())
-		s.pages.problem(w, http.StatusInternalServerError, "Something went wrong", "forcebind could not save the link. Ask @forcebind for a new link.")
+		return problemPage(http.StatusInternalServerError, "Something went wrong", "forcebind could not save the link. Ask @forcebind for a new link."), true
+	}
+	return donePage(doneView{SFUsername: b.Username, SlackUser: cmp.Or(p.DisplayName, p.UserID), SlackTeam: cmp.Or(p.TeamName, p.TeamID)}), true
+}
+
+// decisions remembers, for decisionTTL, how each recent confirmation ended,
+// by the SHA-256 of its token (never the token itself), so that a second
+// POST of one (a double-click on Confirm, a reload) waits for the first and
+// shows its page instead of "already used". It keeps at most maxDecisions
+// ended ones, dropping the oldest first. Safe for concurrent use; the zero
+// value is ready.
+type decisions struct {
+	mu    sync.Mutex
+	byKey map[[sha256.Size]byte]*decided
+}
+
+// decided is one confirmation's decision, running or ended.
+type decided struct {
+	done  chan struct{} // closed once page is set
+	page  view
+	ended time.Time // when it ended, if it was kept
+}
+
+const (
+	decisionTTL  = 10 * time.Minute
+	maxDecisions = 1024
+)
+
+// begin returns key's decision and false when one is running or was kept
+// less than decisionTTL before now; wait on its done for its page.
+// Otherwise it returns a new running one and true: the caller decides, and
+// must call finish.
+func (ds *decisions) begin(key [sha256.Size]byte, now time.Time) (*decided, bool) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if d, ok := ds.byKey[key]; ok && (d.ended.IsZero() || now.Sub(d.ended) < decisionTTL) {
+		return d, false
+	}
+	if ds.byKey == nil {
+		ds.byKey = make(map[[sha256.Size]byte]*decided)
+	}
+	d := &decided{done: make(chan struct{})}
+	ds.byKey[key] = d
+	return d, true
+}
+
+// finish ends d, key's running decision, with page, and wakes whoever
+// waits for it. A kept decision is remembered; any other is forgotten.
+func (ds *decisions) finish(key [sha256.Size]byte, d *decided, page view, keep bool, now time.Time) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	d.page = page
+	close(d.done)
+	if !keep {
+		delete(ds.byKey, key)
 		return
 	}
-	s.pages.done(w, doneView{SFUsername: b.Username, SlackUser: cmp.Or(p.DisplayName, p.UserID), SlackTeam: cmp.Or(p.TeamName, p.TeamID)})
+	d.ended = now
+	ds.prune(now)
+}
+
+// prune drops the ended decisions older than decisionTTL, then the oldest
+// ones while more than maxDecisions are kept. Running ones stay: each has
+// a request waiting on it.
+func (ds *decisions) prune(now time.Time) {
+	ended := 0
+	for k, d := range ds.byKey {
+		switch {
+		case d.ended.IsZero():
+		case now.Sub(d.ended) >= decisionTTL:
+			delete(ds.byKey, k)
+		default:
+			ended++
+		}
+	}
+	for ; ended > maxDecisions; ended-- {
+		var oldest [sha256.Size]byte
+		var at time.Time
+		for k, d := range ds.byKey {
+			if !d.ended.IsZero() && (at.IsZero() || d.ended.Before(at)) {
+				oldest, at = k, d.ended
+			}
+		}
+		delete(ds.byKey, oldest)
+	}
 }
 
 // bind stores b, a sign-in the person has agreed to, as their binding: the
@@ -273,45 +484,55 @@ func (s *Service) bind(ctx context.Context, b store.Binding, flow Flow) error {
 	return nil
 }
 
-// admit applies Config.RequireEmailMatch to a fresh sign-in of who: the
-// Slack profile must have an email address, Salesforce must have verified
-// the Salesforce user's, and the two must be equal (see sameEmail). It
-// returns 0 when b may be bound. Otherwise it revokes b's grant, tells who
-// through the Notifier, reports the outcome, and returns why, checked in
-// this order: FailureError when Slack could not be asked,
-// FailureNoSlackEmail, then FailureEmailMismatch for an unverified
-// Salesforce email or a different one.
+// admit decides whether a fresh sign-in of who may be bound, in either
+// flow, before anything is stored. It returns 0 when b may be bound.
+// Otherwise it revokes b's grant, tells who through the Notifier, reports
+// the outcome, and returns why (see refusal).
 func (s *Service) admit(ctx context.Context, b store.Binding, id salesforce.Identity, who Requester, flow Flow) Failure {
-	if !s.cfg.RequireEmailMatch {
-		return 0
-	}
-	log := s.log.With().Str("team", who.TeamID).Str("user", who.UserID).Str("sf_username", b.Username).Logger()
-	slackEmail, err := s.cfg.Notifier.Email(ctx, who.UserID)
-	var why Failure
-	switch {
-	case err != nil:
-		log.Error().Err(err).Msg("Slack profile email not read; nothing bound, sign-in revoked")
-		why = FailureError
-	case strings.TrimSpace(slackEmail) == "":
-		// Nearly always every person at once: an operator's problem, not
-		// the person's, and not an email that differs.
-		log.Error().Msg("Slack gave no email for the user: the Slack app needs the users:read.email scope " +
-			"(add it and reinstall the app), or the profile has no email; nothing bound, sign-in revoked")
-		why = FailureNoSlackEmail
-	case !id.EmailVerified:
-		log.Warn().Bool("sf_email_verified", false).
-			Msg("Salesforce user's email is not verified; nothing bound, sign-in revoked")
-		why = FailureEmailMismatch
-	case !sameEmail(slackEmail, id.Email):
-		log.Warn().Msg("Salesforce and Slack emails differ; nothing bound, sign-in revoked")
-		log.Debug().Str("slack_email", slackEmail).Str("sf_email", id.Email).Msg("emails compared")
-		why = FailureEmailMismatch
-	default:
+	why := s.refusal(ctx, b, id, who)
+	if why == 0 {
 		return 0
 	}
 	s.revokeQuietly(b.RefreshToken)
 	s.linkFailed(who, flow, why)
 	return why
+}
+
+// refusal is why b may not be bound for who, or 0, checked in this order:
+// FailureOrgNotAllowed when Config.AllowedOrgIDs does not list b's org;
+// then, under Config.RequireEmailMatch, FailureError when Slack could not
+// be asked, FailureNoSlackEmail, then FailureEmailMismatch for an
+// unverified Salesforce email or a different one (see sameEmail).
+func (s *Service) refusal(ctx context.Context, b store.Binding, id salesforce.Identity, who Requester) Failure {
+	log := s.log.With().Str("team", who.TeamID).Str("user", who.UserID).Str("sf_username", b.Username).Logger()
+	if !s.orgAllowed(b.OrgID) {
+		log.Warn().Str("sf_org", b.OrgID).Msg("Salesforce org not in FORCEBIND_ALLOWED_ORG_IDS; nothing bound, sign-in revoked")
+		return FailureOrgNotAllowed
+	}
+	if !s.cfg.RequireEmailMatch {
+		return 0
+	}
+	slackEmail, err := s.cfg.Notifier.Email(ctx, who.UserID)
+	switch {
+	case err != nil:
+		log.Error().Err(err).Msg("Slack profile email not read; nothing bound, sign-in revoked")
+		return FailureError
+	case strings.TrimSpace(slackEmail) == "":
+		// Nearly always every person at once: an operator's problem, not
+		// the person's, and not an email that differs.
+		log.Error().Msg("Slack gave no email for the user: the Slack app needs the users:read.email scope " +
+			"(add it and reinstall the app), or the profile has no email; nothing bound, sign-in revoked")
+		return FailureNoSlackEmail
+	case !id.EmailVerified:
+		log.Warn().Bool("sf_email_verified", false).
+			Msg("Salesforce user's email is not verified; nothing bound, sign-in revoked")
+		return FailureEmailMismatch
+	case !sameEmail(slackEmail, id.Email):
+		log.Warn().Msg("Salesforce and Slack emails differ; nothing bound, sign-in revoked")
+		log.Debug().Str("slack_email", slackEmail).Str("sf_email", id.Email).Msg("emails compared")
+		return FailureEmailMismatch
+	}
+	return 0
 }
 
 // sameEmail compares two email addresses as RequireEmailMatch does: with

@@ -14,7 +14,12 @@
 //     naming both the Salesforce user and the Slack user. Until the person
 //     confirms, the tokens exist only sealed in the store.
 //  3. Confirm stores the binding and tells the person through the Notifier;
-//     Cancel revokes the fresh token.
+//     Cancel revokes the fresh token. Once the one-time confirmation is
+//     redeemed the step runs to its end even if the browser leaves, and a
+//     second POST of it (a double-click, a reload) shows how the first
+//     ended. An OAuth error Salesforce sends back is shown in fixed words
+//     per error code; its error_description, which anyone can write into a
+//     callback URL, is only logged.
 //
 // The device flow, FlowDevice, which needs no listener:
 //
@@ -37,7 +42,8 @@
 //     identity), then bound and announced; a denied or expired code, or a
 //     failure, is announced through Notifier.LinkFailed.
 //
-// In both flows Config.RequireEmailMatch admits a sign-in only when the
+// In both flows Config.AllowedOrgIDs, when set, admits only sign-ins to the
+// listed orgs, before anything is stored, and Config.RequireEmailMatch admits a sign-in only when the
 // Salesforce user's email is verified at Salesforce (email_verified) and
 // equals the Slack profile's, byte for byte once surrounding space is
 // trimmed and ASCII letters are lowered (no Unicode case folding, which
@@ -58,6 +64,11 @@
 // An optional Observer hears each refresh's outcome and how each link
 // ended, for metrics. Config.Now and Config.After make the clock and the
 // poller's waits replaceable in tests.
+//
+// Every secret goes only to the login host (a Salesforce domain or
+// loopback, unless Config.AllowCustomLoginHost) and to the instance and
+// identity URLs checked against it; no OAuth call follows a redirect. The
+// callback URL is https, or plain http only on a loopback host.
 //
 // Tokens and device codes never appear in logs, errors or pages produced by
 // this package.

@@ -65,11 +65,18 @@ func TestConnectFlow(t *testing.T) {
 	if linked, _ := e.notes.counts(); linked != 1 {
 		t.Errorf("Linked called %d times, want 1", linked)
 	}
-	// The confirmation is single use.
-	if p := e.confirm(t, token, "confirm"); p.status != http.StatusBadRequest {
-		t.Errorf("second confirm answered %d, want 400", p.status)
+	// The confirmation is single use: a second POST shows how the first
+	// ended and binds nothing again.
+	if p := e.confirm(t, token, "confirm"); p.status != http.StatusOK || !strings.Contains(p.body, "Connected") {
+		t.Errorf("second confirm answered %d:\n%s", p.status, p.body)
+	}
+	if linked, _ := e.notes.counts(); linked != 1 {
+		t.Errorf("Linked called %d times after a second confirm, want 1", linked)
 	}
 	e.assertNoTokens(t, "logs", e.logs.String())
+	if strings.Contains(e.logs.String(), token) {
+		t.Error("the log shows the confirmation token")
+	}
 }
 
 func TestBadCallbacks(t *testing.T) {
@@ -165,17 +172,58 @@ func TestAccessDenied(t *testing.T) {
 	}
 }
 
-func TestErrorDescriptionEscaped(t *testing.T) {
-	e := mustEnv(t, envOptions{})
-	link, err := e.svc.Start(mustCtx(t), jane)
-	if err != nil {
-		t.Fatal(err)
+// The error page says what forcebind knows of the error code in its own
+// words: a description (or an unknown code) from the query string, which
+// anyone can write into a link, never reaches the page; it is logged,
+// bounded and made printable.
+func TestSignInErrorPage(t *testing.T) {
+	const crafted = "Your account is locked. Call +1 555 0100 to restore it"
+	tests := []struct {
+		code       string
+		status     int
+		want       string // on the page
+		wantReport string // Observer's outcome
+	}{
+		{"access_denied", http.StatusOK, "did not allow", "denied"},
+		{"server_error", http.StatusServiceUnavailable, "(Salesforce said server_error.)", "error"},
+		{"temporarily_unavailable", http.StatusServiceUnavailable, "try again in a few minutes", "error"},
+		{"invalid_request", http.StatusBadRequest, "not set up", "error"},
+		{"invalid_scope", http.StatusBadRequest, "(Salesforce said invalid_scope.)", "error"},
+		{"unsupported_response_type", http.StatusBadRequest, "not set up", "error"},
+		{"redirect_uri_mismatch", http.StatusBadRequest, "forcebind doctor", "error"},
+		{"OAUTH_APP_BLOCKED", http.StatusForbidden, "Salesforce administrator", "error"},
+		{"OAUTH_APP_ACCESS_DENIED", http.StatusForbidden, "profile or permission set", "error"},
+		{"inactive_org", http.StatusForbidden, "inactive or locked", "error"},
+		{"Call_555_0100_now", http.StatusBadRequest, "did not complete the sign-in", "error"},
 	}
-	state, _ := url.Parse(link.URL)
-	q := url.Values{"state": {state.Query().Get("state")}, "error": {"server_error"}, "error_description": {`<script>alert("x")</script>`}}
-	p := browser(t, http.MethodGet, e.callback+"/oauth/callback?"+q.Encode(), nil, nil)
-	if strings.Contains(p.body, "<script>") || !strings.Contains(p.body, "&lt;script&gt;") {
-		t.Errorf("error_description not escaped:\n%s", p.body)
+	for _, tt := range tests {
+		t.Run(tt.code, func(t *testing.T) {
+			e := mustEnv(t, envOptions{})
+			link, err := e.svc.Start(mustCtx(t), jane)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, _ := url.Parse(link.URL)
+			q := url.Values{"state": {u.Query().Get("state")}, "error": {tt.code},
+				"error_description": {crafted + "\n<script>alert(1)</script>" + strings.Repeat("x", 600)}}
+			p := browser(t, http.MethodGet, e.callback+"/oauth/callback?"+q.Encode(), nil, nil)
+			if p.status != tt.status || !strings.Contains(p.body, tt.want) {
+				t.Errorf("answered %d, want %d saying %q:\n%s", p.status, tt.status, tt.want, p.body)
+			}
+			for _, never := range []string{"0100", "locked. Call", "alert", "xxxx", "Call_"} {
+				if strings.Contains(p.body, never) {
+					t.Errorf("the page shows %q from the query string:\n%s", never, p.body)
+				}
+			}
+			if _, links := e.obs.got(); len(links) != 1 || links[0] != "web "+tt.wantReport {
+				t.Errorf("links reported %v, want [web %s]", links, tt.wantReport)
+			}
+			logs := e.logs.String()
+			if !strings.Contains(logs, crafted) || strings.Contains(logs, strings.Repeat("x", 301)) ||
+				strings.Contains(logs, `\n<script>`) {
+				t.Errorf("the log lacks the description, or has it unbounded or with its control characters:\n%s", logs)
+			}
+		})
 	}
 }
 

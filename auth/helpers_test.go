@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"io"
 	"net/http"
@@ -201,6 +202,15 @@ type envOptions struct {
 	flow         Flow
 	requireEmail bool
 	linkTTL      time.Duration // 0 means 10 minutes
+	// allowedOrgs, if set, returns Config.AllowedOrgIDs given the fake
+	// org's id.
+	allowedOrgs func(fakeOrg string) []string
+	// loginURL, if set, is the login host instead of the fake org's.
+	loginURL string
+	// store, if set, wraps the real store the Service is given.
+	store func(*store.DB) Store
+	// handler, if set, wraps the listener's routes.
+	handler func(http.Handler) http.Handler
 }
 
 func mustEnv(tb testing.TB, o envOptions) *env {
@@ -233,18 +243,30 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 	if o.linkTTL == 0 {
 		o.linkTTL = 10 * time.Minute
 	}
+	var st Store = e.db
+	var orgs []string
+	if o.allowedOrgs != nil {
+		orgs = o.allowedOrgs(e.sf.OrgID())
+	}
+	if o.store != nil {
+		st = o.store(e.db)
+	}
 	e.svc, err = New(Config{
-		ClientID: "forcebind-test", ClientSecret: o.svcSecret, LoginURL: e.sf.URL,
+		ClientID: "forcebind-test", ClientSecret: o.svcSecret, LoginURL: cmp.Or(o.loginURL, e.sf.URL),
 		CallbackURL: e.callback + "/oauth/callback", LinkTTL: o.linkTTL, CallTimeout: o.timeout,
-		Flow: o.flow, RequireEmailMatch: o.requireEmail,
-		Store: e.db, Notifier: e.notes, Observer: e.obs, HTTPClient: e.hc,
+		Flow: o.flow, RequireEmailMatch: o.requireEmail, AllowedOrgIDs: orgs,
+		Store: st, Notifier: e.notes, Observer: e.obs, HTTPClient: e.hc,
 		Logger: zerolog.New(e.logs), Now: e.clock, After: e.waits.After,
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
+	h := e.svc.Handler()
+	if o.handler != nil {
+		h = o.handler(h)
+	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(e.svc.Handler()) }()
+	go func() { done <- srv.Serve(h) }()
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 		defer cancel()

@@ -113,18 +113,32 @@ func (p pages) sameOriginPost(r *http.Request) bool {
 	return o == "" || o == "null" || strings.EqualFold(o, p.origin)
 }
 
+// view is one page to answer with: a template, its data and the status.
+// It holds nothing secret but a confirmView's one-time token, so a view of
+// another template may be kept and shown again.
+type view struct {
+	status int
+	name   string
+	data   any
+}
+
+// problemPage is the page that says why something did not happen. title
+// and text are forcebind's own words (with names Salesforce or Slack gave),
+// never text from the request.
+func problemPage(status int, title, text string) view {
+	return view{status: status, name: "problem", data: problemView{Title: title, Text: text}}
+}
+
+func confirmPage(v confirmView) view { return view{status: http.StatusOK, name: "confirm", data: v} }
+
+func donePage(v doneView) view { return view{status: http.StatusOK, name: "done", data: v} }
+
 func (p pages) problem(w http.ResponseWriter, status int, title, text string) {
-	p.render(w, status, "problem", problemView{Title: title, Text: text})
+	p.show(w, problemPage(status, title, text))
 }
 
-func (p pages) confirm(w http.ResponseWriter, v confirmView) {
-	p.render(w, http.StatusOK, "confirm", v)
-}
-
-func (p pages) done(w http.ResponseWriter, v doneView) { p.render(w, http.StatusOK, "done", v) }
-
-func (p pages) render(w http.ResponseWriter, status int, name string, data any) {
+func (p pages) show(w http.ResponseWriter, v view) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	_ = p.tmpl.ExecuteTemplate(w, name, data) // the templates are fixed; a write error means the browser left
+	w.WriteHeader(v.status)
+	_ = p.tmpl.ExecuteTemplate(w, v.name, v.data) // the templates are fixed; a write error means the browser left
 }

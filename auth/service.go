@@ -75,6 +75,9 @@ const (
 	// FailureInterrupted means forcebind shut down (Close) while a device
 	// code was waiting to be approved; the code is of no use any more.
 	FailureInterrupted
+	// FailureOrgNotAllowed means the Salesforce user is in an org that
+	// Config.AllowedOrgIDs does not list, so the sign-in was revoked.
+	FailureOrgNotAllowed
 )
 
 // String names the failure for logs and metrics.
@@ -92,6 +95,8 @@ func (f Failure) String() string {
 		return "no_slack_email"
 	case FailureInterrupted:
 		return "interrupted"
+	case FailureOrgNotAllowed:
+		return "org_not_allowed"
 	}
 	return "unknown"
 }
@@ -148,15 +153,23 @@ type Service struct {
 	flights flightGroup
 	pollers pollerSet // device-flow pollers, one per Slack user
 	pages   pages
+	// decided remembers how recent confirmations ended, for a second POST
+	// of the same one.
+	decided decisions
 }
 
 // New checks cfg and returns a Service.
 func New(cfg Config) (*Service, error) {
 	var problems []string
-	login, err := ParseLoginURL(cfg.LoginURL)
+	login, err := ParseLoginURL(cfg.LoginURL, cfg.AllowCustomLoginHost)
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
+	orgs, err := ParseOrgIDs(strings.Join(cfg.AllowedOrgIDs, ","))
+	if err != nil {
+		problems = append(problems, "allowed orgs: "+err.Error())
+	}
+	cfg.AllowedOrgIDs = orgs
 	switch cfg.Flow {
 	case "":
 		cfg.Flow = FlowWeb
@@ -164,12 +177,11 @@ func New(cfg Config) (*Service, error) {
 	default:
 		problems = append(problems, fmt.Sprintf("flow %q: want %q or %q", cfg.Flow, FlowWeb, FlowDevice))
 	}
-	cb, err := url.Parse(cfg.CallbackURL)
-	if cfg.Flow == FlowDevice && cfg.CallbackURL == "" {
-		// The device flow has no callback; Handler then serves only /healthz.
-		cb, err = &url.URL{}, nil
-	} else if err != nil || (cb.Scheme != "http" && cb.Scheme != "https") || cb.Host == "" {
-		problems = append(problems, fmt.Sprintf("callback URL %q: want an absolute http(s) URL", cfg.CallbackURL))
+	cb := &url.URL{} // the device flow needs no callback; Handler then serves only /healthz
+	if cfg.Flow != FlowDevice || cfg.CallbackURL != "" {
+		if cb, err = ParseCallbackURL(cfg.CallbackURL); err != nil {
+			problems = append(problems, err.Error())
+		}
 	}
 	if cfg.ClientID == "" {
 		problems = append(problems, "client id is empty")
@@ -199,14 +211,13 @@ func New(cfg Config) (*Service, error) {
 			RedirectURL:  cfg.CallbackURL,
 			Scopes:       defaultScopes,
 		},
-		http:  cfg.HTTPClient,
+		// No OAuth call follows a redirect: a 307 or 308 would send the
+		// client secret, a code verifier or a refresh token to another host.
+		http:  salesforce.NoRedirects(cfg.HTTPClient),
 		log:   cfg.Logger,
 		now:   cfg.Now,
 		after: cfg.After,
 		pages: newPages(cb),
-	}
-	if s.http == nil {
-		s.http = http.DefaultClient
 	}
 	if s.now == nil {
 		s.now = time.Now

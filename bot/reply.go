@@ -138,6 +138,8 @@ func (m *Messenger) LinkFailed(ctx context.Context, who auth.Requester, why auth
 		text = "I did not connect that Salesforce account: its email address is not the one on your Slack profile, or Salesforce has not verified it, so I signed it out again. Sign in to Salesforce as yourself, then send `connect` to try again."
 	case auth.FailureNoSlackEmail:
 		text = "I could not read the email address on your Slack profile, so I could not check it against Salesforce's and nothing was connected. Please tell whoever runs forcebind."
+	case auth.FailureOrgNotAllowed:
+		text = "I did not connect that Salesforce account: it is in a Salesforce org this forcebind is not set up for, so I signed it out again. If you signed in to the wrong Salesforce (a sandbox, or another company's), sign out there, then send `connect` and sign in to your company's org."
 	case auth.FailureInterrupted:
 		text = "forcebind was restarted before your Salesforce connect code was used, so that code no longer works and nothing was connected. Send `connect` for a new one."
 	case auth.FailureDenied:

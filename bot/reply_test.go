@@ -29,6 +29,9 @@ func TestMessengerLinkFailed(t *testing.T) {
 			want:    []string{"forcebind was restarted", "before your Salesforce connect code was used", "nothing was connected", "`connect` for a new one"},
 			notWant: []string{"went wrong", "expired"}},
 		{why: auth.FailureError, want: []string{"went wrong", "`connect`"}},
+		{why: auth.FailureOrgNotAllowed,
+			want:    []string{"org this forcebind is not set up for", "signed it out again", "`connect`"},
+			notWant: []string{"went wrong", "email"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.why.String(), func(t *testing.T) {

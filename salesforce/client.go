@@ -123,7 +123,7 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		instance:   instance,
 		version:    version,
-		hc:         noRedirects(cfg.HTTPClient),
+		hc:         NoRedirects(cfg.HTTPClient),
 		tokens:     cfg.Tokens,
 		maxRecords: cfg.MaxRecords,
 		timeout:    cfg.Timeout,
@@ -201,14 +201,17 @@ func SecureScheme(u *url.URL) bool {
 	case "https":
 		return true
 	case "http":
-		return isLoopback(u.Hostname())
+		return IsLoopback(u.Hostname())
 	}
 	return false
 }
 
-// isLoopback reports whether host (without port or brackets) is "localhost"
-// or an address in 127.0.0.0/8 or ::1.
-func isLoopback(host string) bool {
+// IsLoopback reports whether host (without port or brackets) is "localhost"
+// or an address in 127.0.0.0/8 or ::1: a host where nothing crosses a
+// network. It is the one loopback check of forcebind; other names that
+// resolve to loopback ("app.localhost", "localhost.") do not count, as a
+// resolver may answer otherwise for them.
+func IsLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
@@ -216,10 +219,11 @@ func isLoopback(host string) bool {
 	return err == nil && ip.Unmap().IsLoopback()
 }
 
-// noRedirects returns a shallow copy of hc (or a default client) that
+// NoRedirects returns a shallow copy of hc (or a default client) that
 // returns 3xx answers instead of following them: a redirect must never carry
-// the bearer token to another place.
-func noRedirects(hc *http.Client) *http.Client {
+// a token, a secret or a code to another place (a 307 or 308 would re-send
+// a POST body there). hc itself is not changed.
+func NoRedirects(hc *http.Client) *http.Client {
 	var c http.Client
 	if hc != nil {
 		c = *hc
