@@ -15,7 +15,6 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-	"github.com/slack-go/slack"
 
 	"github.com/forcebind/forcebind/auth"
 	"github.com/forcebind/forcebind/bot"
@@ -115,12 +114,11 @@ func (d daemon) run(ctx context.Context) (err error) {
 		return db.CountBindings(ctx)
 	})
 	hc := newHTTPClient()
-	api := slack.New(cfg.SlackBotToken,
-		slack.OptionAppLevelToken(cfg.SlackAppToken),
-		slack.OptionAPIURL(cfg.SlackAPIURL),
-		slack.OptionHTTPClient(hc),
-	)
-	msgs := bot.NewMessenger(api, hc, log)
+	api := bot.NewAPI(bot.APIConfig{
+		BotToken: cfg.SlackBotToken, AppToken: cfg.SlackAppToken, URL: cfg.SlackAPIURL,
+		HTTPClient: hc, Logger: log,
+	})
+	msgs := bot.NewMessenger(api, hc, cfg.SlackAPIURL, log)
 	svc, err := auth.New(auth.Config{
 		ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, LoginURL: cfg.LoginURL,
 		CallbackURL: cfg.CallbackURL, APIVersion: cfg.APIVersion, LinkTTL: cfg.LinkTTL,
@@ -132,7 +130,7 @@ func (d daemon) run(ctx context.Context) (err error) {
 		shutdownAll(main, admin)
 		return usageError{err}
 	}
-	bc := bot.Config{API: api, Auth: svc, Messages: msgs, Logger: log, Observer: mx}
+	bc := bot.Config{API: api, APIURL: cfg.SlackAPIURL, Auth: svc, Messages: msgs, Logger: log, Observer: mx}
 	if d.botTuning != nil {
 		d.botTuning(&bc)
 	}
