@@ -154,8 +154,14 @@ func (d daemon) run(ctx context.Context) (err error) {
 	case main != nil && web && admin == nil:
 		mux := http.NewServeMux()
 		mux.Handle("/", svc.Handler())
+		// Probes skip the Host check, so they can use the address; /metrics
+		// keeps it (see hostOnly), and FORCEBIND_ADMIN_LISTEN scrapes by address.
 		for _, p := range opsPaths {
-			mux.Handle("GET "+p, ops) // no Host check: probes and scrapers use the address
+			h := ops
+			if p == "/metrics" {
+				h = hostOnly(cfg.CallbackURL, ops)
+			}
+			mux.Handle("GET "+p, h)
 		}
 		callback, opsAddr = main.Addr(), main.Addr()
 		servers.startHTTP("callback listener", main, mux, cert)

@@ -95,30 +95,66 @@ func TestReadyzFollowsTheSocket(t *testing.T) {
 	waitStatus(t, h.ops+"/readyz", http.StatusOK)
 }
 
-// The probes answer whatever Host they are asked with; the OAuth pages keep
-// their Host check.
-func TestOpsEndpointsSkipTheHostCheck(t *testing.T) {
+// On the callback listener the probes answer whatever Host they are asked
+// with; /metrics and the OAuth pages keep the Host check, so a page whose
+// DNS name is rebound to the listener cannot read them. The admin listener
+// serves /metrics by address.
+func TestOpsHostCheck(t *testing.T) {
 	h, _ := mustHarness(t, nil)
-	for _, path := range []string{"/healthz", "/readyz", "/oauth/callback?state=x&code=y"} {
-		req, err := http.NewRequest(http.MethodGet, h.callback+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Host = "10.1.2.3:8787"
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		want := http.StatusOK
-		if strings.HasPrefix(path, "/oauth/") {
-			want = http.StatusMisdirectedRequest
-		}
-		if path == "/readyz" && resp.StatusCode == http.StatusServiceUnavailable {
-			continue // not connected yet is fine here: the Host was accepted
-		}
-		if resp.StatusCode != want {
-			t.Errorf("GET %s with Host %s: %d, want %d", path, req.Host, resp.StatusCode, want)
+	admin, _ := mustHarnessWith(t, func(d *daemon) { d.cfg.AdminListen = "127.0.0.1:0" })
+	waitStatus(t, h.ops+"/readyz", http.StatusOK)
+	waitStatus(t, admin.ops+"/readyz", http.StatusOK)
+	callbackHost := strings.TrimPrefix(h.callback, "http://")
+	tests := []struct {
+		name, base, path, host string
+		want                   int
+	}{
+		{"healthz by address", h.callback, "/healthz", "10.1.2.3:8787", http.StatusOK},
+		{"readyz by address", h.callback, "/readyz", "10.1.2.3:8787", http.StatusOK},
+		{"metrics by a rebound name", h.callback, "/metrics", "attacker.example:8787", http.StatusMisdirectedRequest},
+		{"metrics by address", h.callback, "/metrics", "10.1.2.3:8787", http.StatusMisdirectedRequest},
+		{"metrics at the callback host", h.callback, "/metrics", callbackHost, http.StatusOK},
+		{"callback by address", h.callback, "/oauth/callback?state=x&code=y", "10.1.2.3:8787", http.StatusMisdirectedRequest},
+		{"admin metrics by address", admin.ops, "/metrics", "10.1.2.3:9090", http.StatusOK},
+		{"admin metrics by any name", admin.ops, "/metrics", "attacker.example:9090", http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, tt.base+tt.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = tt.host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("GET %s with Host %s: %d, want %d", tt.path, tt.host, resp.StatusCode, tt.want)
+			}
+			if tt.path == "/metrics" && tt.want != http.StatusOK && strings.Contains(string(body), "forcebind_") {
+				t.Errorf("a refused /metrics still shows metrics:\n%s", body)
+			}
+			if tt.path == "/metrics" && tt.want == http.StatusOK && !strings.Contains(string(body), "forcebind_build_info") {
+				t.Errorf("/metrics served no metrics:\n%s", body)
+			}
+		})
+	}
+}
+
+func TestHostPort(t *testing.T) {
+	tests := []struct{ scheme, host, want string }{
+		{"http", "localhost", "localhost:80"},
+		{"https", "forcebind.example.com", "forcebind.example.com:443"},
+		{"https", "forcebind.example.com:443", "forcebind.example.com:443"},
+		{"http", "127.0.0.1:8787", "127.0.0.1:8787"},
+		{"https", "[::1]", "[::1]:443"},
+	}
+	for _, tt := range tests {
+		if got := hostPort(tt.scheme, tt.host); got != tt.want {
+			t.Errorf("hostPort(%q, %q) = %q, want %q", tt.scheme, tt.host, got, tt.want)
 		}
 	}
 }
