@@ -39,6 +39,9 @@ type daemon struct {
 	listening func(callback, admin net.Addr)
 	// hup delivers SIGHUP, which reloads the TLS certificate.
 	hup <-chan os.Signal
+	// freeSpace, if set, replaces statfs for the control socket's check
+	// that a backup's snapshot fits beside the store.
+	freeSpace func(dir string) (uint64, error)
 }
 
 // run starts every part, blocks until ctx ends or a part fails, and closes
@@ -76,7 +79,7 @@ func (d daemon) run(ctx context.Context) (err error) {
 	servers := newServers(log)
 	defer servers.shutdown(10 * time.Second)
 	// Without the control socket forcebind works; only hot backups do not.
-	if ctl, err := listenControl(controlSocketPath(cfg.DB), db, log); err != nil {
+	if ctl, err := listenControl(controlSocketPath(cfg.DB), controlConfig{db: db, log: log, freeSpace: d.freeSpace}); err != nil {
 		log.Error().Err(err).Msg("no control socket: `forcebind backup` will not work while the daemon runs")
 	} else {
 		servers.start("control socket", ctl.serve, ctl.shutdown)

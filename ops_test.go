@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -571,7 +573,7 @@ func TestPausedBackupDoesNotStallWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ctl, err := listenControl(controlSocketPath(path), db, zerolog.Nop())
+	ctl, err := listenControl(controlSocketPath(path), controlConfig{db: db, log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -624,5 +626,159 @@ func TestRunsWithoutControlSocket(t *testing.T) {
 	mustContain(t, step(t, h, "help", 1)[0], "search")
 	if !strings.Contains(logs.String(), "no control socket") {
 		t.Errorf("no log line about the missing control socket:\n%s", logs.String())
+	}
+}
+
+// Backups run one at a time: each holds a snapshot as large as the store
+// beside it, so a second asked for while one is being read is refused, and
+// leaves nothing behind.
+func TestBackupsOneAtATime(t *testing.T) {
+	key := mustKey(t)
+	ring, err := store.KeyringFromEnv(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "fb.db")
+	mustStoreWith(t, path, ring, 2000) // ~3 MB: more than the socket buffers
+	mustHarnessWith(t, func(d *daemon) { d.cfg.DB, d.cfg.Key = path, key })
+
+	// The first backup: a client that has started reading, then stops.
+	conn, err := net.Dial("unix", controlSocketPath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /backup HTTP/1.1\r\nHost: forcebind\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("first backup: %s", resp.Status)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 512)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The second, while the first runs.
+	env := map[string]string{"FORCEBIND_DB": path, "FORCEBIND_KEY": key}
+	outDir := t.TempDir()
+	dst := filepath.Join(outDir, "second.db")
+	code, _, errOut := runCLI(t, env, "backup", dst)
+	if code != exitFail || !strings.Contains(errOut, "a backup is already running") {
+		t.Errorf("second backup: exit %d, %q; want %d and \"a backup is already running\"", code, errOut, exitFail)
+	}
+	if left, _ := os.ReadDir(outDir); len(left) > 0 {
+		t.Errorf("the refused backup left %v", left)
+	}
+
+	// The first one is whole.
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil || n+512 != resp.ContentLength {
+		t.Errorf("first backup: %d bytes (%v), want %d", n+512, err, resp.ContentLength)
+	}
+	resp.Body.Close()
+	conn.Close()
+
+	// Once it is done, the next one runs. (The daemon lets go of the first
+	// just after its last byte, so this may need a second try.)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		code, _, errOut = runCLI(t, env, "backup", dst)
+		if code == exitOK || !strings.Contains(errOut, "already running") || time.Now().After(deadline) {
+			break
+		}
+	}
+	if code != exitOK {
+		t.Errorf("backup after the first finished: exit %d: %s", code, errOut)
+	}
+}
+
+// A backup is refused, before anything is written, when the copy would not
+// fit: where it is written, and where the daemon takes its snapshot.
+func TestBackupChecksFreeSpace(t *testing.T) {
+	tiny := func(string) (uint64, error) { return 1000, nil }
+
+	t.Run("where the copy goes", func(t *testing.T) {
+		key := mustKey(t)
+		ring, err := store.KeyringFromEnv(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "fb.db")
+		mustStoreWith(t, path, ring, 3)
+		outDir := t.TempDir()
+		var asked []string
+		job := backupJob{db: path, ring: ring, freeSpace: func(dir string) (uint64, error) {
+			asked = append(asked, dir)
+			return tiny(dir)
+		}}
+		var out strings.Builder
+		err = job.run(t.Context(), filepath.Join(outDir, "copy.db"), &out)
+		if !errors.Is(err, errNoSpace) {
+			t.Fatalf("backup: %v, want errNoSpace", err)
+		}
+		for _, want := range []string{outDir, "for the copy", "the store is " + sizeText(mustSize(t, path)), "only 1000 bytes is free"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not say %q", err, want)
+			}
+		}
+		if diff := cmp.Diff([]string{outDir}, asked); diff != "" {
+			t.Errorf("directories checked mismatch (-want +got):\n%s", diff)
+		}
+		if left, _ := os.ReadDir(outDir); len(left) > 0 {
+			t.Errorf("the refused backup left %v", left)
+		}
+	})
+
+	t.Run("where the daemon snapshots", func(t *testing.T) {
+		h, logs := mustHarnessWith(t, func(d *daemon) { d.freeSpace = tiny })
+		env := map[string]string{"FORCEBIND_DB": h.cfg.DB, "FORCEBIND_KEY": h.cfg.Key}
+		outDir := t.TempDir()
+		code, _, errOut := runCLI(t, env, "backup", filepath.Join(outDir, "hot.db"))
+		if code != exitFail {
+			t.Fatalf("backup: exit %d, want %d: %s", code, exitFail, errOut)
+		}
+		for _, want := range []string{"the running daemon refused", "not enough free space in " + filepath.Dir(h.cfg.DB) + " for the daemon's snapshot",
+			"the store is " + sizeText(mustSize(t, h.cfg.DB)), "only 1000 bytes is free"} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("error %q does not say %q", errOut, want)
+			}
+		}
+		if left, _ := os.ReadDir(outDir); len(left) > 0 {
+			t.Errorf("the refused backup left %v", left)
+		}
+		if strings.Contains(logs.String(), `"audit":"backup taken"`) {
+			t.Error("the daemon took a backup it refused")
+		}
+	})
+}
+
+func mustSize(tb testing.TB, path string) uint64 {
+	tb.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return uint64(fi.Size())
+}
+
+func TestSizeText(t *testing.T) {
+	tests := []struct {
+		n    uint64
+		want string
+	}{
+		{0, "0 bytes"},
+		{1000, "1000 bytes"},
+		{32768, "32.0 KiB (32768 bytes)"},
+		{3 << 20, "3.0 MiB (3145728 bytes)"},
+		{5 << 40, "5.0 TiB (5497558138880 bytes)"},
+	}
+	for _, tt := range tests {
+		if got := sizeText(tt.n); got != tt.want {
+			t.Errorf("sizeText(%d) = %q, want %q", tt.n, got, tt.want)
+		}
 	}
 }
