@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/forcebind/forcebind/store"
@@ -27,20 +28,40 @@ func runBackup(ctx context.Context, args []string, getenv func(string) string, s
 	if len(rest) != 1 {
 		return usageError{errors.New("backup: want exactly one argument, the file to write (forcebind backup FILE)")}
 	}
-	dst := rest[0]
 	ring, err := cfg.keyring()
 	if err != nil {
 		return usageError{err}
 	}
-	if same, _ := samePath(dst, cfg.DB); same {
+	return backupJob{db: cfg.DB, ring: ring}.run(ctx, rest[0], stdout)
+}
+
+// backupJob is one `forcebind backup`: of the store at db, opened with ring.
+type backupJob struct {
+	db   string
+	ring *store.Keyring
+	// freeSpace returns the bytes free in the file system holding a
+	// directory; nil means statfs. Tests pass their own.
+	freeSpace func(dir string) (uint64, error)
+}
+
+// run copies the store to dst and reports the copy on stdout.
+func (j backupJob) run(ctx context.Context, dst string, stdout io.Writer) error {
+	if same, _ := samePath(dst, j.db); same {
 		return usageError{fmt.Errorf("backup: %s is the store itself", dst)}
+	}
+	freeSpace := j.freeSpace
+	if freeSpace == nil {
+		freeSpace = statfsFree
+	}
+	if err := checkSpace(freeSpace, filepath.Dir(dst), j.db, "the copy"); err != nil {
+		return fmt.Errorf("backup: %w", err)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".partial-*") // mode 0600
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // once renamed, this finds nothing
-	source, n, err := copyStore(ctx, cfg.DB, ring, tmp)
+	source, n, err := copyStore(ctx, j.db, j.ring, tmp)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -48,18 +69,58 @@ func runBackup(ctx context.Context, args []string, getenv func(string) string, s
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("backup of %s: %w", cfg.DB, err)
+		return fmt.Errorf("backup of %s: %w", j.db, err)
 	}
-	bindings, err := checkCopy(ctx, tmp.Name(), ring)
+	bindings, err := checkCopy(ctx, tmp.Name(), j.ring)
 	if err != nil {
-		return fmt.Errorf("backup of %s: the copy does not open as a store: %w", cfg.DB, err)
+		return fmt.Errorf("backup of %s: the copy does not open as a store: %w", j.db, err)
 	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	syncDir(filepath.Dir(dst))
-	fmt.Fprintf(stdout, "backed up %s (%s) to %s: %d bytes, %d bindings\n", cfg.DB, source, dst, n, bindings)
+	fmt.Fprintf(stdout, "backed up %s (%s) to %s: %d bytes, %d bindings\n", j.db, source, dst, n, bindings)
 	return nil
+}
+
+// errBackupRunning is the daemon's answer to a backup asked for while
+// another one runs.
+var errBackupRunning = errors.New("a backup is already running; try again once it has finished")
+
+// errNoSpace is returned when a copy of the store would not fit.
+var errNoSpace = errors.New("not enough free space")
+
+// checkSpace refuses a copy of the store at db, for what (the copy, the
+// daemon's snapshot), when the file system holding dir has less free space
+// than the store's size. When either size cannot be read it lets the copy
+// go ahead: a full disk then fails the copy itself, with its own error.
+func checkSpace(freeSpace func(string) (uint64, error), dir, db, what string) error {
+	fi, err := os.Stat(db)
+	if err != nil {
+		return nil
+	}
+	free, err := freeSpace(dir)
+	if err != nil {
+		return nil
+	}
+	if need := uint64(fi.Size()); free < need {
+		return fmt.Errorf("%w in %s for %s: the store is %s, and only %s is free", errNoSpace, dir, what, sizeText(need), sizeText(free))
+	}
+	return nil
+}
+
+// sizeText renders n bytes for a person: "3.2 MiB (3355443 bytes)".
+func sizeText(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	v, i := float64(n), -1
+	for v >= unit && i < 4 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB (%d bytes)", v, "KMGTP"[i], n)
 }
 
 // copyStore writes the store at path to w, and says where the copy came from.
@@ -108,7 +169,16 @@ func backupFromDaemon(ctx context.Context, socket string, w io.Writer) (int64, e
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("the running daemon answered %s", resp.Status)
+		// The daemon says why in one line of text (see listenControl).
+		why, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		line, _, _ := strings.Cut(strings.TrimSpace(string(why)), "\n")
+		switch resp.StatusCode {
+		case http.StatusConflict:
+			return 0, fmt.Errorf("the running daemon refused: %w", errBackupRunning)
+		case http.StatusInsufficientStorage:
+			return 0, fmt.Errorf("the running daemon refused: %s", line)
+		}
+		return 0, fmt.Errorf("the running daemon answered %s: %s", resp.Status, line)
 	}
 	n, err := io.Copy(w, resp.Body)
 	if err != nil {

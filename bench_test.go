@@ -182,7 +182,7 @@ func BenchmarkBackupControlSocket(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	ctl, err := listenControl(controlSocketPath(path), db, zerolog.Nop())
+	ctl, err := listenControl(controlSocketPath(path), controlConfig{db: db, log: zerolog.Nop()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -38,11 +39,26 @@ type controlServer struct {
 	srv  *http.Server
 }
 
-// listenControl binds the control socket for db. It must be called while
-// holding the store (so no other daemon owns the socket): a socket left by a
-// daemon that died is replaced. The socket is created in a private directory
-// and renamed into place, so it is never reachable with looser permissions.
-func listenControl(path string, db *store.DB, log zerolog.Logger) (*controlServer, error) {
+// controlConfig is what the control socket needs.
+type controlConfig struct {
+	db  *store.DB
+	log zerolog.Logger
+	// freeSpace returns the bytes free in the file system holding a
+	// directory; nil means statfs. Tests pass their own.
+	freeSpace func(dir string) (uint64, error)
+}
+
+// listenControl binds the control socket for cfg.db at path. It must be
+// called while holding the store (so no other daemon owns the socket): a
+// socket left by a daemon that died is replaced. The socket is created in a
+// private directory and renamed into place, so it is never reachable with
+// looser permissions.
+func listenControl(path string, cfg controlConfig) (*controlServer, error) {
+	db, log := cfg.db, cfg.log
+	freeSpace := cfg.freeSpace
+	if freeSpace == nil {
+		freeSpace = statfsFree
+	}
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("control socket %s: path longer than %d bytes; use a shorter FORCEBIND_DB path", path, maxSocketPath)
 	}
@@ -73,9 +89,24 @@ func listenControl(path string, db *store.DB, log zerolog.Logger) (*controlServe
 		ln.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
+	// One backup at a time: each holds a snapshot as large as the store
+	// beside it until its client has read it all.
+	var running atomic.Bool
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		if !running.CompareAndSwap(false, true) {
+			log.Warn().Msg("backup refused: another one is running")
+			http.Error(w, errBackupRunning.Error(), http.StatusConflict)
+			return
+		}
+		defer running.Store(false)
+		dir := filepath.Dir(db.Path())
+		if err := checkSpace(freeSpace, dir, db.Path(), "the daemon's snapshot"); err != nil {
+			log.Error().Err(err).Msg("backup refused")
+			http.Error(w, err.Error(), http.StatusInsufficientStorage)
+			return
+		}
 		// The read transaction that pins the snapshot also stops any write
 		// that must grow the file, and every read queued behind it. So the
 		// snapshot goes to a local file first, at disk speed, and only that

@@ -15,7 +15,6 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-	"github.com/slack-go/slack"
 
 	"github.com/forcebind/forcebind/auth"
 	"github.com/forcebind/forcebind/bot"
@@ -40,6 +39,9 @@ type daemon struct {
 	listening func(callback, admin net.Addr)
 	// hup delivers SIGHUP, which reloads the TLS certificate.
 	hup <-chan os.Signal
+	// freeSpace, if set, replaces statfs for the control socket's check
+	// that a backup's snapshot fits beside the store.
+	freeSpace func(dir string) (uint64, error)
 }
 
 // run starts every part, blocks until ctx ends or a part fails, and closes
@@ -77,7 +79,7 @@ func (d daemon) run(ctx context.Context) (err error) {
 	servers := newServers(log)
 	defer servers.shutdown(10 * time.Second)
 	// Without the control socket forcebind works; only hot backups do not.
-	if ctl, err := listenControl(controlSocketPath(cfg.DB), db, log); err != nil {
+	if ctl, err := listenControl(controlSocketPath(cfg.DB), controlConfig{db: db, log: log, freeSpace: d.freeSpace}); err != nil {
 		log.Error().Err(err).Msg("no control socket: `forcebind backup` will not work while the daemon runs")
 	} else {
 		servers.start("control socket", ctl.serve, ctl.shutdown)
@@ -115,12 +117,11 @@ func (d daemon) run(ctx context.Context) (err error) {
 		return db.CountBindings(ctx)
 	})
 	hc := newHTTPClient()
-	api := slack.New(cfg.SlackBotToken,
-		slack.OptionAppLevelToken(cfg.SlackAppToken),
-		slack.OptionAPIURL(cfg.SlackAPIURL),
-		slack.OptionHTTPClient(hc),
-	)
-	msgs := bot.NewMessenger(api, hc, log)
+	api := bot.NewAPI(bot.APIConfig{
+		BotToken: cfg.SlackBotToken, AppToken: cfg.SlackAppToken, URL: cfg.SlackAPIURL,
+		HTTPClient: hc, Logger: log,
+	})
+	msgs := bot.NewMessenger(api, hc, cfg.SlackAPIURL, log)
 	svc, err := auth.New(auth.Config{
 		ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, LoginURL: cfg.LoginURL,
 		CallbackURL: cfg.CallbackURL, APIVersion: cfg.APIVersion, LinkTTL: cfg.LinkTTL,
@@ -133,7 +134,7 @@ func (d daemon) run(ctx context.Context) (err error) {
 		shutdownAll(main, admin)
 		return usageError{err}
 	}
-	bc := bot.Config{API: api, Auth: svc, Messages: msgs, Logger: log, Observer: mx}
+	bc := bot.Config{API: api, APIURL: cfg.SlackAPIURL, Auth: svc, Messages: msgs, Logger: log, Observer: mx}
 	if d.botTuning != nil {
 		d.botTuning(&bc)
 	}
@@ -157,8 +158,14 @@ func (d daemon) run(ctx context.Context) (err error) {
 	case main != nil && web && admin == nil:
 		mux := http.NewServeMux()
 		mux.Handle("/", svc.Handler())
+		// Probes skip the Host check, so they can use the address; /metrics
+		// keeps it (see hostOnly), and FORCEBIND_ADMIN_LISTEN scrapes by address.
 		for _, p := range opsPaths {
-			mux.Handle("GET "+p, ops) // no Host check: probes and scrapers use the address
+			h := ops
+			if p == "/metrics" {
+				h = hostOnly(cfg.CallbackURL, ops)
+			}
+			mux.Handle("GET "+p, h)
 		}
 		callback, opsAddr = main.Addr(), main.Addr()
 		servers.startHTTP("callback listener", main, mux, cert)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -95,30 +97,66 @@ func TestReadyzFollowsTheSocket(t *testing.T) {
 	waitStatus(t, h.ops+"/readyz", http.StatusOK)
 }
 
-// The probes answer whatever Host they are asked with; the OAuth pages keep
-// their Host check.
-func TestOpsEndpointsSkipTheHostCheck(t *testing.T) {
+// On the callback listener the probes answer whatever Host they are asked
+// with; /metrics and the OAuth pages keep the Host check, so a page whose
+// DNS name is rebound to the listener cannot read them. The admin listener
+// serves /metrics by address.
+func TestOpsHostCheck(t *testing.T) {
 	h, _ := mustHarness(t, nil)
-	for _, path := range []string{"/healthz", "/readyz", "/oauth/callback?state=x&code=y"} {
-		req, err := http.NewRequest(http.MethodGet, h.callback+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Host = "10.1.2.3:8787"
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		want := http.StatusOK
-		if strings.HasPrefix(path, "/oauth/") {
-			want = http.StatusMisdirectedRequest
-		}
-		if path == "/readyz" && resp.StatusCode == http.StatusServiceUnavailable {
-			continue // not connected yet is fine here: the Host was accepted
-		}
-		if resp.StatusCode != want {
-			t.Errorf("GET %s with Host %s: %d, want %d", path, req.Host, resp.StatusCode, want)
+	admin, _ := mustHarnessWith(t, func(d *daemon) { d.cfg.AdminListen = "127.0.0.1:0" })
+	waitStatus(t, h.ops+"/readyz", http.StatusOK)
+	waitStatus(t, admin.ops+"/readyz", http.StatusOK)
+	callbackHost := strings.TrimPrefix(h.callback, "http://")
+	tests := []struct {
+		name, base, path, host string
+		want                   int
+	}{
+		{"healthz by address", h.callback, "/healthz", "10.1.2.3:8787", http.StatusOK},
+		{"readyz by address", h.callback, "/readyz", "10.1.2.3:8787", http.StatusOK},
+		{"metrics by a rebound name", h.callback, "/metrics", "attacker.example:8787", http.StatusMisdirectedRequest},
+		{"metrics by address", h.callback, "/metrics", "10.1.2.3:8787", http.StatusMisdirectedRequest},
+		{"metrics at the callback host", h.callback, "/metrics", callbackHost, http.StatusOK},
+		{"callback by address", h.callback, "/oauth/callback?state=x&code=y", "10.1.2.3:8787", http.StatusMisdirectedRequest},
+		{"admin metrics by address", admin.ops, "/metrics", "10.1.2.3:9090", http.StatusOK},
+		{"admin metrics by any name", admin.ops, "/metrics", "attacker.example:9090", http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, tt.base+tt.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = tt.host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("GET %s with Host %s: %d, want %d", tt.path, tt.host, resp.StatusCode, tt.want)
+			}
+			if tt.path == "/metrics" && tt.want != http.StatusOK && strings.Contains(string(body), "forcebind_") {
+				t.Errorf("a refused /metrics still shows metrics:\n%s", body)
+			}
+			if tt.path == "/metrics" && tt.want == http.StatusOK && !strings.Contains(string(body), "forcebind_build_info") {
+				t.Errorf("/metrics served no metrics:\n%s", body)
+			}
+		})
+	}
+}
+
+func TestHostPort(t *testing.T) {
+	tests := []struct{ scheme, host, want string }{
+		{"http", "localhost", "localhost:80"},
+		{"https", "forcebind.example.com", "forcebind.example.com:443"},
+		{"https", "forcebind.example.com:443", "forcebind.example.com:443"},
+		{"http", "127.0.0.1:8787", "127.0.0.1:8787"},
+		{"https", "[::1]", "[::1]:443"},
+	}
+	for _, tt := range tests {
+		if got := hostPort(tt.scheme, tt.host); got != tt.want {
+			t.Errorf("hostPort(%q, %q) = %q, want %q", tt.scheme, tt.host, got, tt.want)
 		}
 	}
 }
@@ -535,7 +573,7 @@ func TestPausedBackupDoesNotStallWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ctl, err := listenControl(controlSocketPath(path), db, zerolog.Nop())
+	ctl, err := listenControl(controlSocketPath(path), controlConfig{db: db, log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -588,5 +626,159 @@ func TestRunsWithoutControlSocket(t *testing.T) {
 	mustContain(t, step(t, h, "help", 1)[0], "search")
 	if !strings.Contains(logs.String(), "no control socket") {
 		t.Errorf("no log line about the missing control socket:\n%s", logs.String())
+	}
+}
+
+// Backups run one at a time: each holds a snapshot as large as the store
+// beside it, so a second asked for while one is being read is refused, and
+// leaves nothing behind.
+func TestBackupsOneAtATime(t *testing.T) {
+	key := mustKey(t)
+	ring, err := store.KeyringFromEnv(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "fb.db")
+	mustStoreWith(t, path, ring, 2000) // ~3 MB: more than the socket buffers
+	mustHarnessWith(t, func(d *daemon) { d.cfg.DB, d.cfg.Key = path, key })
+
+	// The first backup: a client that has started reading, then stops.
+	conn, err := net.Dial("unix", controlSocketPath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /backup HTTP/1.1\r\nHost: forcebind\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("first backup: %s", resp.Status)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 512)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The second, while the first runs.
+	env := map[string]string{"FORCEBIND_DB": path, "FORCEBIND_KEY": key}
+	outDir := t.TempDir()
+	dst := filepath.Join(outDir, "second.db")
+	code, _, errOut := runCLI(t, env, "backup", dst)
+	if code != exitFail || !strings.Contains(errOut, "a backup is already running") {
+		t.Errorf("second backup: exit %d, %q; want %d and \"a backup is already running\"", code, errOut, exitFail)
+	}
+	if left, _ := os.ReadDir(outDir); len(left) > 0 {
+		t.Errorf("the refused backup left %v", left)
+	}
+
+	// The first one is whole.
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil || n+512 != resp.ContentLength {
+		t.Errorf("first backup: %d bytes (%v), want %d", n+512, err, resp.ContentLength)
+	}
+	resp.Body.Close()
+	conn.Close()
+
+	// Once it is done, the next one runs. (The daemon lets go of the first
+	// just after its last byte, so this may need a second try.)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		code, _, errOut = runCLI(t, env, "backup", dst)
+		if code == exitOK || !strings.Contains(errOut, "already running") || time.Now().After(deadline) {
+			break
+		}
+	}
+	if code != exitOK {
+		t.Errorf("backup after the first finished: exit %d: %s", code, errOut)
+	}
+}
+
+// A backup is refused, before anything is written, when the copy would not
+// fit: where it is written, and where the daemon takes its snapshot.
+func TestBackupChecksFreeSpace(t *testing.T) {
+	tiny := func(string) (uint64, error) { return 1000, nil }
+
+	t.Run("where the copy goes", func(t *testing.T) {
+		key := mustKey(t)
+		ring, err := store.KeyringFromEnv(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "fb.db")
+		mustStoreWith(t, path, ring, 3)
+		outDir := t.TempDir()
+		var asked []string
+		job := backupJob{db: path, ring: ring, freeSpace: func(dir string) (uint64, error) {
+			asked = append(asked, dir)
+			return tiny(dir)
+		}}
+		var out strings.Builder
+		err = job.run(t.Context(), filepath.Join(outDir, "copy.db"), &out)
+		if !errors.Is(err, errNoSpace) {
+			t.Fatalf("backup: %v, want errNoSpace", err)
+		}
+		for _, want := range []string{outDir, "for the copy", "the store is " + sizeText(mustSize(t, path)), "only 1000 bytes is free"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not say %q", err, want)
+			}
+		}
+		if diff := cmp.Diff([]string{outDir}, asked); diff != "" {
+			t.Errorf("directories checked mismatch (-want +got):\n%s", diff)
+		}
+		if left, _ := os.ReadDir(outDir); len(left) > 0 {
+			t.Errorf("the refused backup left %v", left)
+		}
+	})
+
+	t.Run("where the daemon snapshots", func(t *testing.T) {
+		h, logs := mustHarnessWith(t, func(d *daemon) { d.freeSpace = tiny })
+		env := map[string]string{"FORCEBIND_DB": h.cfg.DB, "FORCEBIND_KEY": h.cfg.Key}
+		outDir := t.TempDir()
+		code, _, errOut := runCLI(t, env, "backup", filepath.Join(outDir, "hot.db"))
+		if code != exitFail {
+			t.Fatalf("backup: exit %d, want %d: %s", code, exitFail, errOut)
+		}
+		for _, want := range []string{"the running daemon refused", "not enough free space in " + filepath.Dir(h.cfg.DB) + " for the daemon's snapshot",
+			"the store is " + sizeText(mustSize(t, h.cfg.DB)), "only 1000 bytes is free"} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("error %q does not say %q", errOut, want)
+			}
+		}
+		if left, _ := os.ReadDir(outDir); len(left) > 0 {
+			t.Errorf("the refused backup left %v", left)
+		}
+		if strings.Contains(logs.String(), `"audit":"backup taken"`) {
+			t.Error("the daemon took a backup it refused")
+		}
+	})
+}
+
+func mustSize(tb testing.TB, path string) uint64 {
+	tb.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return uint64(fi.Size())
+}
+
+func TestSizeText(t *testing.T) {
+	tests := []struct {
+		n    uint64
+		want string
+	}{
+		{0, "0 bytes"},
+		{1000, "1000 bytes"},
+		{32768, "32.0 KiB (32768 bytes)"},
+		{3 << 20, "3.0 MiB (3145728 bytes)"},
+		{5 << 40, "5.0 TiB (5497558138880 bytes)"},
+	}
+	for _, tt := range tests {
+		if got := sizeText(tt.n); got != tt.want {
+			t.Errorf("sizeText(%d) = %q, want %q", tt.n, got, tt.want)
+		}
 	}
 }

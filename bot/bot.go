@@ -35,7 +35,8 @@ var _ Auth = (*auth.Service)(nil)
 // Config is what a Bot needs. Zero values of the tuning fields get the
 // defaults in their comments.
 type Config struct {
-	API      *slack.Client // Web API client built with the bot token, the app token and the API URL
+	API      *slack.Client // Web API client from NewAPI: the bot token, the app token and the API URL
+	APIURL   string        // SLACK_API_URL, which decides where a default Messenger may post response URLs
 	Auth     Auth
 	Logger   zerolog.Logger
 	Now      func() time.Time // nil means time.Now
@@ -144,7 +145,7 @@ func New(cfg Config) (*Bot, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Messages == nil {
-		cfg.Messages = NewMessenger(cfg.API, nil, cfg.Logger)
+		cfg.Messages = NewMessenger(cfg.API, nil, cfg.APIURL, cfg.Logger)
 	}
 	obs := cfg.Observer
 	if obs == nil {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/slack-go/slack"
 	"go.uber.org/goleak"
 
 	"github.com/forcebind/forcebind/auth"
@@ -100,8 +99,9 @@ func mustSlack(tb testing.TB) *slacktest.Server {
 func mustRun(tb testing.TB, s *slacktest.Server, a Auth, tune func(*Config)) *running {
 	tb.Helper()
 	logs := &syncBuffer{}
-	api := slack.New(s.BotToken(), slack.OptionAppLevelToken(s.AppToken()), slack.OptionAPIURL(s.APIURL))
-	cfg := Config{API: api, Auth: a, Logger: zerolog.New(logs), DrainTimeout: 5 * time.Second}
+	log := zerolog.New(logs)
+	api := NewAPI(APIConfig{BotToken: s.BotToken(), AppToken: s.AppToken(), URL: s.APIURL, Logger: log})
+	cfg := Config{API: api, APIURL: s.APIURL, Auth: a, Logger: log, DrainTimeout: 5 * time.Second}
 	if tune != nil {
 		tune(&cfg)
 	}
@@ -232,7 +232,7 @@ func TestLinkIsPrivate(t *testing.T) {
 // link's sender cannot copy as easily as a display name.
 func TestMessengerDisplayName(t *testing.T) {
 	s := mustSlack(t)
-	m := NewMessenger(slack.New(s.BotToken(), slack.OptionAPIURL(s.APIURL)), nil, zerolog.Nop())
+	m := NewMessenger(NewAPI(APIConfig{BotToken: s.BotToken(), URL: s.APIURL}), nil, s.APIURL, zerolog.Nop())
 	if got := m.DisplayName(mustCtx(t), jane); got != "Jane Doe (@jane)" {
 		t.Errorf("DisplayName = %q, want %q", got, "Jane Doe (@jane)")
 	}

@@ -113,9 +113,7 @@ func (b *Bot) handle(work context.Context, in *incoming) {
 	} else {
 		r, outcome = c.run(b, ctx, in, args)
 	}
-	// The answer gets its own deadline: a command that ran out of time must
-	// still be able to say so.
-	sendCtx, cancelSend := context.WithTimeout(context.WithoutCancel(ctx), replyTimeout)
+	sendCtx, cancelSend := replyContext(work, ctx)
 	defer cancelSend()
 	if err := b.msg.send(sendCtx, r); err != nil {
 		b.log.Warn().Err(err).Str("team", in.TeamID).Str("user", in.UserID).Msg("reply not sent")

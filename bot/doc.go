@@ -15,6 +15,9 @@
 // import a metrics library.
 //
 // The package declares what it needs of the binding flow (Auth); Messenger
-// implements auth.Notifier over the Slack Web API. bot/slacktest is a fake
-// Slack for tests and the demo.
+// implements auth.Notifier over the Slack Web API. NewAPI builds the Web API
+// client both use, which waits out Slack's rate limits (429 and Retry-After)
+// within each call's deadline, and never repeats a post that may have gone
+// out. A slash command's response_url is posted to only on Slack's hosts and
+// never logged. bot/slacktest is a fake Slack for tests and the demo.
 package bot

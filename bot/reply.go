@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/slack-go/slack"
@@ -101,20 +102,27 @@ func linkText(intro string, l auth.Link) string {
 // Messenger sends forcebind's messages through the Slack Web API. It
 // implements auth.Notifier and is safe for concurrent use.
 type Messenger struct {
-	api  *slack.Client
-	http *http.Client
-	log  zerolog.Logger
+	api     *slack.Client
+	hooks   *http.Client // for response URLs: never follows a redirect
+	origins []string     // where a response URL may point
+	log     zerolog.Logger
 }
 
 var _ auth.Notifier = (*Messenger)(nil)
 
-// NewMessenger returns a Messenger that posts with api. hc is used for slash
-// command response URLs; nil means http.DefaultClient.
-func NewMessenger(api *slack.Client, hc *http.Client, log zerolog.Logger) *Messenger {
-	if hc == nil {
-		hc = http.DefaultClient
+// NewMessenger returns a Messenger that posts with api (built by NewAPI, so
+// that rate limits are waited out). hc carries slash command responses; nil
+// means http.DefaultClient's settings. apiURL is SLACK_API_URL: a response
+// URL is posted to only on Slack's hooks host or on apiURL's origin (the
+// fake Slack of tests and the demo); any other goes by chat.postEphemeral.
+func NewMessenger(api *slack.Client, hc *http.Client, apiURL string, log zerolog.Logger) *Messenger {
+	hooks := &http.Client{}
+	if hc != nil {
+		c := *hc
+		hooks = &c
 	}
-	return &Messenger{api: api, http: hc, log: log}
+	hooks.CheckRedirect = noRedirects
+	return &Messenger{api: api, hooks: hooks, origins: responseOrigins(apiURL), log: log}
 }
 
 // Linked DMs the Slack user of b the Salesforce identity now linked.
@@ -152,22 +160,41 @@ func (m *Messenger) LinkFailed(ctx context.Context, who auth.Requester, why auth
 	return m.send(ctx, reply{surface: surfaceDM, channel: who.UserID, text: text})
 }
 
+// replyContext bounds sending the answer to a command that ran under ctx,
+// a child of work. The answer has until ctx's deadline, so a rate limit can
+// be waited out while the person's request still has time, but at least
+// replyTimeout, and it is not cancelled with ctx: a command that ran out of
+// time, or was cancelled when the shutdown's drain ended, can still say so.
+func replyContext(work, ctx context.Context) (context.Context, context.CancelFunc) {
+	detached := context.WithoutCancel(ctx)
+	if d, ok := ctx.Deadline(); ok && work.Err() == nil && time.Until(d) > replyTimeout {
+		return context.WithDeadline(detached, d)
+	}
+	return context.WithTimeout(detached, replyTimeout)
+}
+
 // send delivers r to where it belongs.
 func (m *Messenger) send(ctx context.Context, r reply) error {
 	opts := []slack.MsgOption{slack.MsgOptionText(r.text, false)}
 	if len(r.blocks) > 0 {
 		opts = append(opts, slack.MsgOptionBlocks(r.blocks...))
 	}
+	if r.surface == surfaceSlash && r.responseURL != "" {
+		u, err := m.responseURL(r.responseURL)
+		if err == nil {
+			msg := &slack.WebhookMessage{ResponseType: slack.ResponseTypeEphemeral, Text: r.text}
+			if len(r.blocks) > 0 {
+				msg.Blocks = &slack.Blocks{BlockSet: r.blocks}
+			}
+			if err := m.respond(ctx, u, msg); err != nil {
+				return fmt.Errorf("slash command response: %w", err)
+			}
+			return nil
+		}
+		// Only the host is logged: the URL is a capability to post.
+		m.log.Warn().Err(err).Str("channel", r.channel).Msg("slash command response_url refused; answering with chat.postEphemeral")
+	}
 	switch {
-	case r.surface == surfaceSlash && r.responseURL != "":
-		msg := &slack.WebhookMessage{ResponseType: slack.ResponseTypeEphemeral, Text: r.text}
-		if len(r.blocks) > 0 {
-			msg.Blocks = &slack.Blocks{BlockSet: r.blocks}
-		}
-		if err := slack.PostWebhookCustomHTTPContext(ctx, r.responseURL, m.http, msg); err != nil {
-			return fmt.Errorf("slash command response: %w", err)
-		}
-		return nil
 	case r.surface == surfaceDM:
 		_, _, err := m.api.PostMessageContext(ctx, r.channel, opts...)
 		return wrapSlack("chat.postMessage", err)

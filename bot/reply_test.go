@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
-	"github.com/slack-go/slack"
 
 	"github.com/forcebind/forcebind/auth"
 )
@@ -36,7 +35,7 @@ func TestMessengerLinkFailed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.why.String(), func(t *testing.T) {
 			s := mustSlack(t)
-			m := NewMessenger(slack.New(s.BotToken(), slack.OptionAPIURL(s.APIURL)), nil, zerolog.Nop())
+			m := NewMessenger(NewAPI(APIConfig{BotToken: s.BotToken(), URL: s.APIURL}), nil, s.APIURL, zerolog.Nop())
 			if err := m.LinkFailed(mustCtx(t), auth.Requester{TeamID: "T0001", UserID: jane, ChannelID: "C0GENERAL"}, tt.why); err != nil {
 				t.Fatalf("LinkFailed: %v", err)
 			}

@@ -22,6 +22,9 @@
 // Web API methods served: apps.connections.open, auth.test, users.info,
 // conversations.open, chat.postMessage, chat.postEphemeral, chat.update, and the
 // response_url of each slash command. Any other method answers unknown_method.
+// SetError makes a method fail as Slack's do, and RateLimit makes it answer 429
+// with a Retry-After header a given number of times, as Slack does when an app
+// sends too much.
 //
 // Every method of Server is safe for concurrent use. Close shuts the websockets,
 // stops the HTTP server and waits for every goroutine the server started.

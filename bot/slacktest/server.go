@@ -102,8 +102,10 @@ type Server struct {
 	done         chan struct{} // closed by Close
 	changed      chan struct{} // closed and replaced on every state change
 	users        map[string]User
-	errs         map[string]string // method -> forced error
-	tickets      map[string]bool   // unused websocket tickets
+	errs         map[string]string    // method -> forced error
+	limits       map[string]rateLimit // method -> 429s still to answer
+	limited      map[string]int       // method -> 429s answered so far
+	tickets      map[string]bool      // unused websocket tickets
 	conns        map[*wsConn]bool
 	connections  int // successful apps.connections.open
 	numConns     int // hello's num_connections override; 0 = live count
@@ -130,6 +132,8 @@ func NewServer(opts Options) *Server {
 		changed:      make(chan struct{}),
 		users:        make(map[string]User),
 		errs:         make(map[string]string),
+		limits:       make(map[string]rateLimit),
+		limited:      make(map[string]int),
 		tickets:      make(map[string]bool),
 		conns:        make(map[*wsConn]bool),
 		envelopes:    make(map[string]envelope),

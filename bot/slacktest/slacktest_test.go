@@ -888,3 +888,57 @@ func TestScopes(t *testing.T) {
 		})
 	}
 }
+
+// RateLimit answers as Slack does over a limit, as many times as asked, and
+// then serves the method again; nothing is posted by a refused request.
+func TestRateLimit(t *testing.T) {
+	s := mustServer(t, Options{})
+	api := slack.New(s.BotToken(), slack.OptionAPIURL(s.APIURL))
+	ctx := mustCtx(t)
+
+	s.RateLimit("chat.postMessage", 2, 7)
+	for i := range 2 {
+		_, _, err := api.PostMessageContext(ctx, "U0JANE", slack.MsgOptionText("hi", false))
+		var rl *slack.RateLimitedError
+		if !errors.As(err, &rl) || rl.RetryAfter != 7*time.Second {
+			t.Fatalf("call %d: err = %v, want a rate limit of 7s", i, err)
+		}
+	}
+	if _, _, err := api.PostMessageContext(ctx, "U0JANE", slack.MsgOptionText("hi", false)); err != nil {
+		t.Fatalf("third call: %v, want it served", err)
+	}
+	if n := len(s.Messages()); n != 1 {
+		t.Errorf("%d messages, want only the served one", n)
+	}
+	if n := s.RateLimited("chat.postMessage"); n != 2 {
+		t.Errorf("RateLimited = %d, want 2", n)
+	}
+
+	// A response_url: status, header and body as a Web API method's.
+	s.SendSlashCommand("C0SALES", "U0JANE", "/salesforce", "help")
+	responseURL := mustSlashResponseURL(t, s)
+	s.RateLimit("response_url", 1, 3)
+	post := func() (*http.Response, string) {
+		resp, err := http.Post(responseURL, "application/json", strings.NewReader(`{"text":"usage"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Error string `json:"error"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp, body.Error
+	}
+	resp, code := post()
+	got := fmt.Sprint(resp.StatusCode, " ", resp.Header.Get("Retry-After"), " ", code)
+	if diff := cmp.Diff("429 3 ratelimited", got); diff != "" {
+		t.Errorf("rate-limited response_url mismatch (-want +got):\n%s", diff)
+	}
+	if resp, _ := post(); resp.StatusCode != http.StatusOK {
+		t.Errorf("response_url after the limit: %d, want 200", resp.StatusCode)
+	}
+	if n := len(s.Messages()); n != 2 {
+		t.Errorf("%d messages, want the served post and the served response", n)
+	}
+}

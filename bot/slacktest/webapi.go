@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -77,6 +78,62 @@ func (s *Server) SetError(method, slackError string) {
 		return
 	}
 	s.errs[method] = slackError
+}
+
+// rateLimit is a method's pending 429 answers, set by RateLimit.
+type rateLimit struct {
+	times, retryAfter int
+}
+
+// RateLimit makes the next times requests for method answer as Slack does
+// when the app is over a rate limit: HTTP 429 Too Many Requests, a
+// Retry-After header of retryAfter seconds, and {"ok":false,"error":"ratelimited"}.
+// A refused request does nothing else: no message is sent, and it is left out
+// of Calls (RateLimited counts it). The method may be "response_url" for the
+// response URLs of slash commands. times 0 clears it. The 429 comes before the
+// token is checked, and before any error set with SetError.
+func (s *Server) RateLimit(method string, times, retryAfter int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if times <= 0 {
+		delete(s.limits, method)
+		return
+	}
+	s.limits[method] = rateLimit{times: times, retryAfter: retryAfter}
+}
+
+// RateLimited returns how many requests for method (a Web API method or
+// "response_url") were answered 429 because of RateLimit.
+func (s *Server) RateLimited(method string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.limited[method]
+}
+
+// limitedLocked reports whether a request for method is to be answered 429
+// (RateLimit asked for one), with the Retry-After to send, and counts it.
+// s.mu must be held.
+func (s *Server) limitedLocked(method string) (retryAfter int, limited bool) {
+	l, ok := s.limits[method]
+	if !ok {
+		return 0, false
+	}
+	if l.times--; l.times <= 0 {
+		delete(s.limits, method)
+	} else {
+		s.limits[method] = l
+	}
+	s.limited[method]++
+	s.notifyLocked()
+	return l.retryAfter, true
+}
+
+// writeRateLimited answers as Slack does a request over a rate limit.
+func writeRateLimited(w http.ResponseWriter, retryAfter int) {
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusTooManyRequests)
+	_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "ratelimited"})
 }
 
 // Calls returns a copy of every Web API call received so far, in order.
@@ -173,6 +230,11 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
+	if after, limited := s.limitedLocked(method); limited {
+		s.mu.Unlock()
+		writeRateLimited(w, after)
+		return
+	}
 	s.calls = append(s.calls, Call{Method: method, Params: params, Auth: auth, At: s.opts.Now()})
 	forced := s.errs[method]
 	s.notifyLocked()
@@ -405,8 +467,16 @@ func (s *Server) messageJSON(m Message) map[string]any {
 func (s *Server) handleResponseURL(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	target, ok := s.responseURLs[r.URL.Path]
+	after, limited := 0, false
+	if ok && r.Method == http.MethodPost {
+		after, limited = s.limitedLocked("response_url")
+	}
 	forced := s.errs["response_url"]
 	s.mu.Unlock()
+	if limited {
+		writeRateLimited(w, after)
+		return
+	}
 	if r.Method != http.MethodPost || !ok || forced != "" {
 		msg := forced
 		if msg == "" {
