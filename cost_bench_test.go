@@ -99,7 +99,7 @@ type costProc struct {
 	done  chan error
 	slack *slacktest.Server
 	sf    *sftest.Server // nil for the pong bot
-	stats string // URL whose body has a go_memstats_mallocs_total line
+	stats string         // URL whose body has a go_memstats_mallocs_total line
 	log   *syncBuffer
 	users []string
 }
