@@ -54,6 +54,9 @@ type Config struct {
 	// domain or loopback.
 	AllowCustomLoginHost bool
 	allowCustomString    string
+	// Pprof serves net/http/pprof on AdminListen, never on Listen.
+	Pprof       bool
+	pprofString string
 
 	DB      string
 	KeyFile string
@@ -109,6 +112,7 @@ func settings() []setting {
 		{"FORCEBIND_TLS_KEY_FILE", "tls-key-file", "", "PEM private key for FORCEBIND_TLS_CERT_FILE", groupSalesforce, func(c *Config) *string { return &c.TLSKeyFile }},
 		{"FORCEBIND_ADMIN_LISTEN", "admin-listen", "", "separate address for /healthz, /readyz and /metrics (default: on FORCEBIND_LISTEN)", groupSalesforce, func(c *Config) *string { return &c.AdminListen }},
 		{"FORCEBIND_ALLOWED_ORG_IDS", "allowed-org-ids", "", "comma-separated Salesforce org ids (15 or 18 characters) people may bind; empty means any", groupSalesforce, func(c *Config) *string { return &c.allowedOrgIDsString }},
+		{"FORCEBIND_PPROF", "pprof", "false", "serve net/http/pprof under /debug/pprof/ on FORCEBIND_ADMIN_LISTEN (never on FORCEBIND_LISTEN): true or false", groupSalesforce, func(c *Config) *string { return &c.pprofString }},
 		{"FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST", "allow-custom-login-host", "false", "accept a SALESFORCE_LOGIN_URL that is not a Salesforce domain or loopback: true or false", groupSalesforce, func(c *Config) *string { return &c.allowCustomString }},
 	}
 }
@@ -224,6 +228,16 @@ func (c *Config) checkSalesforce() []string {
 		p = append(p, problem)
 	}
 	c.AllowCustomLoginHost = custom
+	pprofOn, problem := parseBool("FORCEBIND_PPROF", c.pprofString, false)
+	switch {
+	case problem != "":
+		p = append(p, problem)
+	case pprofOn && c.AdminListen == "":
+		// The callback listener is reachable by browsers; profiles name
+		// code paths and can be made to cost CPU, so they stay off it.
+		p = append(p, "FORCEBIND_PPROF=true needs FORCEBIND_ADMIN_LISTEN: profiles are served only on the admin listener")
+	}
+	c.Pprof = pprofOn
 	switch _, err := auth.ParseLoginURL(c.LoginURL, c.AllowCustomLoginHost); {
 	case errors.Is(err, auth.ErrNotSalesforceHost):
 		p = append(p, "SALESFORCE_LOGIN_URL: "+err.Error()+

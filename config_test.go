@@ -130,6 +130,7 @@ func TestConfigHardening(t *testing.T) {
 	type got struct {
 		Orgs   []string
 		Custom bool
+		Pprof  bool
 	}
 	tests := []struct {
 		name    string
@@ -167,6 +168,11 @@ func TestConfigHardening(t *testing.T) {
 		{"allowed orgs by flag", nil, []string{"-allowed-org-ids", "00D000000000062"}, got{Orgs: []string{"00D000000000062"}}, ""},
 		{"a user id among the orgs", map[string]string{"FORCEBIND_ALLOWED_ORG_IDS": "00D5g000004FakE,0055g00000JaneAAAR"}, nil, got{},
 			`FORCEBIND_ALLOWED_ORG_IDS: org id "0055g00000JaneAAAR": not an org id`},
+		{"pprof on the admin listener", map[string]string{"FORCEBIND_PPROF": "true", "FORCEBIND_ADMIN_LISTEN": "127.0.0.1:9090"}, nil, got{Pprof: true}, ""},
+		{"pprof without an admin listener", map[string]string{"FORCEBIND_PPROF": "true"}, nil, got{},
+			"FORCEBIND_PPROF=true needs FORCEBIND_ADMIN_LISTEN"},
+		{"unclear pprof switch", map[string]string{"FORCEBIND_PPROF": "maybe", "FORCEBIND_ADMIN_LISTEN": "127.0.0.1:9090"}, nil, got{},
+			`FORCEBIND_PPROF "maybe" is not true or false`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -182,7 +188,7 @@ func TestConfigHardening(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tt.want, got{cfg.AllowedOrgIDs, cfg.AllowCustomLoginHost}); diff != "" {
+			if diff := cmp.Diff(tt.want, got{cfg.AllowedOrgIDs, cfg.AllowCustomLoginHost, cfg.Pprof}); diff != "" {
 				t.Errorf("mismatch (-want +got):\n%s", diff)
 			}
 		})

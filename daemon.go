@@ -178,7 +178,11 @@ func (d daemon) run(ctx context.Context) (err error) {
 	}
 	if admin != nil {
 		opsAddr = admin.Addr()
-		servers.startHTTP("admin listener", admin, ops, nil)
+		adminOps := ops
+		if cfg.Pprof {
+			adminOps = withPprof(ops)
+		}
+		servers.startHTTP("admin listener", admin, adminOps, nil)
 	}
 	ev := log.Info().Str("flow", string(cfg.ConnectFlow)).Bool("require_email_match", cfg.RequireEmailMatch).Bool("tls", cert != nil && main != nil)
 	if callback != nil {

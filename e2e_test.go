@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 		os.Args = []string{"forcebind", "run"}
 		main() // exits
 	}
+	if os.Getenv(childEnv) == pongChild {
+		pongMain() // exits
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -6,6 +6,7 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"strings"
 	"sync"
@@ -39,6 +40,20 @@ func opsHandler(ready func(context.Context) error, metrics http.Handler) http.Ha
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
 	}
+	return mux
+}
+
+// withPprof adds net/http/pprof's handlers under /debug/pprof/ to ops. It
+// is for the admin listener only: the callback listener is reachable by
+// browsers, and a profile both reveals code paths and costs CPU.
+func withPprof(ops http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", ops)
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

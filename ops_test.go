@@ -782,3 +782,38 @@ func TestSizeText(t *testing.T) {
 		}
 	}
 }
+
+// FORCEBIND_PPROF serves the profiles on the admin listener only: off by
+// default, never on the callback listener, even when it is on.
+func TestPprofOnlyOnAdmin(t *testing.T) {
+	on, _ := mustHarnessWith(t, func(d *daemon) { d.cfg.AdminListen, d.cfg.Pprof = "127.0.0.1:0", true })
+	off, _ := mustHarnessWith(t, func(d *daemon) { d.cfg.AdminListen = "127.0.0.1:0" })
+	waitStatus(t, on.ops+"/readyz", http.StatusOK)
+	waitStatus(t, off.ops+"/readyz", http.StatusOK)
+	tests := []struct {
+		name, url string
+		want      int
+	}{
+		{"admin, on", on.ops + "/debug/pprof/", http.StatusOK},
+		{"admin, on, a heap profile", on.ops + "/debug/pprof/heap?debug=1", http.StatusOK},
+		{"admin, on, ops still served", on.ops + "/metrics", http.StatusOK},
+		{"callback listener, on", on.callback + "/debug/pprof/", http.StatusNotFound},
+		{"admin, off", off.ops + "/debug/pprof/", http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := http.Get(tt.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("GET %s: %d, want %d\n%s", tt.url, resp.StatusCode, tt.want, body)
+			}
+			if tt.want != http.StatusOK && strings.Contains(string(body), "goroutine") {
+				t.Errorf("GET %s served a profile:\n%s", tt.url, body)
+			}
+		})
+	}
+}

@@ -150,6 +150,14 @@ func (s *Server) Messages() []Message {
 	return append([]Message(nil), s.messages...)
 }
 
+// MessageCount returns how many messages the bot has sent so far: a cheap
+// len(Messages()) for tests that poll.
+func (s *Server) MessageCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.messages)
+}
+
 // WaitMessage returns the first message, already sent or arriving later, for which
 // match returns true. match is called with the server's lock held and must not
 // call the Server. It returns ctx.Err() when ctx ends first and ErrClosed when the
