@@ -71,7 +71,7 @@ func answered(tb testing.TB, h *harness, n int) {
 // BenchmarkEventsHandled: DMs "search acme" from 32 bound users through the
 // fake Slack, the daemon and the fake org, all in this process.
 func BenchmarkEventsHandled(b *testing.B) {
-	h, _ := mustHarness(b, func(c *bot.Config) { c.QueuePerUser = 1 << 20 })
+	h, _ := mustHarness(b, func(c *bot.Config) { c.QueuePerUser, c.MaxQueued = 1<<20, 1<<20 })
 	users := mustBindUsers(b, h, 32)
 	base := 0
 	b.ResetTimer()
@@ -88,7 +88,7 @@ func BenchmarkEventsHandled(b *testing.B) {
 // envelopes are still acked at once. Reports p50 and p99 of the time from the
 // envelope's write to its ack, as the fake Slack measures it.
 func BenchmarkAckLatencySlowSalesforce(b *testing.B) {
-	h, _ := mustHarness(b, func(c *bot.Config) { c.QueuePerUser = 1 << 20 })
+	h, _ := mustHarness(b, func(c *bot.Config) { c.QueuePerUser, c.MaxQueued = 1<<20, 1<<20 })
 	users := mustBindUsers(b, h, 32)
 	h.sf.SetLatency(2 * time.Second)
 	var lat []time.Duration

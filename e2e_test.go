@@ -252,7 +252,7 @@ func mustLink(tb testing.TB, h *harness) string {
 }
 
 func TestBusyWhenFull(t *testing.T) {
-	h, _ := mustHarness(t, func(c *bot.Config) { c.Workers, c.QueuePerUser = 1, 1 })
+	h, _ := mustHarness(t, func(c *bot.Config) { c.Workers, c.QueuePerUser, c.MaxQueued = 1, 1, 1 })
 	h.sf.SetLatency(300 * time.Millisecond)
 	if _, err := h.browse(mustCtx(t), mustLink(t, h), "approve", "jane@acme.example"); err != nil {
 		t.Fatal(err)

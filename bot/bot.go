@@ -43,8 +43,9 @@ type Config struct {
 	Messages *Messenger       // how replies are sent; nil builds one on API
 	Observer Observer         // told of events, acks, commands and the connection; nil means nothing is observed
 
-	Workers        int           // users whose work runs at once; default 64
-	QueuePerUser   int           // one user's messages waiting behind the running one; default 8
+	Workers        int           // users whose work runs at once (each ~35 KB while it waits on Salesforce); default 512
+	QueuePerUser   int           // one user's messages waiting behind the running one; default 32
+	MaxQueued      int           // messages waiting for a worker, all users together (~1 KB each); default 10,000
 	HandlerTimeout time.Duration // bound on one command; default 60s
 	AckTimeout     time.Duration // bound on queueing one ack; default 2s
 	DrainTimeout   time.Duration // how long shutdown waits for in-flight work; default 20s
@@ -132,8 +133,9 @@ func New(cfg Config) (*Bot, error) {
 			*v = d
 		}
 	}
-	def(&cfg.Workers, 64)
-	def(&cfg.QueuePerUser, 8)
+	def(&cfg.Workers, 512)
+	def(&cfg.QueuePerUser, 32)
+	def(&cfg.MaxQueued, 10_000)
 	defDur(&cfg.HandlerTimeout, 60*time.Second)
 	defDur(&cfg.AckTimeout, 2*time.Second)
 	defDur(&cfg.DrainTimeout, 20*time.Second)
@@ -162,7 +164,7 @@ func New(cfg Config) (*Bot, error) {
 		seen: newDedupe(cfg.DedupeWindow, 200_000),
 		busy: make(chan reply, 256),
 	}
-	b.pool = newPool(cfg.Workers, cfg.QueuePerUser, b.onPanic)
+	b.pool = newPool(cfg.Workers, cfg.QueuePerUser, cfg.MaxQueued, b.onPanic)
 	b.cmds = commands()
 	b.byName = index(b.cmds)
 	return b, nil

@@ -347,7 +347,7 @@ func TestAcksDoNotWaitForWork(t *testing.T) {
 func TestBusyWhenPoolFull(t *testing.T) {
 	s := mustSlack(t)
 	fa := &fakeAuth{block: make(chan struct{})}
-	mustRun(t, s, fa, func(c *Config) { c.Workers, c.QueuePerUser = 1, 1 })
+	mustRun(t, s, fa, func(c *Config) { c.Workers, c.QueuePerUser, c.MaxQueued = 1, 1, 1 })
 	s.SendDM(jane, "search one") // runs, blocked
 	s.SendDM(jane, "search two") // waits in jane's queue
 	s.SendDM(jane, "search three")

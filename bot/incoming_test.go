@@ -133,7 +133,7 @@ func TestPoolOrderAndBounds(t *testing.T) {
 	var mu sync.Mutex
 	var order []int
 	release := make(chan struct{})
-	p := newPool(2, 3, func(string, any, []byte) {})
+	p := newPool(2, 3, 3, func(string, any, []byte) {})
 	if !p.submit("a", func() { <-release }) {
 		t.Fatal("first job refused")
 	}
@@ -149,7 +149,7 @@ func TestPoolOrderAndBounds(t *testing.T) {
 		t.Fatal("second user refused with a free worker")
 	}
 	if p.submit("c", func() {}) {
-		t.Error("third user accepted with both workers busy")
+		t.Error("third user accepted with both workers busy and every waiting place taken")
 	}
 	close(release)
 	if err := p.close(mustCtx(t)); err != nil {
@@ -163,9 +163,42 @@ func TestPoolOrderAndBounds(t *testing.T) {
 	}
 }
 
+// With every worker busy, a new user's work waits its turn instead of being
+// refused, and the freed workers take users in turn: one person's long
+// queue does not hold back the others, and each person's order is kept.
+func TestPoolQueuesInsteadOfRefusing(t *testing.T) {
+	var mu sync.Mutex
+	var order []string
+	record := func(s string) func() {
+		return func() { mu.Lock(); order = append(order, s); mu.Unlock() }
+	}
+	release := make(chan struct{})
+	p := newPool(1, 3, 5, func(string, any, []byte) {})
+	if !p.submit("a", func() { <-release }) {
+		t.Fatal("first job refused")
+	}
+	for _, job := range []struct{ key, name string }{{"a", "a1"}, {"a", "a2"}, {"b", "b1"}, {"c", "c1"}, {"b", "b2"}} {
+		if !p.submit(job.key, record(job.name)) {
+			t.Fatalf("%s refused with room to wait", job.name)
+		}
+	}
+	if p.submit("d", record("d1")) {
+		t.Error("job accepted beyond the pool's waiting places")
+	}
+	close(release)
+	if err := p.close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// Once a's first job ends, a waits behind b and c, who came first;
+	// each then waits behind the others for its next job.
+	if diff := cmp.Diff([]string{"b1", "c1", "a1", "b2", "a2"}, order); diff != "" {
+		t.Errorf("order mismatch (-want +got):\n%s", diff)
+	}
+}
+
 func TestPoolRecoversPanics(t *testing.T) {
 	var got any
-	p := newPool(1, 1, func(_ string, r any, _ []byte) { got = r })
+	p := newPool(1, 1, 1, func(_ string, r any, _ []byte) { got = r })
 	p.submit("a", func() { panic("boom") })
 	ran := false
 	p.submit("a", func() { ran = true })

@@ -197,7 +197,7 @@ func TestObserverBusy(t *testing.T) {
 	s := mustSlack(t)
 	rec := newRecorder()
 	fa := &fakeAuth{block: make(chan struct{})}
-	mustRun(t, s, fa, func(c *Config) { c.Workers, c.QueuePerUser, c.Observer = 1, 1, rec })
+	mustRun(t, s, fa, func(c *Config) { c.Workers, c.QueuePerUser, c.MaxQueued, c.Observer = 1, 1, 1, rec })
 	s.SendDM(jane, "search one") // runs, blocked
 	s.SendDM(jane, "search two") // waits in jane's queue
 	s.SendDM(jane, "opp three")  // refused

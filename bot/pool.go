@@ -7,26 +7,37 @@ import (
 )
 
 // pool runs handlers with bounded concurrency while keeping one user's jobs
-// in order: each user with work has one runner goroutine that drains that
-// user's queue; at most size runners exist at once, and each queue holds at
-// most depth jobs. Submit never blocks, so the Socket Mode reader never does.
+// in order. At most size runners (goroutines) exist at once; each runs one
+// job at a time, and a user's jobs never run two at once, so each person's
+// messages are answered in the order they were sent. Work beyond what the
+// runners can take waits in memory, not refused: each user may have depth
+// jobs waiting behind the running one, and all users together maxQueued.
+// Those two bounds are the only "busy": a waiting job costs its parsed
+// event (about a kilobyte), a running one its goroutine and its Salesforce
+// call (tens of kilobytes), which is why the runners are the smaller bound.
+// Runners take users in turn (round robin), so one person with a long queue
+// does not starve the others. Submit never blocks, so the Socket Mode reader
+// never does.
 type pool struct {
-	size, depth int
-	onPanic     func(key string, recovered any, stack []byte)
+	size, depth, maxQueued int
+	onPanic                func(key string, recovered any, stack []byte)
 
 	mu      sync.Mutex
-	queues  map[string][]func() // key present = a runner is active; value = waiting jobs
+	queues  map[string][]func() // key present = running or waiting its turn; value = its waiting jobs
+	ready   []string            // keys with waiting jobs and no runner, in the order they will run
+	runners int
+	queued  int // jobs waiting in all queues
 	closed  bool
-	running sync.WaitGroup
+	wg      sync.WaitGroup
 }
 
-func newPool(size, depth int, onPanic func(string, any, []byte)) *pool {
-	return &pool{size: size, depth: depth, onPanic: onPanic, queues: make(map[string][]func())}
+func newPool(size, depth, maxQueued int, onPanic func(string, any, []byte)) *pool {
+	return &pool{size: size, depth: depth, maxQueued: maxQueued, onPanic: onPanic, queues: make(map[string][]func())}
 }
 
 // submit queues job under key. It reports false, without queueing, when
-// the pool is full: size users already have runners and key is not one of
-// them, or key's queue is at depth, or the pool is closed.
+// key already has depth jobs waiting, when maxQueued jobs wait in all, or
+// when the pool is closed.
 func (p *pool) submit(key string, job func()) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -37,35 +48,49 @@ func (p *pool) submit(key string, job func()) bool {
 	switch {
 	case active && len(q) >= p.depth:
 		return false
-	case active:
-		p.queues[key] = append(q, job)
+	case !active && p.runners < p.size:
+		p.queues[key] = nil // running; nothing waits behind it yet
+		p.runners++
+		p.wg.Add(1)
+		go p.run(key, job)
 		return true
-	case len(p.queues) >= p.size:
+	case p.queued >= p.maxQueued:
 		return false
 	}
-	p.queues[key] = nil // the key is active; its queue holds only waiting jobs
-	p.running.Add(1)
-	go p.run(key, job)
+	p.queues[key] = append(q, job)
+	p.queued++
+	if !active {
+		p.ready = append(p.ready, key)
+	}
 	return true
 }
 
-// run runs job, then drains key's queue, then retires the runner.
+// run runs job for key, then jobs of whichever key's turn it is, until no
+// job waits; then the runner retires.
 func (p *pool) run(key string, job func()) {
-	defer p.running.Done()
-	p.safely(key, job)
+	defer p.wg.Done()
 	for {
+		p.safely(key, job)
 		p.mu.Lock()
-		q := p.queues[key]
-		if len(q) == 0 {
+		if len(p.queues[key]) == 0 {
 			delete(p.queues, key)
+		} else {
+			p.ready = append(p.ready, key) // its next job waits its turn
+		}
+		if len(p.ready) == 0 {
+			p.runners--
 			p.mu.Unlock()
 			return
 		}
+		key = p.ready[0]
+		p.ready[0] = ""
+		p.ready = p.ready[1:]
+		q := p.queues[key]
 		job = q[0]
 		q[0] = nil
 		p.queues[key] = q[1:]
+		p.queued--
 		p.mu.Unlock()
-		p.safely(key, job)
 	}
 }
 
@@ -93,7 +118,7 @@ func (p *pool) close(ctx context.Context) error {
 	p.closed = true
 	p.mu.Unlock()
 	done := make(chan struct{})
-	go func() { p.running.Wait(); close(done) }()
+	go func() { p.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
