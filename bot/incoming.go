@@ -148,8 +148,13 @@ func plainText(s string) string {
 		}
 		return strings.TrimPrefix(sub[1], "mailto:")
 	})
-	return strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&").Replace(s)
+	return unescapeMarkup.Replace(s)
 }
+
+// unescapeMarkup undoes Slack's escaping of &, < and >. A Replacer is
+// immutable once built and safe for concurrent use; building one per call
+// costs more than the replacing.
+var unescapeMarkup = strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&")
 
 func clip(s string) string {
 	s = strings.TrimSpace(plainText(s))
