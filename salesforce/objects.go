@@ -47,22 +47,17 @@ func Objects() []Object {
 	}
 }
 
-// findFields are the fields Find matches the user's text against.
-func findFields(object string) []string {
-	if object == "Case" {
-		return []string{"Subject", "CaseNumber"}
+// findFields are the fields Find matches the user's text against, of those
+// info says the user may read. The name field is always among them:
+// Salesforce never hides it.
+func (o Object) findFields(info *objectInfo) []string {
+	if o.Name == "Case" {
+		if info.readable("Subject") {
+			return []string{"Subject", "CaseNumber"}
+		}
+		return []string{"CaseNumber"}
 	}
 	return []string{"Name"}
-}
-
-// selectFields lists Id, the name field and the key fields of o for SOQL and
-// SOSL field lists.
-func (o Object) selectFields() []string {
-	fields := []string{"Id", o.NameField}
-	for _, f := range o.Fields {
-		fields = append(fields, f.Name)
-	}
-	return fields
 }
 
 // Record is one record from a query or a record read. Fields holds the
