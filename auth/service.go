@@ -148,6 +148,7 @@ type Service struct {
 	flights flightGroup
 	pollers pollerSet // device-flow pollers, one per Slack user
 	pages   pages
+	fields  *salesforce.FieldCache // what each Salesforce user may read, shared by every Client
 }
 
 // New checks cfg and returns a Service.
@@ -199,11 +200,12 @@ func New(cfg Config) (*Service, error) {
 			RedirectURL:  cfg.CallbackURL,
 			Scopes:       defaultScopes,
 		},
-		http:  cfg.HTTPClient,
-		log:   cfg.Logger,
-		now:   cfg.Now,
-		after: cfg.After,
-		pages: newPages(cb),
+		http:   cfg.HTTPClient,
+		log:    cfg.Logger,
+		now:    cfg.Now,
+		after:  cfg.After,
+		pages:  newPages(cb),
+		fields: salesforce.NewFieldCache(salesforce.FieldCacheConfig{}),
 	}
 	if s.http == nil {
 		s.http = http.DefaultClient
@@ -273,13 +275,19 @@ func (s *Service) Binding(ctx context.Context, teamID, userID string) (store.Bin
 // to should the grant have ended. The client is safe for concurrent use and
 // meant for the life of one request.
 func (s *Service) Client(b store.Binding, who Requester) (*salesforce.Client, error) {
-	return salesforce.New(salesforce.Config{
+	cfg := salesforce.Config{
 		InstanceURL: b.InstanceURL,
 		APIVersion:  s.cfg.APIVersion,
 		HTTPClient:  s.http,
 		Tokens:      s.Tokens(b, who),
 		Observer:    s.cfg.APIObserver,
-	})
+	}
+	// The cache is keyed by the Salesforce user: a binding that does not
+	// name one gets a client with a cache of its own.
+	if b.OrgID != "" && b.SalesforceUserID != "" {
+		cfg.Fields, cfg.OrgID, cfg.UserID = s.fields, b.OrgID, b.SalesforceUserID
+	}
+	return salesforce.New(cfg)
 }
 
 // Unlinked describes a removed binding.
