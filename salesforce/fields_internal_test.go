@@ -88,3 +88,35 @@ func TestFieldCacheFetchPanics(t *testing.T) {
 		t.Errorf("get after a panic = %+v, %v; want a fresh entry", e, err)
 	}
 }
+
+// Whatever object info a server sends, decoding never panics, and the
+// fields asked for are only ever names from the object table.
+func FuzzDecodeObjectInfo(f *testing.F) {
+	f.Add("Contact", []byte(`{"apiName":"Contact","fields":{"AccountId":{"apiName":"AccountId","relationshipName":"Account","referenceToInfos":[{"apiName":"Account","nameFields":["Name"]}]},"Title":{"apiName":"Title","relationshipName":null,"referenceToInfos":[]}}}`))
+	f.Add("Account", []byte(`{"apiName":"Account","fields":{"Phone":{}}}`))
+	f.Add("Account", []byte(`{"apiName":"Account","fields":null}`))
+	f.Add("Lead", []byte(`[{"errorCode":"NOT_FOUND","message":"The requested resource does not exist"}]`))
+	f.Add("Case", []byte(`{"apiName":"Case","fields":{"x":{"apiName":"Id, Password","relationshipName":"A.B","referenceToInfos":[{"nameFields":null}]}}}`))
+	f.Fuzz(func(t *testing.T, object string, data []byte) {
+		info, err := decodeObjectInfo(object, data)
+		if err != nil {
+			return
+		}
+		for _, o := range Objects() {
+			allowed := map[string]bool{"Id": true, o.NameField: true}
+			for _, of := range o.Fields {
+				allowed[of.Name] = true
+			}
+			for _, name := range o.selectFields(info) {
+				if !allowed[name] {
+					t.Fatalf("%s: asked for %q, which is not in the table", o.Name, name)
+				}
+			}
+			for _, name := range o.findFields(info) {
+				if !allowed[name] {
+					t.Fatalf("%s: matched on %q, which is not in the table", o.Name, name)
+				}
+			}
+		}
+	})
+}
