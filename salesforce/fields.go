@@ -14,7 +14,12 @@ import (
 
 // Defaults of a FieldCache.
 const (
-	DefaultFieldCacheTTL     = 5 * time.Minute
+	// DefaultFieldCacheTTL is how long a user's readable fields are
+	// trusted: a few minutes, so that a field an administrator shows again
+	// appears soon, while a busy person's searches read no metadata.
+	DefaultFieldCacheTTL = 5 * time.Minute
+	// DefaultFieldCacheEntries bounds the cache: one entry per org, user
+	// and object, so 2000 people searching five objects.
 	DefaultFieldCacheEntries = 10000
 )
 
@@ -326,21 +331,6 @@ func (c *Client) schema(ctx context.Context, objects []Object) ([]*infoEntry, er
 		}
 	}
 	return out, nil
-}
-
-// selectFields lists Id, the name field and the key fields of o that info
-// says the user may read, for SOQL and SOSL field lists. The names come
-// from the object table, never from the answer, so nothing Salesforce sends
-// reaches a query. Id and the name field are always asked for: Salesforce
-// never hides them.
-func (o Object) selectFields(info *objectInfo) []string {
-	fields := []string{"Id", o.NameField}
-	for _, f := range o.Fields {
-		if info.readable(f.Name) {
-			fields = append(fields, f.Name)
-		}
-	}
-	return fields
 }
 
 // withReadable sends the request build makes from what the user may read

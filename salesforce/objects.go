@@ -47,6 +47,21 @@ func Objects() []Object {
 	}
 }
 
+// selectFields lists Id, the name field and the key fields of o that info
+// says the user may read, for SOQL and SOSL field lists. The names come
+// from the object table, never from the answer, so nothing Salesforce sends
+// reaches a query. Id and the name field are always asked for: Salesforce
+// never hides them.
+func (o Object) selectFields(info *objectInfo) []string {
+	fields := []string{"Id", o.NameField}
+	for _, f := range o.Fields {
+		if info.readable(f.Name) {
+			fields = append(fields, f.Name)
+		}
+	}
+	return fields
+}
+
 // findFields are the fields Find matches the user's text against, of those
 // info says the user may read. The name field is always among them:
 // Salesforce never hides it.
