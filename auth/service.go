@@ -156,6 +156,7 @@ type Service struct {
 	// decided remembers how recent confirmations ended, for a second POST
 	// of the same one.
 	decided decisions
+	fields  *salesforce.FieldCache // what each Salesforce user may read, shared by every Client
 }
 
 // New checks cfg and returns a Service.
@@ -213,11 +214,12 @@ func New(cfg Config) (*Service, error) {
 		},
 		// No OAuth call follows a redirect: a 307 or 308 would send the
 		// client secret, a code verifier or a refresh token to another host.
-		http:  salesforce.NoRedirects(cfg.HTTPClient),
-		log:   cfg.Logger,
-		now:   cfg.Now,
-		after: cfg.After,
-		pages: newPages(cb),
+		http:   salesforce.NoRedirects(cfg.HTTPClient),
+		log:    cfg.Logger,
+		now:    cfg.Now,
+		after:  cfg.After,
+		pages:  newPages(cb),
+		fields: salesforce.NewFieldCache(salesforce.FieldCacheConfig{}),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -284,13 +286,19 @@ func (s *Service) Binding(ctx context.Context, teamID, userID string) (store.Bin
 // to should the grant have ended. The client is safe for concurrent use and
 // meant for the life of one request.
 func (s *Service) Client(b store.Binding, who Requester) (*salesforce.Client, error) {
-	return salesforce.New(salesforce.Config{
+	cfg := salesforce.Config{
 		InstanceURL: b.InstanceURL,
 		APIVersion:  s.cfg.APIVersion,
 		HTTPClient:  s.http,
 		Tokens:      s.Tokens(b, who),
 		Observer:    s.cfg.APIObserver,
-	})
+	}
+	// The cache is keyed by the Salesforce user: a binding that does not
+	// name one gets a client with a cache of its own.
+	if b.OrgID != "" && b.SalesforceUserID != "" {
+		cfg.Fields, cfg.OrgID, cfg.UserID = s.fields, b.OrgID, b.SalesforceUserID
+	}
+	return salesforce.New(cfg)
 }
 
 // Unlinked describes a removed binding.

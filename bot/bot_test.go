@@ -306,8 +306,15 @@ func TestPanickingHandler(t *testing.T) {
 	mustAck(t, s, d)
 	s.SendDM(jane, "help")
 	mustMessage(t, s, to(s.DMChannel(jane)))
-	if !strings.Contains(r.logs.String(), "handler panicked") {
-		t.Error("the panic was not logged")
+	// jane's work runs on another worker, so her answer can come before
+	// sam's panic is logged: wait for the log itself.
+	ctx := mustCtx(t)
+	for !strings.Contains(r.logs.String(), "handler panicked") {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the panic was not logged")
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 

@@ -97,7 +97,10 @@ func queryPart(u *url.URL) string {
 
 // Search runs a SOSL search for text in the name fields of objects (all
 // supported objects when none are given) and returns typed results. The text
-// is escaped with [EscapeSOSL]; it must have at least two characters.
+// is escaped with [EscapeSOSL]; it must have at least two characters. It
+// asks only for the fields the user may read (see [FieldCache]), so a field
+// hidden from them is missing from the results instead of failing the
+// search.
 func (c *Client) Search(ctx context.Context, text string, objects ...string) ([]Result, error) {
 	term := strings.TrimSpace(text)
 	if utf8.RuneCountInString(term) < 2 {
@@ -107,20 +110,30 @@ func (c *Client) Search(ctx context.Context, text string, objects ...string) ([]
 	if len(names) == 0 {
 		names = c.order
 	}
-	returning := make([]string, 0, len(names))
+	objs := make([]Object, 0, len(names))
 	for _, name := range names {
 		o, ok := c.object(name)
 		if !ok {
 			return nil, fmt.Errorf("salesforce search: %w: unsupported object %q", ErrInvalidInput, name)
 		}
-		returning = append(returning, o.Name+"("+strings.Join(o.selectFields(), ", ")+")")
+		objs = append(objs, o)
 	}
-	sosl := "FIND {" + EscapeSOSL(term) + "} IN NAME FIELDS RETURNING " + strings.Join(returning, ", ") +
-		" LIMIT " + strconv.Itoa(min(c.maxRecords, maxSOSLLimit))
+	build := func(infos []*objectInfo) string {
+		returning := make([]string, len(objs))
+		for i, o := range objs {
+			returning[i] = o.Name + "(" + strings.Join(o.selectFields(infos[i]), ", ") + ")"
+		}
+		return "FIND {" + EscapeSOSL(term) + "} IN NAME FIELDS RETURNING " + strings.Join(returning, ", ") +
+			" LIMIT " + strconv.Itoa(min(c.maxRecords, maxSOSLLimit))
+	}
 
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	data, err := c.send(ctx, "search", http.MethodGet, c.dataURL("search")+"?"+url.Values{"q": {sosl}}.Encode(), nil)
+	var data []byte
+	err := c.withReadable(ctx, objs, build, func(sosl string) (err error) {
+		data, err = c.send(ctx, "search", http.MethodGet, c.dataURL("search")+"?"+url.Values{"q": {sosl}}.Encode(), nil)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("salesforce search: %w", err)
 	}
@@ -144,7 +157,8 @@ func (c *Client) Search(ctx context.Context, text string, objects ...string) ([]
 // Find looks up records of one object whose name (for Case: subject or case
 // number) contains text, ordered by name, at most limit of them (limit <= 0
 // means 10). The text is matched literally: quotes, backslashes and the LIKE
-// wildcards % and _ are escaped.
+// wildcards % and _ are escaped. Like Search, it asks only for the fields
+// the user may read.
 func (c *Client) Find(ctx context.Context, object, text string, limit int) ([]Result, error) {
 	o, ok := c.object(object)
 	if !ok {
@@ -159,16 +173,22 @@ func (c *Client) Find(ctx context.Context, object, text string, limit int) ([]Re
 	}
 	limit = min(limit, c.maxRecords)
 	pattern := "'%" + EscapeLike(text) + "%'"
-	var where []string
-	for _, f := range findFields(o.Name) {
-		where = append(where, f+" LIKE "+pattern)
+	build := func(infos []*objectInfo) string {
+		var where []string
+		for _, f := range o.findFields(infos[0]) {
+			where = append(where, f+" LIKE "+pattern)
+		}
+		return "SELECT " + strings.Join(o.selectFields(infos[0]), ", ") + " FROM " + o.Name +
+			" WHERE " + strings.Join(where, " OR ") + " ORDER BY " + o.NameField + " LIMIT " + strconv.Itoa(limit)
 	}
-	soql := "SELECT " + strings.Join(o.selectFields(), ", ") + " FROM " + o.Name +
-		" WHERE " + strings.Join(where, " OR ") + " ORDER BY " + o.NameField + " LIMIT " + strconv.Itoa(limit)
 
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	recs, err := c.query(ctx, "find", soql, limit)
+	var recs []Record
+	err := c.withReadable(ctx, []Object{o}, build, func(soql string) (err error) {
+		recs, err = c.query(ctx, "find", soql, limit)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("salesforce find: %w", err)
 	}

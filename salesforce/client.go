@@ -60,6 +60,16 @@ type Config struct {
 	// and of the API usage Salesforce reports. Nil means nothing is
 	// observed.
 	Observer Observer
+
+	// Fields caches which fields the user may read, so that Search and
+	// Find ask only for those. Share one between the Clients of every
+	// binding; entries are keyed by OrgID and UserID, which are then
+	// required. Nil means the Client keeps its own, for its lifetime.
+	Fields *FieldCache
+
+	// OrgID and UserID are the 00D… org and 005… user the token belongs
+	// to: the key of this user's entries in Fields.
+	OrgID, UserID string
 }
 
 // Observer is told what a Client does, for metrics. Its methods run on the
@@ -70,7 +80,8 @@ type Config struct {
 type Observer interface {
 	// Request reports one HTTP request to Salesforce once its answer has
 	// been read or it failed. op is the Client method that sent it:
-	// "query" (once per page), "find", "search", "get" or "identity"; a
+	// "query" (once per page), "find", "search", "get", "identity" or
+	// "object_info" (reading which fields the user may read); a
 	// request retried after a refresh counts twice. outcome is "ok",
 	// "session_expired", "rate_limited", "not_found", "unavailable" (5xx,
 	// not Salesforce's JSON, network failure), "invalid_input" (400: the
@@ -99,6 +110,9 @@ type Client struct {
 	usage      atomic.Pointer[Usage]
 	obs        Observer // nil when nothing is observed
 	host       string   // the instance's host, for Observer.Usage
+	fields     *FieldCache
+	orgID      string // with userID, the key of this user's entries in fields
+	userID     string
 }
 
 // New validates cfg and returns a Client. It does no I/O.
@@ -120,6 +134,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxRecords < 0 || cfg.Timeout < 0 {
 		return nil, errors.New("salesforce: MaxRecords and Timeout must not be negative")
 	}
+	if cfg.Fields != nil && (cfg.OrgID == "" || cfg.UserID == "") {
+		return nil, errors.New("salesforce: a shared Fields cache needs OrgID and UserID")
+	}
 	c := &Client{
 		instance:   instance,
 		version:    version,
@@ -129,6 +146,12 @@ func New(cfg Config) (*Client, error) {
 		timeout:    cfg.Timeout,
 		objects:    make(map[string]Object),
 		obs:        cfg.Observer,
+		fields:     cfg.Fields,
+		orgID:      cfg.OrgID,
+		userID:     cfg.UserID,
+	}
+	if c.fields == nil {
+		c.fields = NewFieldCache(FieldCacheConfig{})
 	}
 	_, c.host, _ = strings.Cut(instance, "://")
 	if c.maxRecords == 0 {

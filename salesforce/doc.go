@@ -7,6 +7,17 @@
 // lookups ([Client.Find]), single-record reads ([Client.Get]) and identity
 // look-ups ([Client.Identity]).
 //
+// Search and Find ask only for the fields the user may read: a SOQL query
+// or SOSL RETURNING list that names a field hidden by field-level security
+// is refused whole with INVALID_FIELD. What each user may read comes from
+// the UI API's object info (GET …/ui-api/object-info/{Object}, which lists
+// only the fields accessible to the token's user), kept in a [FieldCache]
+// per org, user and object for a few minutes, shared by every Client
+// through [Config.Fields], and read once however many searches miss it at
+// the same time. When Salesforce still answers INVALID_FIELD (an
+// administrator hid a field since), the entry is dropped, read again once
+// and the request retried once.
+//
 // Every request carries the binding's access token as a bearer token and goes
 // only to the configured instance (or, for [Client.Identity], to the identity
 // URL passed in). When the API answers 401 INVALID_SESSION_ID the client asks

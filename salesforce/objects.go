@@ -47,22 +47,32 @@ func Objects() []Object {
 	}
 }
 
-// findFields are the fields Find matches the user's text against.
-func findFields(object string) []string {
-	if object == "Case" {
-		return []string{"Subject", "CaseNumber"}
-	}
-	return []string{"Name"}
-}
-
-// selectFields lists Id, the name field and the key fields of o for SOQL and
-// SOSL field lists.
-func (o Object) selectFields() []string {
+// selectFields lists Id, the name field and the key fields of o that info
+// says the user may read, for SOQL and SOSL field lists. The names come
+// from the object table, never from the answer, so nothing Salesforce sends
+// reaches a query. Id and the name field are always asked for: Salesforce
+// never hides them.
+func (o Object) selectFields(info *objectInfo) []string {
 	fields := []string{"Id", o.NameField}
 	for _, f := range o.Fields {
-		fields = append(fields, f.Name)
+		if info.readable(f.Name) {
+			fields = append(fields, f.Name)
+		}
 	}
 	return fields
+}
+
+// findFields are the fields Find matches the user's text against, of those
+// info says the user may read. The name field is always among them:
+// Salesforce never hides it.
+func (o Object) findFields(info *objectInfo) []string {
+	if o.Name == "Case" {
+		if info.readable("Subject") {
+			return []string{"Subject", "CaseNumber"}
+		}
+		return []string{"CaseNumber"}
+	}
+	return []string{"Name"}
 }
 
 // Record is one record from a query or a record read. Fields holds the

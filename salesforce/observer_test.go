@@ -51,7 +51,7 @@ func TestObserverRequests(t *testing.T) {
 		{
 			name: "search",
 			call: func(ctx context.Context, c *salesforce.Client) error { _, err := c.Search(ctx, "acme"); return err },
-			want: []string{"search ok"},
+			want: append(objectInfos("ok", 5), "search ok"),
 		},
 		{
 			name: "query, once per page",
@@ -68,7 +68,7 @@ func TestObserverRequests(t *testing.T) {
 				_, err := c.Find(ctx, "Account", "acme", 5)
 				return err
 			},
-			want: []string{"find ok"},
+			want: []string{"object_info ok", "find ok"},
 		},
 		{
 			name: "get",
@@ -93,19 +93,19 @@ func TestObserverRequests(t *testing.T) {
 				_, err := c.Find(ctx, "Contact", "jane", 5)
 				return err
 			},
-			want: []string{"find session_expired", "find ok"},
+			want: []string{"object_info session_expired", "object_info ok", "find ok"},
 		},
 		{
 			name:  "rate limited",
 			setup: func(s *sftest.Server) { s.FailNext(sftest.EndpointSearch, 403, sftest.BodyRequestLimitExceeded) },
 			call:  func(ctx context.Context, c *salesforce.Client) error { _, err := c.Search(ctx, "acme"); return err },
-			want:  []string{"search rate_limited"},
+			want:  append(objectInfos("ok", 5), "search rate_limited"),
 		},
 		{
 			name:  "HTML 502",
 			setup: func(s *sftest.Server) { s.FailNext(sftest.EndpointSearch, 502, sftest.BodyBadGatewayHTML) },
 			call:  func(ctx context.Context, c *salesforce.Client) error { _, err := c.Search(ctx, "acme"); return err },
-			want:  []string{"search unavailable"},
+			want:  append(objectInfos("ok", 5), "search unavailable"),
 		},
 		{
 			name:  "malformed query",
@@ -135,7 +135,7 @@ func TestObserverRequests(t *testing.T) {
 				_, err := c.Search(ctx, "acme")
 				return err
 			},
-			want: []string{"search canceled"},
+			want: objectInfos("canceled", 5), // the search itself is never sent
 		},
 		{
 			name: "refused before sending",
@@ -163,6 +163,16 @@ func TestObserverRequests(t *testing.T) {
 	}
 }
 
+// objectInfos is n object info requests with outcome: Search reads which
+// fields the user may read of each object it has not seen yet.
+func objectInfos(outcome string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "object_info " + outcome
+	}
+	return out
+}
+
 func TestObserverNetworkFailure(t *testing.T) {
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
@@ -178,8 +188,16 @@ func TestObserverNetworkFailure(t *testing.T) {
 
 func TestObserverUsage(t *testing.T) {
 	srv := mustServer(t, sftest.Options{})
+	// Object info is read first, by a client sharing the cache, so that
+	// the requests observed come one at a time.
+	fields := salesforce.NewFieldCache(salesforce.FieldCacheConfig{})
+	tokens := mustRefresher(t, srv, jane)
+	warm := mustClient(t, salesforce.Config{InstanceURL: srv.URL, Tokens: tokens, Fields: fields, OrgID: srv.OrgID(), UserID: "0055g00000JaneAAAR"})
+	if _, err := warm.Search(context.Background(), "acme"); err != nil {
+		t.Fatal(err)
+	}
 	obs := &observed{}
-	c := mustClient(t, salesforce.Config{InstanceURL: srv.URL + "/", Tokens: mustRefresher(t, srv, jane), Observer: obs})
+	c := mustClient(t, salesforce.Config{InstanceURL: srv.URL + "/", Tokens: tokens, Observer: obs, Fields: fields, OrgID: srv.OrgID(), UserID: "0055g00000JaneAAAR"})
 	srv.SetUsage(24, 15000)
 	if _, err := c.Search(context.Background(), "acme"); err != nil {
 		t.Fatal(err)

@@ -6,8 +6,9 @@
 // with PKCE (authorize with a small login page, token with
 // authorization_code and refresh_token grants, revoke, the identity URL and
 // userinfo), the device flow, and the REST API under /services/data/vNN.N/
-// (query with nextRecordsUrl paging, SOSL search, sobjects reads), with
-// Salesforce's error arrays and the Sforce-Limit-Info header.
+// (query with nextRecordsUrl paging, SOSL search, sobjects reads, and the
+// UI API's object info), with Salesforce's error arrays and the
+// Sforce-Limit-Info header.
 //
 // The device flow is Salesforce's, not RFC 8628's endpoints: a device code
 // is asked for at the token endpoint with response_type=device_code and
@@ -29,8 +30,18 @@
 //
 // Data comes from a fixture file (testdata/org.json, embedded): one org, two
 // users and a handful of accounts, contacts, opportunities, leads and cases.
-// Records have an owner and may be private; a user without "view all" sees
-// public records and the ones they own, so two users see different data.
+// Records have an owner and may be private. jane@acme.example has "view
+// all" and sees everything; sam@acme.example sees only the records he owns
+// (own_records_only), and a user with neither flag sees public records and
+// their own, so users see different data.
+//
+// Field-level security is modelled too. A user's hidden_fields (sam's
+// profile hides Opportunity.Amount and Contact.Phone; [Server.SetFieldHidden]
+// changes them at run time) do not exist for that user, as in a real org:
+// object info leaves them out, a record read omits them, and a query or a
+// search that names one anywhere (select list, WHERE, ORDER BY, RETURNING,
+// a relationship path) is refused whole with 400
+// [{"message":"No such column 'Amount' on entity 'Opportunity'. …","errorCode":"INVALID_FIELD"}].
 //
 // Knobs on [Server] let tests expire or revoke tokens, turn on refresh-token
 // rotation, add latency, inject failures, change a user's email or whether it is verified, count calls

@@ -28,6 +28,13 @@ type User struct {
 	Email       string
 	Profile     string // e.g. "System Administrator"
 	ViewAll     bool   // sees every record, private or not
+	// OwnRecordsOnly makes the user see only the records they own, as
+	// in an org whose sharing model is private (unless ViewAll).
+	OwnRecordsOnly bool
+	// HiddenFields are the fields field-level security hides from the
+	// user ("Opportunity.Amount"), as the fixtures set them; see
+	// Server.SetFieldHidden for the ones hidden now.
+	HiddenFields []string
 }
 
 type fixtureFile struct {
@@ -36,14 +43,16 @@ type fixtureFile struct {
 		Name string `json:"name"`
 	} `json:"org"`
 	Users []struct {
-		ID          string `json:"id"`
-		Username    string `json:"username"`
-		DisplayName string `json:"display_name"`
-		FirstName   string `json:"first_name"`
-		LastName    string `json:"last_name"`
-		Email       string `json:"email"`
-		Profile     string `json:"profile"`
-		ViewAll     bool   `json:"view_all"`
+		ID             string   `json:"id"`
+		Username       string   `json:"username"`
+		DisplayName    string   `json:"display_name"`
+		FirstName      string   `json:"first_name"`
+		LastName       string   `json:"last_name"`
+		Email          string   `json:"email"`
+		Profile        string   `json:"profile"`
+		ViewAll        bool     `json:"view_all"`
+		OwnRecordsOnly bool     `json:"own_records_only"`
+		HiddenFields   []string `json:"hidden_fields"`
 	} `json:"users"`
 	Records map[string][]map[string]any `json:"records"`
 }
@@ -143,7 +152,42 @@ func loadFixtures(data []byte, orgID string) (*orgData, error) {
 			return nil, fmt.Errorf("fixtures: unsupported object %q", name)
 		}
 	}
+	for _, u := range o.users {
+		for _, path := range u.HiddenFields {
+			object, field, _ := strings.Cut(path, ".")
+			if _, _, err := o.hideable(object, field); err != nil {
+				return nil, fmt.Errorf("fixtures: user %s: %w", u.Username, err)
+			}
+		}
+	}
 	return o, nil
+}
+
+// hideable checks that field-level security could hide object.field and
+// returns both names as the schema spells them. Salesforce never hides a
+// record's Id or its name field, and neither does the fake.
+func (o *orgData) hideable(object, field string) (string, string, error) {
+	od, ok := o.object(object)
+	if !ok {
+		return "", "", fmt.Errorf("unknown object %q", object)
+	}
+	canon, ok := od.fields[strings.ToLower(field)]
+	if !ok {
+		return "", "", fmt.Errorf("no field %q on %s", field, od.name)
+	}
+	if canon == "Id" || canon == nameField(od.name) {
+		return "", "", fmt.Errorf("%s.%s cannot be hidden", od.name, canon)
+	}
+	return od.name, canon, nil
+}
+
+// nameField is the field that names a record of object, as object info's
+// nameFields and nameField say.
+func nameField(object string) string {
+	if object == "Case" {
+		return "CaseNumber"
+	}
+	return "Name"
 }
 
 func (o *orgData) user(username string) (User, bool) {
@@ -164,10 +208,17 @@ func (o *orgData) userByID(id string) (User, bool) {
 	return User{}, false
 }
 
-// visible applies the fake's sharing model: private records are seen only
-// by their owner and by users with "view all".
+// visible applies the fake's sharing model: users with "view all" see
+// everything; users who see only their own records see those; everyone
+// else sees public records and their own private ones.
 func (o *orgData) visible(u User, rec *record) bool {
-	return u.ViewAll || !rec.private || rec.owner == u.ID
+	switch {
+	case u.ViewAll:
+		return true
+	case u.OwnRecordsOnly:
+		return rec.owner == u.ID
+	}
+	return !rec.private || rec.owner == u.ID
 }
 
 // object finds an object by name, case-insensitively.

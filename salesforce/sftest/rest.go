@@ -53,7 +53,7 @@ func validVersion(v string) bool {
 
 func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, u User, version string) {
 	src := r.URL.Query().Get("q")
-	q, err := parseSOQL(s.org, src)
+	q, err := parseSOQL(s.org, s.hiddenFor(u), src)
 	if err != nil {
 		writeQueryError(w, err)
 		return
@@ -120,7 +120,7 @@ func (s *Server) page(w http.ResponseWriter, u User, version, id string, rows []
 }
 
 func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, u User, version string) {
-	q, err := parseSOSL(s.org, r.URL.Query().Get("q"))
+	q, err := parseSOSL(s.org, s.hiddenFor(u), r.URL.Query().Get("q"))
 	if err != nil {
 		writeQueryError(w, err)
 		return
@@ -183,9 +183,12 @@ func (s *Server) handleSObject(w http.ResponseWriter, r *http.Request, u User, v
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
 		return
 	}
+	// Like Salesforce, a record read leaves out what field-level security
+	// hides from the user, without an error.
+	hidden := s.hiddenFor(u)
 	names := make([]string, 0, len(rec.fields))
 	for k := range rec.fields {
-		if k != "Id" {
+		if k != "Id" && !hidden.has(od.name, k) {
 			names = append(names, k)
 		}
 	}
@@ -372,10 +375,18 @@ func compareValues(a, b any, nullsFirst bool) int {
 	return strings.Compare(strings.ToLower(valueText(a)), strings.ToLower(valueText(b)))
 }
 
+// writeQueryError answers a refused query or search as Salesforce does:
+// 400 with [{"message":…,"errorCode":…}], message first and no "fields".
 func writeQueryError(w http.ResponseWriter, err error) {
 	var qe *queryError
 	if errors.As(err, &qe) {
-		writeAPIError(w, http.StatusBadRequest, qe.code, qe.msg)
+		var b bytes.Buffer
+		b.WriteString(`[{"message":`)
+		writeString(&b, qe.msg)
+		b.WriteString(`,"errorCode":`)
+		writeString(&b, qe.code)
+		b.WriteString(`}]`)
+		writeBytes(w, http.StatusBadRequest, b.Bytes())
 		return
 	}
 	writeAPIError(w, http.StatusInternalServerError, "UNKNOWN_EXCEPTION", "An unexpected error occurred.")

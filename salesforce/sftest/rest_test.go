@@ -108,7 +108,7 @@ func TestQueryPagingAndSharing(t *testing.T) {
 		wantPages int
 	}{
 		{user: jane, wantPages: 4, wantNames: []string{"Acme Corporation", "Acme Labs GmbH", "Globex Inc.", "Initech", "Müller & Söhne KG", "Wayne Enterprises", "株式会社サクラ"}},
-		{user: sam, wantPages: 3, wantNames: []string{"Acme Corporation", "Acme Labs GmbH", "Initech", "Müller & Söhne KG", "株式会社サクラ"}},
+		{user: sam, wantPages: 1, wantNames: []string{"Acme Labs GmbH", "Müller & Söhne KG"}}, // his own only
 	}
 	for _, tt := range tests {
 		t.Run(tt.user, func(t *testing.T) {
@@ -209,9 +209,10 @@ func TestSearchAndSObject(t *testing.T) {
 		name, user, path string
 		wantStatus       int
 	}{
-		{name: "18-char id", user: sam, path: "/services/data/v62.0/sobjects/Account/0015g00000AcmeAAAR", wantStatus: http.StatusOK},
-		{name: "15-char id", user: sam, path: "/services/data/v62.0/sobjects/Account/0015g00000AcmeA", wantStatus: http.StatusOK},
+		{name: "18-char id", user: sam, path: "/services/data/v62.0/sobjects/Account/0015g00000AcLbAAAV", wantStatus: http.StatusOK},
+		{name: "15-char id", user: sam, path: "/services/data/v62.0/sobjects/Account/0015g00000AcLbA", wantStatus: http.StatusOK},
 		{name: "private to sam", user: sam, path: "/services/data/v62.0/sobjects/Account/0015g00000GlbxAAAR", wantStatus: http.StatusNotFound},
+		{name: "another's record, for sam", user: sam, path: "/services/data/v62.0/sobjects/Account/0015g00000AcmeAAAR", wantStatus: http.StatusNotFound},
 		{name: "private seen by admin", user: jane, path: "/services/data/v62.0/sobjects/Account/0015g00000GlbxAAAR", wantStatus: http.StatusOK},
 		{name: "bad version", user: jane, path: "/services/data/62/sobjects/Account/0015g00000AcmeAAAR", wantStatus: http.StatusNotFound},
 	}

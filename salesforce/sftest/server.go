@@ -61,6 +61,8 @@ const (
 	EndpointQuery     Endpoint = "query"     // GET /services/data/vNN.N/query and query/{locator}
 	EndpointSearch    Endpoint = "search"    // GET /services/data/vNN.N/search
 	EndpointSObject   Endpoint = "sobject"   // GET /services/data/vNN.N/sobjects/{Type}/{Id}
+	// EndpointObjectInfo is GET /services/data/vNN.N/ui-api/object-info/{Type}.
+	EndpointObjectInfo Endpoint = "object-info"
 )
 
 // Canned error bodies in Salesforce's format, for FailNext and SetFailure.
@@ -104,6 +106,10 @@ type Server struct {
 	// unverified holds the ids of users whose email SetEmailVerified
 	// turned unverified.
 	unverified map[string]bool
+	// hidden holds, by user id, the fields field-level security hides
+	// from that user now: the fixtures' HiddenFields, as SetFieldHidden
+	// changed them.
+	hidden map[string]hiddenSet
 
 	devices         map[string]*deviceCode // by device code
 	userCodes       map[string]string      // user code → device code
@@ -156,10 +162,14 @@ func NewServer(opts Options) *Server {
 		pages:      parsePages(),
 		emails:     make(map[string]string),
 		unverified: make(map[string]bool),
+		hidden:     make(map[string]hiddenSet),
 
 		devices:        make(map[string]*deviceCode),
 		userCodes:      make(map[string]string),
 		deviceInterval: DefaultDeviceInterval,
+	}
+	for _, u := range org.users {
+		s.hidden[u.ID] = newHiddenSet(org, u.HiddenFields)
 	}
 	s.ts = httptest.NewServer(s.routes())
 	s.URL = s.ts.URL
@@ -172,11 +182,13 @@ func (s *Server) Close() { s.ts.Close() }
 // OrgID returns the fake org's 18-character id.
 func (s *Server) OrgID() string { return s.org.id }
 
-// Users returns the fixture users, with the emails SetEmail gave them.
+// Users returns the fixture users, with the emails SetEmail gave them and
+// the fields hidden from them now.
 func (s *Server) Users() []User {
 	users := append([]User(nil), s.org.users...)
 	for i := range users {
 		users[i] = s.withEmail(users[i])
+		users[i].HiddenFields = s.hiddenFor(users[i]).list()
 	}
 	return users
 }
@@ -320,6 +332,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /services/data/{version}/search", s.rest(EndpointSearch, s.handleSearch))
 	mux.HandleFunc("GET /services/data/{version}/search/{$}", s.rest(EndpointSearch, s.handleSearch))
 	mux.HandleFunc("GET /services/data/{version}/sobjects/{type}/{id}", s.rest(EndpointSObject, s.handleSObject))
+	mux.HandleFunc("GET /services/data/{version}/ui-api/object-info/{type}", s.rest(EndpointObjectInfo, s.handleObjectInfo))
 	mux.HandleFunc("/services/data/", func(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
 	})

@@ -254,9 +254,10 @@ type soqlQuery struct {
 }
 
 type parser struct {
-	toks []token
-	pos  int
-	org  *orgData
+	toks   []token
+	pos    int
+	org    *orgData
+	hidden hiddenSet // fields the asking user may not read
 }
 
 func (p *parser) peek() token { return p.toks[p.pos] }
@@ -298,12 +299,15 @@ func (p *parser) unexpected() error {
 	}
 }
 
-func parseSOQL(org *orgData, src string) (*soqlQuery, error) {
+// parseSOQL parses src for a user from whom field-level security hides
+// hidden: naming one of those fields anywhere refuses the whole query, as
+// Salesforce does.
+func parseSOQL(org *orgData, hidden hiddenSet, src string) (*soqlQuery, error) {
 	toks, err := tokenize(src)
 	if err != nil {
 		return nil, err
 	}
-	p := &parser{toks: toks, org: org}
+	p := &parser{toks: toks, org: org, hidden: hidden}
 	if !p.keyword("SELECT") {
 		return nil, p.unexpected()
 	}
@@ -333,7 +337,7 @@ func parseSOQL(org *orgData, src string) (*soqlQuery, error) {
 	}
 	q := &soqlQuery{object: od, limit: -1}
 	for _, f := range raw {
-		ref, err := resolveField(org, od, f)
+		ref, err := p.resolveField(od, f)
 		if err != nil {
 			return nil, err
 		}
@@ -367,7 +371,7 @@ func (p *parser) clauses(q *soqlQuery) error {
 				p.pos--
 				return p.unexpected()
 			}
-			ref, err := resolveField(p.org, q.object, t.text)
+			ref, err := p.resolveField(q.object, t.text)
 			if err != nil {
 				return err
 			}
@@ -471,7 +475,7 @@ func (p *parser) unary(od *objectData) (expr, error) {
 		p.pos--
 		return nil, p.unexpected()
 	}
-	ref, err := resolveField(p.org, od, t.text)
+	ref, err := p.resolveField(od, t.text)
 	if err != nil {
 		return nil, err
 	}
@@ -519,39 +523,54 @@ func userFields() map[string]string {
 	return map[string]string{"id": "Id", "name": "Name", "username": "Username", "email": "Email"}
 }
 
-// resolveField checks a field name against the object's schema and returns
-// it with canonical spelling.
-func resolveField(org *orgData, od *objectData, name string) (fieldRef, error) {
+// resolveField checks a field name against the object's schema, as the
+// asking user sees it, and returns it with canonical spelling. A field
+// hidden from the user does not exist for them: Salesforce answers the
+// same INVALID_FIELD as for a misspelt one.
+func (p *parser) resolveField(od *objectData, name string) (fieldRef, error) {
 	rel, field, nested := strings.Cut(name, ".")
 	if !nested {
 		canon, ok := od.fields[strings.ToLower(name)]
-		if !ok {
+		if !ok || p.hidden.has(od.name, canon) {
 			return fieldRef{}, noSuchColumn(name, od.name)
 		}
 		return fieldRef{name: canon}, nil
 	}
 	idField, target, ok := relationship(rel)
 	if !ok || strings.Contains(field, ".") {
-		return fieldRef{}, noSuchColumn(name, od.name)
+		return fieldRef{}, noSuchRelationship(rel)
 	}
-	if _, has := od.fields[strings.ToLower(idField)]; !has {
-		return fieldRef{}, noSuchColumn(name, od.name)
+	if _, has := od.fields[strings.ToLower(idField)]; !has || p.hidden.has(od.name, idField) {
+		return fieldRef{}, noSuchRelationship(rel)
 	}
 	relName := strings.TrimSuffix(idField, "Id")
 	var canon string
 	if target == "User" {
 		canon, ok = userFields()[strings.ToLower(field)]
 	} else {
-		canon, ok = org.objects[target].fields[strings.ToLower(field)]
+		canon, ok = p.org.objects[target].fields[strings.ToLower(field)]
+		ok = ok && !p.hidden.has(target, canon)
 	}
 	if !ok {
-		return fieldRef{}, noSuchColumn(name, od.name)
+		return fieldRef{}, noSuchColumn(field, target)
 	}
 	return fieldRef{rel: relName, name: canon}, nil
 }
 
+// noSuchColumn is Salesforce's answer to a field the user cannot see,
+// whether it does not exist or field-level security hides it.
 func noSuchColumn(name, object string) error {
-	return &queryError{code: "INVALID_FIELD", msg: fmt.Sprintf("No such column '%s' on entity '%s'.", name, object)}
+	return &queryError{code: "INVALID_FIELD", msg: fmt.Sprintf("No such column '%s' on entity '%s'. "+
+		"If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. "+
+		"Please reference your WSDL or the describe call for the appropriate names.", name, object)}
+}
+
+// noSuchRelationship is Salesforce's answer to a relationship path whose
+// lookup field the user cannot see.
+func noSuchRelationship(rel string) error {
+	return &queryError{code: "INVALID_FIELD", msg: fmt.Sprintf("Didn't understand relationship '%s' in field path. "+
+		"If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name. "+
+		"Please reference your WSDL or the describe call for the appropriate names.", rel)}
 }
 
 // matchPattern reports whether s matches pattern in full; with fold it

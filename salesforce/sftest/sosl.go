@@ -36,7 +36,10 @@ func malformedSearch(format string, args ...any) error {
 	return &queryError{code: "MALFORMED_SEARCH", msg: fmt.Sprintf(format, args...)}
 }
 
-func parseSOSL(org *orgData, src string) (*soslQuery, error) {
+// parseSOSL parses src for a user from whom field-level security hides
+// hidden: a RETURNING list that names one of those fields refuses the whole
+// search, as Salesforce does.
+func parseSOSL(org *orgData, hidden hiddenSet, src string) (*soslQuery, error) {
 	rest := strings.TrimLeftFunc(src, unicode.IsSpace)
 	if len(rest) < 4 || !strings.EqualFold(rest[:4], "FIND") {
 		return nil, malformedSearch("search query must start with FIND")
@@ -65,7 +68,7 @@ func parseSOSL(org *orgData, src string) (*soslQuery, error) {
 	if err != nil {
 		return nil, malformedSearch("%s", err.(*queryError).msg)
 	}
-	p := &parser{toks: toks, org: org}
+	p := &parser{toks: toks, org: org, hidden: hidden}
 	if p.keyword("IN") {
 		if !(p.keyword("ALL") || p.keyword("NAME") || p.keyword("EMAIL") || p.keyword("PHONE")) || !p.keyword("FIELDS") {
 			return nil, malformedSearch("expected IN ALL|NAME|EMAIL|PHONE FIELDS")
@@ -117,7 +120,7 @@ func (p *parser) returning() (soslSpec, error) {
 		if f.kind != tokIdent {
 			return soslSpec{}, malformedSearch("expected a field name")
 		}
-		ref, err := resolveField(p.org, od, f.text)
+		ref, err := p.resolveField(od, f.text)
 		if err != nil {
 			return soslSpec{}, err
 		}
