@@ -98,7 +98,7 @@ func (db *DB) GetBinding(ctx context.Context, teamID, userID string) (Binding, e
 		return Binding{}, fmt.Errorf("get binding: %w", err)
 	}
 	var b Binding
-	err = db.bolt.View(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		rec := tx.Bucket(bucketBindings).Get(key)
 		if rec == nil {
 			return ErrNotFound
@@ -127,7 +127,7 @@ func (db *DB) PutBinding(ctx context.Context, b Binding) error {
 	if err != nil {
 		return fmt.Errorf("put binding %s: %w", key, err)
 	}
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketBindings).Put(key, rec)
 	})
 	if err != nil {
@@ -169,7 +169,7 @@ func (db *DB) deleteBinding(ctx context.Context, teamID, userID string, cond fun
 	if err != nil {
 		return fmt.Errorf("delete binding: %w", err)
 	}
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucketBindings)
 		rec := bk.Get(key)
 		if rec == nil {
@@ -211,7 +211,7 @@ func (db *DB) UpdateTokens(ctx context.Context, teamID, userID, usedRefreshToken
 		t.IssuedAt = db.now()
 	}
 	var b Binding
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucketBindings)
 		rec := bk.Get(key)
 		if rec == nil {
@@ -248,7 +248,7 @@ func (db *DB) CountBindings(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	var n int
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		n = tx.Bucket(bucketBindings).Stats().KeyN
 		return nil
 	})

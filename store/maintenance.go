@@ -22,7 +22,7 @@ func (db *DB) Rotate(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	var n int
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		n = 0
 		type update struct{ key, val []byte }
 
@@ -102,7 +102,7 @@ func (db *DB) Backup(ctx context.Context, w io.Writer) (int64, error) {
 		return 0, err
 	}
 	var n int64
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		var err error
 		n, err = tx.WriteTo(w)
 		return err

@@ -102,7 +102,7 @@ func (db *DB) CreatePending(ctx context.Context, p Pending) (state string, err e
 		return "", fmt.Errorf("create pending for %s: %w", userKey, err)
 	}
 
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.update(func(tx *bolt.Tx) error {
 		pending, byUser := tx.Bucket(bucketPending), tx.Bucket(bucketByUser)
 		if old := byUser.Get(userKey); old != nil {
 			if err := db.retirePending(pending, bytes.Clone(old), now); err != nil {
@@ -144,7 +144,7 @@ func (db *DB) RedeemPending(ctx context.Context, state string) (Pending, error) 
 		p       Pending
 		openErr error
 	)
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.update(func(tx *bolt.Tx) error {
 		pending := tx.Bucket(bucketPending)
 		val := pending.Get(key)
 		if val == nil {
@@ -190,7 +190,7 @@ func (db *DB) SweepExpired(ctx context.Context) ([]Pending, error) {
 		removed []Pending
 		errs    []error
 	)
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		removed, errs = nil, nil // in case bbolt ever retries
 		pending := tx.Bucket(bucketPending)
 		var keys [][]byte
