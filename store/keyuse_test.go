@@ -196,3 +196,115 @@ func TestKeyRecordsString(t *testing.T) {
 		}
 	}
 }
+
+// TestRotateReportsWhatItLeft: a ring that lacks the old key, one binding
+// altered under the new key and one pending value too short to name a key.
+// Rotate moves what opens, leaves the rest, reports it per key id, and says
+// so with an error; once the old key is back a second Rotate moves its
+// records; DeleteUnopenable then clears the damaged ones and the new key
+// alone opens the store.
+func TestRotateReportsWhatItLeft(t *testing.T) {
+	ctx := t.Context()
+	oldKey, newKey := testKey(1), testKey(2)
+	path := mustHalfRotatedStore(t, oldKey, newKey)
+	db := mustOpen(t, path, Options{Keyring: mustKeyring(t, newKey, oldKey)})
+	mustPutBinding(t, db, sampleBinding("T1", "U5")) // under newKey, altered below
+	mustClose(t, db)
+	mustEditRaw(t, path, func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketBindings)
+		v := bytes.Clone(bk.Get([]byte("T1/U5")))
+		v[len(v)-1] ^= 1
+		if err := bk.Put([]byte("T1/U5"), v); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketPending).Put([]byte{0xab}, []byte{1, 2, 3})
+	})
+	oldID, newID := mustKeyring(t, oldKey).PrimaryID(), mustKeyring(t, newKey).PrimaryID()
+
+	db = mustOpen(t, path, Options{Keyring: mustKeyring(t, newKey), AllowMissingKeys: true})
+	rep, err := db.Rotate(ctx)
+	if !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("Rotate with a key missing: %v, want ErrWrongKey", err)
+	}
+	want := RotateReport{Resealed: 1 + 1, Left: []KeyRecords{ // U4 and the canary
+		{KeyID: newID, InRing: true, Bindings: 1},
+		{KeyID: oldID, Bindings: 2, Pending: 1},
+		{Pending: 1},
+	}}
+	if diff := cmp.Diff(want, rep); diff != "" {
+		t.Errorf("report mismatch (-want +got):\n%s", diff)
+	}
+	for _, s := range []string{oldID, newID, "2 bindings and 1 pending link", "too damaged"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not say %q", err, s)
+		}
+	}
+	assertNoKeyMaterial(t, err.Error(), "", oldKey, newKey)
+	if _, err := db.GetBinding(ctx, "T1", "U4"); err != nil {
+		t.Errorf("GetBinding of a re-sealed record: %v", err)
+	}
+	mustClose(t, db)
+
+	// The old key back: its records move; the damaged ones stay.
+	db = mustOpen(t, path, Options{Keyring: mustKeyring(t, newKey, oldKey)})
+	rep, err = db.Rotate(ctx)
+	if !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrWrongKey) {
+		t.Fatalf("second Rotate: %v, want ErrCorrupt only", err)
+	}
+	want = RotateReport{Resealed: 3 + 1 + 1, Left: []KeyRecords{
+		{KeyID: newID, InRing: true, Bindings: 1},
+		{Pending: 1},
+	}}
+	if diff := cmp.Diff(want, rep); diff != "" {
+		t.Errorf("second report mismatch (-want +got):\n%s", diff)
+	}
+	gone, err := db.DeleteUnopenable(ctx)
+	if err != nil {
+		t.Fatalf("DeleteUnopenable: %v", err)
+	}
+	if diff := cmp.Diff(want.Left, gone); diff != "" {
+		t.Errorf("deleted mismatch (-want +got):\n%s", diff)
+	}
+	if rep, err := db.Rotate(ctx); err != nil || len(rep.Left) != 0 {
+		t.Errorf("Rotate after DeleteUnopenable: %+v, %v", rep, err)
+	}
+	mustClose(t, db)
+
+	db = mustOpen(t, path, Options{Keyring: mustKeyring(t, newKey)})
+	for _, u := range []string{"U1", "U2", "U4"} {
+		if _, err := db.GetBinding(ctx, "T1", u); err != nil {
+			t.Errorf("GetBinding(%s) with the new key alone: %v", u, err)
+		}
+	}
+	if n := bucketLen(t, db, bucketPending); n != 1 {
+		t.Errorf("%d pending links left, want the one live link", n)
+	}
+}
+
+// TestDeleteUnopenableLostKey is the way out when the old key is lost for
+// good: the records under it go, with the index entry of the pending link,
+// and the rest stay.
+func TestDeleteUnopenableLostKey(t *testing.T) {
+	ctx := t.Context()
+	oldKey, newKey := testKey(1), testKey(2)
+	path := mustHalfRotatedStore(t, oldKey, newKey)
+	db := mustOpen(t, path, Options{Keyring: mustKeyring(t, newKey), AllowMissingKeys: true})
+	gone, err := db.DeleteUnopenable(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []KeyRecords{{KeyID: mustKeyring(t, oldKey).PrimaryID(), Bindings: 2, Pending: 1}}
+	if diff := cmp.Diff(want, gone); diff != "" {
+		t.Errorf("deleted mismatch (-want +got):\n%s", diff)
+	}
+	for _, b := range [][]byte{bucketPending, bucketByUser} {
+		if n := bucketLen(t, db, b); n != 0 {
+			t.Errorf("%d entries left in %s", n, b)
+		}
+	}
+	mustClose(t, db)
+	db = mustOpen(t, path, Options{Keyring: mustKeyring(t, newKey)})
+	if n, err := db.CountBindings(ctx); err != nil || n != 1 {
+		t.Errorf("CountBindings = %d, %v; want the one binding under the new key", n, err)
+	}
+}

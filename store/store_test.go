@@ -386,11 +386,14 @@ func TestRotate(t *testing.T) {
 			t.Errorf("binding mismatch (-want +got):\n%s", diff)
 		}
 	}
-	n, err := db.Rotate(ctx)
+	rep, err := db.Rotate(ctx)
 	if err != nil {
 		t.Fatalf("Rotate: %v", err)
 	}
-	if got, want := n, 3+1+1; got != want {
+	if len(rep.Left) != 0 {
+		t.Errorf("Rotate left %v", rep.Left)
+	}
+	if got, want := rep.Resealed, 3+1+1; got != want {
 		t.Errorf("Rotate re-sealed %d records, want %d (3 bindings, 1 pending, canary)", got, want)
 	}
 	mustClose(t, db)
@@ -510,17 +513,19 @@ func TestContextCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	calls := map[string]func() error{
-		"GetBinding":      func() error { _, err := db.GetBinding(ctx, "T", "U"); return err },
-		"PutBinding":      func() error { return db.PutBinding(ctx, sampleBinding("T", "U")) },
-		"DeleteBinding":   func() error { return db.DeleteBinding(ctx, "T", "U") },
-		"DeleteBindingIf": func() error { return db.DeleteBindingIf(ctx, "T", "U", "r") },
-		"UpdateTokens":    func() error { _, err := db.UpdateTokens(ctx, "T", "U", "r", Tokens{}); return err },
-		"CreatePending":   func() error { _, err := db.CreatePending(ctx, Pending{TeamID: "T", UserID: "U"}); return err },
-		"RedeemPending":   func() error { _, err := db.RedeemPending(ctx, "x"); return err },
-		"SweepExpired":    func() error { _, err := db.SweepExpired(ctx); return err },
-		"Rotate":          func() error { _, err := db.Rotate(ctx); return err },
-		"CountBindings":   func() error { _, err := db.CountBindings(ctx); return err },
-		"Backup":          func() error { _, err := db.Backup(ctx, &bytes.Buffer{}); return err },
+		"GetBinding":       func() error { _, err := db.GetBinding(ctx, "T", "U"); return err },
+		"PutBinding":       func() error { return db.PutBinding(ctx, sampleBinding("T", "U")) },
+		"DeleteBinding":    func() error { return db.DeleteBinding(ctx, "T", "U") },
+		"DeleteBindingIf":  func() error { return db.DeleteBindingIf(ctx, "T", "U", "r") },
+		"UpdateTokens":     func() error { _, err := db.UpdateTokens(ctx, "T", "U", "r", Tokens{}); return err },
+		"CreatePending":    func() error { _, err := db.CreatePending(ctx, Pending{TeamID: "T", UserID: "U"}); return err },
+		"RedeemPending":    func() error { _, err := db.RedeemPending(ctx, "x"); return err },
+		"SweepExpired":     func() error { _, err := db.SweepExpired(ctx); return err },
+		"Rotate":           func() error { _, err := db.Rotate(ctx); return err },
+		"DeleteUnopenable": func() error { _, err := db.DeleteUnopenable(ctx); return err },
+		"SealedBy":         func() error { _, err := db.SealedBy(ctx); return err },
+		"CountBindings":    func() error { _, err := db.CountBindings(ctx); return err },
+		"Backup":           func() error { _, err := db.Backup(ctx, &bytes.Buffer{}); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, context.Canceled) {
