@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -275,34 +274,17 @@ func runCompact(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return usageError{err}
 	}
-	db, err := store.Open(cfg.DB, store.Options{Keyring: ring})
+	// store.Compact renames the new file into place while it still holds
+	// the old file's lock, so a daemon started meanwhile waits and then
+	// opens the new file, never the one being replaced.
+	before, after, err := store.Compact(ctx, cfg.DB, store.Options{Keyring: ring})
 	if errors.Is(err, store.ErrLocked) {
-		return fmt.Errorf("open store %s: %w (stop forcebind first: compact works offline)", cfg.DB, err)
+		return fmt.Errorf("%w (stop forcebind first: compact works offline)", err)
 	}
 	if err != nil {
-		return fmt.Errorf("open store %s: %w", cfg.DB, err)
-	}
-	before, err := os.Stat(cfg.DB)
-	if err != nil {
-		db.Close()
 		return err
 	}
-	tmp := cfg.DB + ".compacting"
-	size, err := db.CompactTo(ctx, tmp)
-	if cerr := db.Close(); err == nil && cerr != nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	// Rename is atomic: readers see the old file or the new one, never half.
-	if err := os.Rename(tmp, cfg.DB); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("replace %s: %w", cfg.DB, err)
-	}
-	syncDir(filepath.Dir(cfg.DB))
-	fmt.Fprintf(stdout, "compacted %s: %d → %d bytes\n", cfg.DB, before.Size(), size)
+	fmt.Fprintf(stdout, "compacted %s: %d → %d bytes\n", cfg.DB, before, after)
 	return nil
 }
 

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -264,4 +266,75 @@ func (db *DB) CompactTo(ctx context.Context, path string) (int64, error) {
 		return 0, err
 	}
 	return fi.Size(), nil
+}
+
+// Compact rewrites the store at path with only its live records, as
+// CompactTo does, and puts the result in its place. It works offline: it
+// opens the store for writing with opts (opts.ReadOnly is ignored), so it
+// returns ErrLocked while a daemon holds the file, and the refusals of
+// Open apply. The compacted copy is written beside the file (path +
+// ".compacting", fsynced), checked to open with the keyring, and renamed
+// over path while the old file's lock is still held; only then is the old
+// file closed. A process that opened the old file meanwhile and waits for
+// its lock therefore never writes to it: Open sees that the file is no
+// longer at path and opens the new one. It returns the sizes of the file
+// before and after.
+func Compact(ctx context.Context, path string, opts Options) (before, after int64, err error) {
+	return compact(ctx, path, opts, os.Rename)
+}
+
+// compact is Compact with the rename as a parameter, so that a test can
+// look at the lock at the moment the file is replaced.
+func compact(ctx context.Context, path string, opts Options, rename func(from, to string) error) (before, after int64, err error) {
+	opts.ReadOnly = false
+	db, err := Open(path, opts)
+	if err != nil {
+		return 0, 0, err
+	}
+	// Closed last, after the rename: the lock on the old file is what
+	// keeps other processes out until the new file is in place.
+	defer func() {
+		if cerr := db.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact %s: %w", path, err)
+	}
+	tmp := path + ".compacting"
+	// Only a compaction holds this lock, so a copy found here was left by
+	// one that died.
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, fmt.Errorf("compact %s: %w", path, err)
+	}
+	after, err = db.CompactTo(ctx, tmp)
+	if err != nil {
+		return 0, 0, err
+	}
+	check := opts
+	check.ReadOnly = true
+	cdb, err := Open(tmp, check)
+	if err == nil {
+		err = cdb.Close()
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return 0, 0, fmt.Errorf("compact %s: the compacted copy does not open: %w", path, err)
+	}
+	if err := rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return 0, 0, fmt.Errorf("compact %s: replace the file: %w", path, err)
+	}
+	syncDir(filepath.Dir(path))
+	return fi.Size(), after, nil
+}
+
+// syncDir makes a rename in dir durable; a failure only costs durability,
+// and the rename itself has succeeded.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
 }
