@@ -112,8 +112,10 @@ func (db *DB) GetBinding(ctx context.Context, teamID, userID string) (Binding, e
 	return b, nil
 }
 
-// PutBinding stores b, replacing any binding of the same Slack user. TeamID
-// and UserID are required and may not contain '/'. The write is durable
+// PutBinding stores b, replacing any binding of the same Slack user without
+// opening it, so a binding that does not open (damaged, or sealed under a
+// key the ring lacks) is replaced too. TeamID and UserID are required and
+// may not contain '/'. The write is durable
 // (fsynced) when PutBinding returns. It is safe for concurrent use.
 func (db *DB) PutBinding(ctx context.Context, b Binding) error {
 	if err := ctx.Err(); err != nil {
@@ -127,8 +129,11 @@ func (db *DB) PutBinding(ctx context.Context, b Binding) error {
 	if err != nil {
 		return fmt.Errorf("put binding %s: %w", key, err)
 	}
+	// Whatever the old record was, it is not opened: a binding that no
+	// longer opens (damaged, or under a key the ring lacks) must not keep
+	// its owner from connecting again.
 	err = db.update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketBindings).Put(key, rec)
+		return putValue(tx.Bucket(bucketBindings), key, rec)
 	})
 	if err != nil {
 		return fmt.Errorf("put binding %s: %w", key, err)
@@ -137,7 +142,9 @@ func (db *DB) PutBinding(ctx context.Context, b Binding) error {
 }
 
 // DeleteBinding removes the binding of a Slack user, or returns ErrNotFound
-// when there was none. It is safe for concurrent use.
+// when there was none. It does not open the record, so it also removes one
+// that does not open (GetBinding's ErrCorrupt or ErrWrongKey). It is safe
+// for concurrent use.
 func (db *DB) DeleteBinding(ctx context.Context, teamID, userID string) error {
 	return db.deleteBinding(ctx, teamID, userID, nil)
 }
@@ -300,7 +307,7 @@ func (db *DB) openBinding(key, rec []byte) (Binding, error) {
 	}
 	var r bindingRecord
 	if err := json.Unmarshal(pt, &r); err != nil {
-		return Binding{}, fmt.Errorf("%w: binding does not decode: %v", ErrCorrupt, err)
+		return Binding{}, fmt.Errorf("%w: binding sealed under key id %s does not decode: %v", ErrCorrupt, sealedBy(rec), err)
 	}
 	return r.binding(), nil
 }

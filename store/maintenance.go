@@ -199,6 +199,19 @@ func (k *Keyring) unopened(rs []KeyRecords, what string) error {
 	return fmt.Errorf("%w: %s %s", sentinel, strings.Join(parts, "; "), what)
 }
 
+// putValue puts v at k in b. A nested bucket in its place (which forcebind
+// never writes, so the file was damaged) is deleted first rather than
+// refusing the write for ever.
+func putValue(b *bolt.Bucket, k, v []byte) error {
+	err := b.Put(k, v)
+	if errors.Is(err, berrors.ErrIncompatibleValue) {
+		if err = b.DeleteBucket(k); err == nil {
+			err = b.Put(k, v)
+		}
+	}
+	return err
+}
+
 // deleteKeys deletes keys from b; a key that holds a nested bucket (which
 // forcebind never writes, so the file was damaged) goes with its bucket.
 func deleteKeys(b *bolt.Bucket, keys [][]byte) error {
