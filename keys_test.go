@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/forcebind/forcebind/bot/slacktest"
 	"github.com/forcebind/forcebind/salesforce/sftest"
@@ -243,4 +246,47 @@ func TestDoctorMissingKey(t *testing.T) {
 		}
 	}
 	h.noKeys(t, out)
+}
+
+// TestBackupRefusesMissingKey: backup judges the store as Open does (the
+// decision documented in store.Options.ReadOnly): a copy checked with a
+// ring that cannot open all of it is not a backup this ring can restore,
+// so it is refused, naming the key id, and nothing is written.
+func TestBackupRefusesMissingKey(t *testing.T) {
+	h := mustHalfRotated(t)
+	dst := filepath.Join(t.TempDir(), "backup.db")
+	code, _, errOut := runCLI(t, h.env(), "backup", dst)
+	if code != exitFail || !strings.Contains(errOut, h.oldID) || !strings.Contains(errOut, "FORCEBIND_KEY_FILE") {
+		t.Errorf("backup with a key missing: exit %d, %q; want exit %d naming key id %s and the setting", code, errOut, exitFail, h.oldID)
+	}
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Errorf("backup wrote %s anyway (stat: %v)", dst, err)
+	}
+	h.writeKeys(t, h.newKey, h.oldKey)
+	if code, _, errOut := runCLI(t, h.env(), "backup", dst); code != exitOK {
+		t.Errorf("backup with both keys: exit %d, %q", code, errOut)
+	}
+}
+
+// TestDoctorDamagedRecords: records too damaged to name a key do not stop
+// the store from opening (they fail one by one), but doctor warns.
+func TestDoctorDamagedRecords(t *testing.T) {
+	f := mustDoctorFixture(t, sftest.Options{})
+	bdb, err := bolt.Open(f.env["FORCEBIND_DB"], 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bdb.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("bindings")).Put([]byte("T1/U9"), []byte{1, 2}) })
+	if cerr := bdb.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, out, got := runDoctorCLI(t, f.env)
+	for _, r := range got {
+		if r.Name == "store" && (r.Status != statusWarn || !strings.Contains(r.Detail, "1 binding too damaged to name a key")) {
+			t.Errorf("store check %s %q, want a warning about the damaged binding\n%s", r.Status, r.Detail, out)
+		}
+	}
 }
