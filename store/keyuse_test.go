@@ -124,6 +124,20 @@ func TestOpenAllowMissingKeys(t *testing.T) {
 	if !errors.Is(err, ErrWrongKey) || !strings.Contains(err.Error(), mustKeyring(t, oldKey).PrimaryID()) {
 		t.Errorf("GetBinding of a record under the missing key: %v, want ErrWrongKey naming its key id", err)
 	}
+	assertNoKeyMaterial(t, err.Error(), "", oldKey, newKey)
+	// Such a record does not trap its owner: it can be replaced and
+	// deleted without being opened.
+	if err := db.DeleteBinding(ctx, "T1", "U1"); err != nil {
+		t.Errorf("DeleteBinding of a record under the missing key: %v", err)
+	}
+	want := sampleBinding("T1", "U2")
+	want.RefreshToken = "replaced"
+	if err := db.PutBinding(ctx, want); err != nil {
+		t.Errorf("PutBinding over a record under the missing key: %v", err)
+	}
+	if got, err := db.GetBinding(ctx, "T1", "U2"); err != nil || got.RefreshToken != "replaced" {
+		t.Errorf("GetBinding after the replacement: %v, %v", got, err)
+	}
 	mustClose(t, db)
 
 	// The canary is still checked: a ring that does not open it is refused.
