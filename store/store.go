@@ -125,10 +125,10 @@ func Open(path string, opts Options) (*DB, error) {
 func openOnce(path string, opts Options, timeout time.Duration, deadline time.Time) (db *DB, moved bool, err error) {
 	f, created, err := openFile(path, opts.ReadOnly)
 	switch {
+	case errors.Is(err, errRemoved):
+		return nil, true, nil // removed between two looks; create it afresh
 	case errors.Is(err, fs.ErrNotExist) && opts.ReadOnly:
 		return nil, false, fmt.Errorf("open store %s read-only: %w", path, err)
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, true, nil // removed between two looks; create it afresh
 	case err != nil:
 		return nil, false, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -195,11 +195,18 @@ func openFile(path string, readOnly bool) (f *os.File, created bool, err error) 
 		return f, true, nil
 	}
 	if !errors.Is(err, fs.ErrExist) {
-		return nil, false, err
+		return nil, false, err // such as a missing directory
 	}
 	f, err = os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, errRemoved
+	}
 	return f, false, err
 }
+
+// errRemoved is openFile's way of saying that the file existed a moment
+// ago and is gone now, so the caller should try again.
+var errRemoved = errors.New("removed while being opened")
 
 // stillAt reports whether f is the file now at path.
 func stillAt(f *os.File, path string) bool {

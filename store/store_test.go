@@ -55,10 +55,12 @@ func TestOpenOptions(t *testing.T) {
 		name string
 		path string
 		opts Options
+		want error // nil: any error
 	}{
 		{name: "no keyring", path: filepath.Join(dir, "a.db"), opts: Options{}},
 		{name: "negative timeout", path: filepath.Join(dir, "b.db"), opts: Options{Keyring: mustKeyring(t, testKey(1)), LockTimeout: -1}},
 		{name: "read-only missing file", path: filepath.Join(dir, "c.db"), opts: Options{Keyring: mustKeyring(t, testKey(1)), ReadOnly: true}},
+		{name: "missing directory", path: filepath.Join(dir, "nowhere", "d.db"), opts: Options{Keyring: mustKeyring(t, testKey(1))}, want: fs.ErrNotExist},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,6 +68,9 @@ func TestOpenOptions(t *testing.T) {
 			if err == nil {
 				db.Close()
 				t.Fatal("Open: no error")
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("Open error = %v, want %v", err, tt.want)
 			}
 			if _, err := os.Stat(tt.path); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("Open failed but left a file behind (stat: %v)", err)
