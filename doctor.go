@@ -275,17 +275,59 @@ func (d doctor) checkStore(ctx context.Context, ring *store.Keyring) checkResult
 		return fail(name, err.Error(), "make the file and its directory readable by the user forcebind runs as")
 	}
 	db, err := store.Open(path, store.Options{Keyring: ring, ReadOnly: true, LockTimeout: d.lockTimeout})
+	var missing *store.MissingKeysError
+	if errors.As(err, &missing) {
+		return fail(name, err.Error(), missingKeysFix(missing, keySetting(d.cfg)))
+	}
 	if err != nil {
 		return storeFailure(path, err)
 	}
 	n, err := db.CountBindings(ctx)
+	var sealed []store.KeyRecords
+	if err == nil {
+		sealed, err = db.SealedBy(ctx)
+	}
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fail(name, fmt.Sprintf("read %s: %v", path, err), "restore the file from a backup (with forcebind stopped)")
 	}
-	return ok(name, "%s opens with the keyring; %d %s", path, n, plural(n, "binding", "bindings"))
+	detail := fmt.Sprintf("%s opens with the keyring; %d %s", path, n, plural(n, "binding", "bindings"))
+	if w := sealedWarning(sealed, ring); w != "" {
+		return warn(name, "%s, but %s", detail, w)
+	}
+	return ok(name, "%s", detail)
+}
+
+// missingKeysFix says how to repair a keyring that lacks keys records are
+// sealed under: put them back and rotate, or, for a key lost for good,
+// delete what only it opened.
+func missingKeysFix(e *store.MissingKeysError, setting string) string {
+	ids := make([]string, len(e.Missing))
+	for i, m := range e.Missing {
+		ids[i] = m.KeyID
+	}
+	return fmt.Sprintf("put the %s with %s %s back in %s, below the primary, then (with forcebind stopped) run 'forcebind key rotate'; "+
+		"if a key is lost for good, 'forcebind key rotate -drop-unopenable' deletes the records only it opened, and those people connect again",
+		plural(len(ids), "key", "keys"), plural(len(ids), "id", "ids"), strings.Join(ids, ", "), setting)
+}
+
+// sealedWarning describes records that a rotation has not moved to the
+// primary key, or that are too damaged to name a key; "" when there are
+// none. Such records are why a key may not yet leave the ring.
+func sealedWarning(sealed []store.KeyRecords, ring *store.Keyring) string {
+	var parts []string
+	for _, r := range sealed {
+		switch {
+		case r.KeyID == ring.PrimaryID():
+		case r.KeyID == "":
+			parts = append(parts, fmt.Sprintf("%s too damaged to name a key (they do not open; 'forcebind key rotate -drop-unopenable' deletes them)", r))
+		default:
+			parts = append(parts, fmt.Sprintf("%s still sealed under key id %s, not the primary (run 'forcebind key rotate' before removing that key)", r, r.KeyID))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // checkBackupSocket checks that the daemon can make its control socket, the

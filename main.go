@@ -10,7 +10,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/forcebind/forcebind/bot"
@@ -129,39 +130,133 @@ func runKey(ctx context.Context, args []string, getenv func(string) string, stdo
 		fmt.Fprintln(stdout, k)
 		return nil
 	case "rotate":
-		cfg, rest, err := parseConfig("key rotate", args[1:], getenv, stderr, groupStore)
-		if err != nil {
-			return configError(err)
-		}
-		if len(rest) > 0 {
-			return usageError{fmt.Errorf("key rotate: unexpected arguments %q", rest)}
-		}
-		return rotateKeys(ctx, cfg, stdout)
+		return runRotate(ctx, args[1:], getenv, stdout, stderr)
 	default:
 		return usageError{fmt.Errorf("key: unknown subcommand %q; want 'generate' or 'rotate'", args[0])}
 	}
 }
 
+// runRotate is `forcebind key rotate [-drop-unopenable]`.
+func runRotate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var cfg Config
+	fs := flag.NewFlagSet("key rotate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	drop := fs.Bool("drop-unopenable", false, "delete the records no key in the ring opens (a lost key's, or damaged ones); their owners connect again")
+	finish := bindConfig(fs, &cfg, getenv, groupStore)
+	if err := fs.Parse(args); err != nil {
+		return configError(err)
+	}
+	if problems := finish(); len(problems) > 0 {
+		return usageError{fmt.Errorf("configuration:\n  - %s", strings.Join(problems, "\n  - "))}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("key rotate: unexpected arguments %q", fs.Args())}
+	}
+	return rotateKeys(ctx, cfg, *drop, stdout)
+}
+
 // rotateKeys re-seals every record of the store under the primary key, so
-// that older keys can then be dropped from the keyring.
-func rotateKeys(ctx context.Context, cfg Config, stdout io.Writer) error {
+// that older keys can then be dropped from the keyring. A record that does
+// not open is left as it was and reported per key id, and the command
+// fails, so that no one removes a key that still seals something; with
+// drop, such records are deleted instead.
+func rotateKeys(ctx context.Context, cfg Config, drop bool, stdout io.Writer) error {
 	ring, err := cfg.keyring()
 	if err != nil {
 		return usageError{err} // a malformed or exposed key is a configuration error
 	}
-	db, err := store.Open(cfg.DB, store.Options{Keyring: ring})
+	// AllowMissingKeys: this is the command that repairs a ring that has
+	// lost a key, so it must open the store Open would otherwise refuse.
+	db, err := store.Open(cfg.DB, store.Options{Keyring: ring, AllowMissingKeys: true})
+	if errors.Is(err, store.ErrLocked) {
+		return fmt.Errorf("open store %s: %w (stop forcebind first: key rotate works offline)", cfg.DB, err)
+	}
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", cfg.DB, err)
 	}
-	n, err := db.Rotate(ctx)
+	// With records left, Rotate's error says what rep.Left says; the
+	// message below says it per line, with what to do.
+	rep, err := db.Rotate(ctx)
+	if err != nil && len(rep.Left) == 0 {
+		db.Close()
+		return fmt.Errorf("rotate %s: %w", cfg.DB, err)
+	}
+	fmt.Fprintf(stdout, "re-sealed %d records of %s under key %s\n", rep.Resealed, cfg.DB, ring.PrimaryID())
+	left := rep.Left
+	var gone []store.KeyRecords
+	err = nil
+	if len(left) > 0 && drop {
+		if gone, err = db.DeleteUnopenable(ctx); err == nil {
+			left = nil
+		}
+	}
 	if cerr := db.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close store: %w", cerr)
 	}
 	if err != nil {
 		return fmt.Errorf("rotate %s: %w", cfg.DB, err)
 	}
-	fmt.Fprintf(stdout, "re-sealed %d records of %s under key %s; keys after the first may now be removed\n", n, cfg.DB, ring.PrimaryID())
+	if len(gone) > 0 {
+		fmt.Fprintf(stdout, "deleted %d %s that no key in the ring opens:\n%s", count(gone), plural(count(gone), "record", "records"), describeRecords(gone, ring))
+		fmt.Fprintf(stdout, "those people connect again; forcebind could not read their grants to revoke them: revoke the app's tokens in Salesforce (Setup → Connected Apps OAuth Usage) if the key may have leaked; then run 'forcebind compact'\n")
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("key rotate: %d %s of %s did not open and were left as they were:\n%s%s",
+			count(left), plural(count(left), "record", "records"), cfg.DB, describeRecords(left, ring), rotateAdvice(left, cfg))
+	}
+	fmt.Fprintln(stdout, "keys after the first may now be removed")
 	return nil
+}
+
+// rotateAdvice says what to do about records Rotate left.
+func rotateAdvice(left []store.KeyRecords, cfg Config) string {
+	drop := "'forcebind key rotate -drop-unopenable' deletes them (those people connect again)"
+	if !slices.ContainsFunc(left, func(r store.KeyRecords) bool { return r.KeyID != "" && !r.InRing }) {
+		return "the damaged records can never be opened; " + drop
+	}
+	return fmt.Sprintf("do not remove any key yet: put each missing key back in %s below the primary and run 'forcebind key rotate' again; "+
+		"if a key is lost for good, %s", keySetting(cfg), drop)
+}
+
+// describeRecords lists records per key id, one indented line each.
+func describeRecords(rs []store.KeyRecords, ring *store.Keyring) string {
+	var b strings.Builder
+	for _, r := range rs {
+		switch {
+		case r.KeyID == "":
+			fmt.Fprintf(&b, "  too damaged to name a key: %s\n", r)
+		case !r.InRing:
+			fmt.Fprintf(&b, "  key id %s, not in %s: %s\n", r.KeyID, keyringName(ring), r)
+		default:
+			fmt.Fprintf(&b, "  key id %s, in the ring, but altered or damaged: %s\n", r.KeyID, r)
+		}
+	}
+	return b.String()
+}
+
+// count adds up the records of a report.
+func count(rs []store.KeyRecords) int {
+	n := 0
+	for _, r := range rs {
+		n += r.Bindings + r.Pending
+	}
+	return n
+}
+
+// keyringName names where the keys came from, for messages.
+func keyringName(ring *store.Keyring) string {
+	if s := ring.Source(); s != "" {
+		return s
+	}
+	return "the keyring"
+}
+
+// keySetting names the key setting in use, with the file's path.
+func keySetting(cfg Config) string {
+	if cfg.KeyFile != "" {
+		return "FORCEBIND_KEY_FILE " + cfg.KeyFile
+	}
+	return "FORCEBIND_KEY"
 }
 
 // runCompact is `forcebind compact`: rewrite the store offline with only its
@@ -179,34 +274,17 @@ func runCompact(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return usageError{err}
 	}
-	db, err := store.Open(cfg.DB, store.Options{Keyring: ring})
+	// store.Compact renames the new file into place while it still holds
+	// the old file's lock, so a daemon started meanwhile waits and then
+	// opens the new file, never the one being replaced.
+	before, after, err := store.Compact(ctx, cfg.DB, store.Options{Keyring: ring})
 	if errors.Is(err, store.ErrLocked) {
-		return fmt.Errorf("open store %s: %w (stop forcebind first: compact works offline)", cfg.DB, err)
+		return fmt.Errorf("%w (stop forcebind first: compact works offline)", err)
 	}
 	if err != nil {
-		return fmt.Errorf("open store %s: %w", cfg.DB, err)
-	}
-	before, err := os.Stat(cfg.DB)
-	if err != nil {
-		db.Close()
 		return err
 	}
-	tmp := cfg.DB + ".compacting"
-	size, err := db.CompactTo(ctx, tmp)
-	if cerr := db.Close(); err == nil && cerr != nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	// Rename is atomic: readers see the old file or the new one, never half.
-	if err := os.Rename(tmp, cfg.DB); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("replace %s: %w", cfg.DB, err)
-	}
-	syncDir(filepath.Dir(cfg.DB))
-	fmt.Fprintf(stdout, "compacted %s: %d → %d bytes\n", cfg.DB, before.Size(), size)
+	fmt.Fprintf(stdout, "compacted %s: %d → %d bytes\n", cfg.DB, before, after)
 	return nil
 }
 
@@ -228,6 +306,7 @@ Usage:
                             in one process, no credentials needed (-script FILE to play a script)
   forcebind key generate    print a new random key (base64 of 32 bytes)
   forcebind key rotate      re-seal every record of FORCEBIND_DB under the primary key
+                            (offline; -drop-unopenable deletes what no key in the ring opens)
   forcebind compact         rewrite FORCEBIND_DB with only its live records (offline)
   forcebind backup FILE     write a consistent copy of FORCEBIND_DB to FILE, also while
                             the daemon runs

@@ -95,3 +95,31 @@ func BenchmarkFileSize100k(b *testing.B) {
 	b.ReportMetric(float64(fi.Size())/n, "file-bytes/binding")
 	b.ReportMetric(batch.Seconds(), "fill-s")
 }
+
+// BenchmarkOpen100k measures Open of a store of 100,000 bindings, which
+// reads the key id in every record's header (no decryption) to refuse a
+// keyring that lacks one.
+func BenchmarkOpen100k(b *testing.B) {
+	if testing.Short() {
+		b.Skip("slow: writes 100,000 bindings")
+	}
+	const n = 100_000
+	bs := make([]Binding, n)
+	for i := range bs {
+		bs[i] = sampleBinding("T0123456789", "U0"+strconv.Itoa(10_000_000+i))
+	}
+	db := mustNewDB(b, nil)
+	mustPutBindings(b, db, bs)
+	path := db.Path()
+	mustClose(b, db)
+	opts := Options{Keyring: mustKeyring(b, testKey(1)), ReadOnly: true}
+	for b.Loop() {
+		db, err := Open(path, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

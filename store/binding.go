@@ -98,7 +98,7 @@ func (db *DB) GetBinding(ctx context.Context, teamID, userID string) (Binding, e
 		return Binding{}, fmt.Errorf("get binding: %w", err)
 	}
 	var b Binding
-	err = db.bolt.View(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		rec := tx.Bucket(bucketBindings).Get(key)
 		if rec == nil {
 			return ErrNotFound
@@ -112,8 +112,10 @@ func (db *DB) GetBinding(ctx context.Context, teamID, userID string) (Binding, e
 	return b, nil
 }
 
-// PutBinding stores b, replacing any binding of the same Slack user. TeamID
-// and UserID are required and may not contain '/'. The write is durable
+// PutBinding stores b, replacing any binding of the same Slack user without
+// opening it, so a binding that does not open (damaged, or sealed under a
+// key the ring lacks) is replaced too. TeamID and UserID are required and
+// may not contain '/'. The write is durable
 // (fsynced) when PutBinding returns. It is safe for concurrent use.
 func (db *DB) PutBinding(ctx context.Context, b Binding) error {
 	if err := ctx.Err(); err != nil {
@@ -127,8 +129,11 @@ func (db *DB) PutBinding(ctx context.Context, b Binding) error {
 	if err != nil {
 		return fmt.Errorf("put binding %s: %w", key, err)
 	}
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketBindings).Put(key, rec)
+	// Whatever the old record was, it is not opened: a binding that no
+	// longer opens (damaged, or under a key the ring lacks) must not keep
+	// its owner from connecting again.
+	err = db.update(func(tx *bolt.Tx) error {
+		return putValue(tx.Bucket(bucketBindings), key, rec)
 	})
 	if err != nil {
 		return fmt.Errorf("put binding %s: %w", key, err)
@@ -137,7 +142,9 @@ func (db *DB) PutBinding(ctx context.Context, b Binding) error {
 }
 
 // DeleteBinding removes the binding of a Slack user, or returns ErrNotFound
-// when there was none. It is safe for concurrent use.
+// when there was none. It does not open the record, so it also removes one
+// that does not open (GetBinding's ErrCorrupt or ErrWrongKey). It is safe
+// for concurrent use.
 func (db *DB) DeleteBinding(ctx context.Context, teamID, userID string) error {
 	return db.deleteBinding(ctx, teamID, userID, nil)
 }
@@ -169,7 +176,7 @@ func (db *DB) deleteBinding(ctx context.Context, teamID, userID string, cond fun
 	if err != nil {
 		return fmt.Errorf("delete binding: %w", err)
 	}
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucketBindings)
 		rec := bk.Get(key)
 		if rec == nil {
@@ -211,7 +218,7 @@ func (db *DB) UpdateTokens(ctx context.Context, teamID, userID, usedRefreshToken
 		t.IssuedAt = db.now()
 	}
 	var b Binding
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucketBindings)
 		rec := bk.Get(key)
 		if rec == nil {
@@ -248,7 +255,7 @@ func (db *DB) CountBindings(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	var n int
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		n = tx.Bucket(bucketBindings).Stats().KeyN
 		return nil
 	})
@@ -300,7 +307,7 @@ func (db *DB) openBinding(key, rec []byte) (Binding, error) {
 	}
 	var r bindingRecord
 	if err := json.Unmarshal(pt, &r); err != nil {
-		return Binding{}, fmt.Errorf("%w: binding does not decode: %v", ErrCorrupt, err)
+		return Binding{}, fmt.Errorf("%w: binding sealed under key id %s does not decode: %v", ErrCorrupt, sealedBy(rec), err)
 	}
 	return r.binding(), nil
 }

@@ -5,7 +5,12 @@
 // Everything secret is sealed with AES-256-GCM before it reaches the file. A
 // [Keyring] holds one primary key, which seals, and any number of older keys,
 // which only open, so keys can be rotated without downtime: put the new key
-// first, restart, run [DB.Rotate], then drop the old key.
+// first, restart, run [DB.Rotate], then drop the old key. [Open] reads the
+// key id in the header of every record, without decrypting, and refuses a
+// ring that lacks one of them ([MissingKeysError]): dropping a key too early
+// is caught at start, not at each person's next command. [DB.Rotate] moves
+// every record that opens and reports, per key id, what it could not;
+// [DB.DeleteUnopenable] is the way out when a key is lost for good.
 //
 // # File layout
 //
@@ -42,8 +47,8 @@
 // bbolt does not wipe the pages it frees. After [DB.Rotate], and after
 // deleting or replacing records, the old ciphertexts can remain in free
 // pages of the file, and so in the output of [DB.Backup] and in any copy of
-// the file, until the file is compacted (for example with "bbolt compact"
-// while the store is closed). Rotation therefore protects new records from a
+// the file, until the file is compacted with [Compact], which needs the
+// store closed by everyone else. Rotation therefore protects new records from a
 // leaked old key, not the tokens that were sealed under it: if a key has
 // leaked, revoke the grants it protected as well as rotating.
 //
@@ -52,6 +57,17 @@
 // A [DB] is safe for concurrent use by many goroutines; bbolt serialises
 // writers and lets readers run in parallel. Only one process can open a file
 // for writing at a time: a second one gets [ErrLocked] after
-// [Options.LockTimeout]. Each method that does I/O takes a context, which is
-// checked before the work starts; bbolt itself cannot be interrupted.
+// [Options.LockTimeout]. A process waiting for the lock while the file is
+// replaced (by [Compact]) opens the new file, never the old one. Each method
+// that does I/O takes a context, which is checked before the work starts;
+// bbolt itself cannot be interrupted.
+//
+// # Damage
+//
+// Nothing read from the file is trusted: a key or value of any length or
+// content, or a nested bucket where a record belongs, makes the method that
+// meets it fail with [ErrCorrupt] or [ErrWrongKey] (naming the record's key
+// id when it has one), never panic. A binding that does not open can still
+// be replaced ([DB.PutBinding]) and deleted ([DB.DeleteBinding]), and
+// [DB.SweepExpired] removes damaged pending links.
 package store

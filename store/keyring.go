@@ -33,6 +33,11 @@ const (
 // state; it is immutable after construction and safe for concurrent use.
 type Keyring struct {
 	keys []ringKey // keys[0] is the primary
+
+	// source says where the keys came from, for messages that tell the
+	// operator what to change: "FORCEBIND_KEY", "FORCEBIND_KEY_FILE
+	// /path", or empty for NewKeyring.
+	source string
 }
 
 type ringKey struct {
@@ -82,6 +87,7 @@ func KeyringFromEnv(value string) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", envKey, err)
 	}
+	kr.source = envKey
 	return kr, nil
 }
 
@@ -143,6 +149,7 @@ func KeyringFromFile(path string) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", envKeyFile, path, err)
 	}
+	kr.source = envKeyFile + " " + path
 	return kr, nil
 }
 
@@ -160,6 +167,27 @@ func GenerateKey() (string, error) {
 // derived from the key by a one-way hash, so it is safe to log and print.
 func (k *Keyring) PrimaryID() string {
 	return hex.EncodeToString(k.keys[0].id[:])
+}
+
+// Source says where the keys came from, in the words an operator changes:
+// "FORCEBIND_KEY", "FORCEBIND_KEY_FILE /etc/forcebind/keys", or "" for a
+// keyring made with NewKeyring. It holds no key material.
+func (k *Keyring) Source() string {
+	return k.source
+}
+
+// name is the keyring as messages call it: "FORCEBIND_KEY_FILE /path", or
+// "the keyring" when its source is unknown.
+func (k *Keyring) name() string {
+	if k.source == "" {
+		return "the keyring"
+	}
+	return k.source
+}
+
+// holds reports whether the ring has the key with the given id.
+func (k *Keyring) holds(id [keyIDLen]byte) bool {
+	return k.lookup(id[:]) != nil
 }
 
 // ids lists the ids of every key in the ring, for error messages.

@@ -3,27 +3,52 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
+// A RotateReport says what [DB.Rotate] did.
+type RotateReport struct {
+	// Resealed counts the records now sealed under the primary key, the
+	// canary included.
+	Resealed int
+
+	// Left lists the records that did not open and were left as they
+	// were, grouped by the key id in their header: InRing false for a key
+	// the ring lacks, true for a record that names a key in the ring but
+	// does not authenticate or decode (it was altered), and an empty KeyID
+	// for one too damaged to name a key. The order is SealedBy's.
+	Left []KeyRecords
+}
+
 // Rotate re-seals every record (bindings, pending links and the canary)
-// under the keyring's primary key, in one transaction: either all of them
-// move or none does. It returns how many records it re-sealed. Once it has
-// returned, keys other than the primary can be dropped from the ring. It
-// needs a writable store, blocks other writers while it runs, and is safe
+// under the keyring's primary key, in one transaction. A record that does
+// not open (its key is not in the ring, or it was damaged) is left as it
+// was and counted in the report, and the others move all the same: one lost
+// key does not hold everyone else back. When anything was left, Rotate
+// returns the report together with an error that matches ErrWrongKey if a
+// key is missing and ErrCorrupt otherwise, and names every key id with its
+// counts; the re-sealing is committed either way. Once it has returned no
+// error, keys other than the primary can be dropped from the ring. It needs
+// a writable store (opened with Options.AllowMissingKeys, to reach a store
+// whose ring lacks a key), blocks other writers while it runs, and is safe
 // for concurrent use.
-func (db *DB) Rotate(ctx context.Context) (int, error) {
+func (db *DB) Rotate(ctx context.Context) (RotateReport, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return RotateReport{}, err
 	}
-	var n int
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		n = 0
+	var rep RotateReport
+	err := db.update(func(tx *bolt.Tx) error {
+		rep = RotateReport{}
 		type update struct{ key, val []byte }
 
 		// bbolt cursors must not see the bucket change under them, so each
@@ -35,7 +60,8 @@ func (db *DB) Rotate(ctx context.Context) (int, error) {
 			}
 			pt, err := db.keyring.open(bucketBindings, k, nil, v)
 			if err != nil {
-				return fmt.Errorf("binding %s: %w", k, err)
+				rep.Left = db.keyring.tally(rep.Left, v, false)
+				return nil
 			}
 			ups = append(ups, update{bytes.Clone(k), db.keyring.seal(bucketBindings, k, nil, pt)})
 			return nil
@@ -49,7 +75,7 @@ func (db *DB) Rotate(ctx context.Context) (int, error) {
 				return err
 			}
 		}
-		n += len(ups)
+		rep.Resealed += len(ups)
 
 		ups = ups[:0]
 		err = tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
@@ -57,12 +83,14 @@ func (db *DB) Rotate(ctx context.Context) (int, error) {
 				return err
 			}
 			if len(v) < expiryLen {
-				return fmt.Errorf("pending %x…: %w: value is %d bytes", k[:min(4, len(k))], ErrCorrupt, len(v))
+				rep.Left = db.keyring.tally(rep.Left, nil, true)
+				return nil
 			}
 			exp := bytes.Clone(v[:expiryLen])
 			pt, err := db.keyring.open(bucketPending, k, exp, v[expiryLen:])
 			if err != nil {
-				return fmt.Errorf("pending %x…: %w", k[:min(4, len(k))], err)
+				rep.Left = db.keyring.tally(rep.Left, v[expiryLen:], true)
+				return nil
 			}
 			ups = append(ups, update{bytes.Clone(k), append(exp, db.keyring.seal(bucketPending, k, exp, pt)...)})
 			return nil
@@ -76,18 +104,127 @@ func (db *DB) Rotate(ctx context.Context) (int, error) {
 				return err
 			}
 		}
-		n += len(ups)
+		rep.Resealed += len(ups)
 
+		// Open has checked the canary, so it opens; if it no longer does,
+		// nothing is committed.
 		if err := db.resealCanary(tx); err != nil {
 			return err
 		}
-		n++
+		rep.Resealed++
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("rotate to key %s: %w", db.keyring.PrimaryID(), err)
+		return RotateReport{}, fmt.Errorf("rotate to key %s: %w", db.keyring.PrimaryID(), err)
 	}
-	return n, nil
+	db.keyring.sortReport(rep.Left)
+	if len(rep.Left) > 0 {
+		return rep, fmt.Errorf("rotate to key %s: re-sealed %d records, but %w", db.keyring.PrimaryID(), rep.Resealed, db.keyring.unopened(rep.Left, "left as they were"))
+	}
+	return rep, nil
+}
+
+// DeleteUnopenable deletes every binding and pending link that does not
+// open with the keyring (sealed under a key the ring lacks, or damaged),
+// with the pending_by_user entries that point at those links, in one
+// transaction, and returns what it deleted grouped as [DB.Rotate] reports
+// it. It is the way out when a key is lost for good: the records sealed
+// under it can never be read again, and until they are gone Open refuses
+// the ring. Their owners connect again; the grants they held cannot be
+// revoked from here, because their tokens cannot be read. It needs a
+// writable store and is safe for concurrent use.
+func (db *DB) DeleteUnopenable(ctx context.Context) ([]KeyRecords, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var gone []KeyRecords
+	err := db.update(func(tx *bolt.Tx) error {
+		gone = nil
+		var bindings, pending [][]byte
+		err := tx.Bucket(bucketBindings).ForEach(func(k, v []byte) error {
+			if _, err := db.keyring.open(bucketBindings, k, nil, v); err != nil {
+				gone = db.keyring.tally(gone, v, false)
+				bindings = append(bindings, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
+			if _, err := db.openPending(k, v); err != nil {
+				var rec []byte
+				if len(v) >= expiryLen {
+					rec = v[expiryLen:]
+				}
+				gone = db.keyring.tally(gone, rec, true)
+				pending = append(pending, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := deleteKeys(tx.Bucket(bucketBindings), bindings); err != nil {
+			return err
+		}
+		if err := deleteKeys(tx.Bucket(bucketPending), pending); err != nil {
+			return err
+		}
+		return dropIndex(tx.Bucket(bucketByUser), nil, pending)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delete records that do not open: %w", err)
+	}
+	db.keyring.sortReport(gone)
+	return gone, nil
+}
+
+// unopened describes records that did not open, per key id, as an error
+// that matches ErrWrongKey when a key is missing and ErrCorrupt otherwise.
+func (k *Keyring) unopened(rs []KeyRecords, what string) error {
+	sentinel := ErrCorrupt
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		switch {
+		case r.KeyID == "":
+			parts[i] = fmt.Sprintf("%s too damaged to name a key", r)
+		case !r.InRing:
+			parts[i] = fmt.Sprintf("%s sealed under key id %s, which %s does not hold", r, r.KeyID, k.name())
+			sentinel = ErrWrongKey
+		default:
+			parts[i] = fmt.Sprintf("%s under key id %s, in the ring, that do not authenticate (altered or damaged)", r, r.KeyID)
+		}
+	}
+	return fmt.Errorf("%w: %s %s", sentinel, strings.Join(parts, "; "), what)
+}
+
+// putValue puts v at k in b. A nested bucket in its place (which forcebind
+// never writes, so the file was damaged) is deleted first rather than
+// refusing the write for ever.
+func putValue(b *bolt.Bucket, k, v []byte) error {
+	err := b.Put(k, v)
+	if errors.Is(err, berrors.ErrIncompatibleValue) {
+		if err = b.DeleteBucket(k); err == nil {
+			err = b.Put(k, v)
+		}
+	}
+	return err
+}
+
+// deleteKeys deletes keys from b; a key that holds a nested bucket (which
+// forcebind never writes, so the file was damaged) goes with its bucket.
+func deleteKeys(b *bolt.Bucket, keys [][]byte) error {
+	for _, k := range keys {
+		err := b.Delete(k)
+		if errors.Is(err, berrors.ErrIncompatibleValue) {
+			err = b.DeleteBucket(k)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Backup writes a consistent copy of the whole file to w while the store
@@ -102,7 +239,7 @@ func (db *DB) Backup(ctx context.Context, w io.Writer) (int64, error) {
 		return 0, err
 	}
 	var n int64
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		var err error
 		n, err = tx.WriteTo(w)
 		return err
@@ -142,4 +279,75 @@ func (db *DB) CompactTo(ctx context.Context, path string) (int64, error) {
 		return 0, err
 	}
 	return fi.Size(), nil
+}
+
+// Compact rewrites the store at path with only its live records, as
+// CompactTo does, and puts the result in its place. It works offline: it
+// opens the store for writing with opts (opts.ReadOnly is ignored), so it
+// returns ErrLocked while a daemon holds the file, and the refusals of
+// Open apply. The compacted copy is written beside the file (path +
+// ".compacting", fsynced), checked to open with the keyring, and renamed
+// over path while the old file's lock is still held; only then is the old
+// file closed. A process that opened the old file meanwhile and waits for
+// its lock therefore never writes to it: Open sees that the file is no
+// longer at path and opens the new one. It returns the sizes of the file
+// before and after.
+func Compact(ctx context.Context, path string, opts Options) (before, after int64, err error) {
+	return compact(ctx, path, opts, os.Rename)
+}
+
+// compact is Compact with the rename as a parameter, so that a test can
+// look at the lock at the moment the file is replaced.
+func compact(ctx context.Context, path string, opts Options, rename func(from, to string) error) (before, after int64, err error) {
+	opts.ReadOnly = false
+	db, err := Open(path, opts)
+	if err != nil {
+		return 0, 0, err
+	}
+	// Closed last, after the rename: the lock on the old file is what
+	// keeps other processes out until the new file is in place.
+	defer func() {
+		if cerr := db.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact %s: %w", path, err)
+	}
+	tmp := path + ".compacting"
+	// Only a compaction holds this lock, so a copy found here was left by
+	// one that died.
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, fmt.Errorf("compact %s: %w", path, err)
+	}
+	after, err = db.CompactTo(ctx, tmp)
+	if err != nil {
+		return 0, 0, err
+	}
+	check := opts
+	check.ReadOnly = true
+	cdb, err := Open(tmp, check)
+	if err == nil {
+		err = cdb.Close()
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return 0, 0, fmt.Errorf("compact %s: the compacted copy does not open: %w", path, err)
+	}
+	if err := rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return 0, 0, fmt.Errorf("compact %s: replace the file: %w", path, err)
+	}
+	syncDir(filepath.Dir(path))
+	return fi.Size(), after, nil
+}
+
+// syncDir makes a rename in dir durable; a failure only costs durability,
+// and the rename itself has succeeded.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
 }

@@ -102,7 +102,7 @@ func (db *DB) CreatePending(ctx context.Context, p Pending) (state string, err e
 		return "", fmt.Errorf("create pending for %s: %w", userKey, err)
 	}
 
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.update(func(tx *bolt.Tx) error {
 		pending, byUser := tx.Bucket(bucketPending), tx.Bucket(bucketByUser)
 		if old := byUser.Get(userKey); old != nil {
 			if err := db.retirePending(pending, bytes.Clone(old), now); err != nil {
@@ -112,7 +112,7 @@ func (db *DB) CreatePending(ctx context.Context, p Pending) (state string, err e
 		if err := pending.Put(key, val); err != nil {
 			return err
 		}
-		return byUser.Put(userKey, key)
+		return putValue(byUser, userKey, key)
 	})
 	if err != nil {
 		return "", fmt.Errorf("create pending for %s: %w", userKey, err)
@@ -144,7 +144,7 @@ func (db *DB) RedeemPending(ctx context.Context, state string) (Pending, error) 
 		p       Pending
 		openErr error
 	)
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.update(func(tx *bolt.Tx) error {
 		pending := tx.Bucket(bucketPending)
 		val := pending.Get(key)
 		if val == nil {
@@ -190,12 +190,16 @@ func (db *DB) SweepExpired(ctx context.Context) ([]Pending, error) {
 		removed []Pending
 		errs    []error
 	)
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		removed, errs = nil, nil // in case bbolt ever retries
 		pending := tx.Bucket(bucketPending)
 		var keys [][]byte
 		c := pending.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
+			// Nothing here is trusted: a damaged key or value (even a
+			// nested bucket, whose v is nil) is reported and removed, never
+			// sliced blindly, so that one bad record neither panics the
+			// sweep nor stops it for ever.
 			exp, ok := decodeExpiry(v)
 			if ok && now.Before(exp) {
 				continue
@@ -203,17 +207,15 @@ func (db *DB) SweepExpired(ctx context.Context) ([]Pending, error) {
 			p, err := db.openPending(k, v)
 			if err != nil {
 				p = Pending{Expires: exp}
-				errs = append(errs, fmt.Errorf("pending %x…: %w", k[:4], err))
+				errs = append(errs, fmt.Errorf("pending %s: %w", printableKey(k), err))
 			}
 			removed = append(removed, p)
 			keys = append(keys, bytes.Clone(k))
 		}
-		for _, k := range keys {
-			if err := pending.Delete(k); err != nil {
-				return err
-			}
+		if err := deleteKeys(pending, keys); err != nil {
+			return err
 		}
-		return dropIndex(tx.Bucket(bucketByUser), nil, keys)
+		return pruneIndex(tx.Bucket(bucketByUser), pending)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sweep expired pending links: %w", err)
@@ -253,6 +255,23 @@ func (db *DB) retirePending(pending *bolt.Bucket, key []byte, now time.Time) err
 		return err
 	}
 	return pending.Put(key, val)
+}
+
+// pruneIndex removes the per-user index entries that point at no pending
+// link: those of the links just swept, and any a damaged file holds. The
+// index has one entry per live link, so the scan stays small.
+func pruneIndex(byUser, pending *bolt.Bucket) error {
+	var users [][]byte
+	err := byUser.ForEach(func(u, k []byte) error {
+		if k == nil || pending.Get(k) == nil {
+			users = append(users, bytes.Clone(u))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return deleteKeys(byUser, users)
 }
 
 // dropIndex removes the per-user index entries that point at the given
@@ -353,7 +372,7 @@ func (db *DB) openPending(key, val []byte) (Pending, error) {
 	}
 	var r pendingRecord
 	if err := json.Unmarshal(pt, &r); err != nil {
-		return Pending{}, fmt.Errorf("%w: pending link does not decode: %v", ErrCorrupt, err)
+		return Pending{}, fmt.Errorf("%w: pending link sealed under key id %s does not decode: %v", ErrCorrupt, sealedBy(val[expiryLen:]), err)
 	}
 	return r.pending(), nil
 }

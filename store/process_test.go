@@ -33,6 +33,11 @@ const (
 //	lock:   create the file empty and take bbolt's lock on it, as bbolt
 //	        does first when it creates a store; print "ready", hold the
 //	        lock until stdin closes, and exit leaving the file empty
+//	try:    open the store with a short lock timeout and print "opened"
+//	        or "locked"
+//	put:    open the store, waiting as long as it takes, put binding
+//	        T1/child, close it and print "done", as a daemon that starts
+//	        while another process holds the store would
 func TestHelperProcess(t *testing.T) {
 	mode := os.Getenv(helperModeEnv)
 	if mode == "" {
@@ -56,6 +61,35 @@ func TestHelperProcess(t *testing.T) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
+	}
+	switch mode {
+	case "try":
+		db, err := Open(os.Getenv(helperPathEnv), Options{Keyring: kr, LockTimeout: 100 * time.Millisecond})
+		switch {
+		case errors.Is(err, ErrLocked):
+			fmt.Println("locked")
+		case err != nil:
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		default:
+			fmt.Println("opened")
+			db.Close()
+		}
+		os.Exit(0)
+	case "put":
+		db, err := Open(os.Getenv(helperPathEnv), Options{Keyring: kr, LockTimeout: time.Minute})
+		if err == nil {
+			err = db.PutBinding(context.Background(), sampleBinding("T1", "child"))
+		}
+		if err == nil {
+			err = db.Close()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		fmt.Println("done")
+		os.Exit(0)
 	}
 	db, err := Open(os.Getenv(helperPathEnv), Options{Keyring: kr})
 	if err != nil {

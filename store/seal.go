@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -29,38 +28,55 @@ func (k *Keyring) seal(bucket, key, extra, plaintext []byte) []byte {
 
 // open authenticates and decrypts a record sealed by seal for the same place.
 // It never panics, whatever the bytes. The record may live in bbolt's
-// read-only memory map: it is not written to.
+// read-only memory map: it is not written to. Every error names the key id
+// the record claims, when its header is readable enough to claim one.
 func (k *Keyring) open(bucket, key, extra, rec []byte) ([]byte, error) {
-	if len(rec) < minRecordLen {
-		return nil, fmt.Errorf("%w: record is %d bytes, shorter than the %d-byte minimum", ErrCorrupt, len(rec), minRecordLen)
-	}
-	if rec[0] != recordVersion {
+	id, ok := headerKeyID(rec)
+	switch {
+	case len(rec) < headerLen:
+		return nil, fmt.Errorf("%w: record is %d bytes, too short to name its key", ErrCorrupt, len(rec))
+	case !ok:
 		return nil, fmt.Errorf("%w: record version %d, want %d", ErrCorrupt, rec[0], recordVersion)
+	case len(rec) < minRecordLen:
+		return nil, fmt.Errorf("%w: record sealed under key id %x is %d bytes, shorter than the %d-byte minimum", ErrCorrupt, id, len(rec), minRecordLen)
 	}
-	id := rec[1:headerLen]
-	rk := k.lookup(id)
+	rk := k.lookup(id[:])
 	if rk == nil {
-		return nil, fmt.Errorf("%w: record sealed under key id %s, which is not in the keyring (ids %s)", ErrWrongKey, hex.EncodeToString(id), k.ids())
+		return nil, fmt.Errorf("%w: record sealed under key id %x, which is not in %s (ids %s)", ErrWrongKey, id, k.name(), k.ids())
 	}
 	pt, err := rk.aead.Open(nil, nil, rec[headerLen:], additionalData(rec[:headerLen], bucket, key, extra))
 	if err != nil {
-		return nil, fmt.Errorf("%w: record does not authenticate under key id %s (altered, or moved from another place)", ErrCorrupt, hex.EncodeToString(id))
+		return nil, fmt.Errorf("%w: record does not authenticate under key id %x (altered, or moved from another place)", ErrCorrupt, id)
 	}
 	return pt, nil
 }
 
-// sealedBy returns the key id a record claims to be sealed under, in hex.
+// headerKeyID returns the key id in a record's header, without opening
+// the record; ok is false when the record is too short to have a header or
+// carries a version this build does not know, whose bytes name no key.
+func headerKeyID(rec []byte) (id [keyIDLen]byte, ok bool) {
+	if len(rec) < headerLen || rec[0] != recordVersion {
+		return id, false
+	}
+	copy(id[:], rec[1:headerLen])
+	return id, true
+}
+
+// sealedBy returns the key id a record claims to be sealed under, in hex,
+// or "" when it claims none.
 func sealedBy(rec []byte) string {
-	if len(rec) < headerLen {
+	id, ok := headerKeyID(rec)
+	if !ok {
 		return ""
 	}
-	return hex.EncodeToString(rec[1:headerLen])
+	return hex.EncodeToString(id[:])
 }
 
 // sealedByPrimary reports whether rec claims to be sealed under the
 // primary key.
 func (k *Keyring) sealedByPrimary(rec []byte) bool {
-	return len(rec) >= headerLen && bytes.Equal(rec[1:headerLen], k.keys[0].id[:])
+	id, ok := headerKeyID(rec)
+	return ok && id == k.keys[0].id
 }
 
 // additionalData binds a record to its header and place. Every part is

@@ -49,9 +49,19 @@ type Options struct {
 	LockTimeout time.Duration
 
 	// ReadOnly opens an existing file without creating or writing it, for
-	// tools such as doctor and backup; the canary is still checked. Several
-	// read-only opens can share a file, but not with a writer.
+	// tools such as doctor and backup; the canary and the key ids of the
+	// records are still checked, as for any Open. Several read-only opens
+	// can share a file, but not with a writer.
 	ReadOnly bool
+
+	// AllowMissingKeys lets Open succeed when records are sealed under keys
+	// the keyring lacks (the canary must still open). It is for the one
+	// tool that must work on such a store, key rotation, which re-seals
+	// what it can and reports the rest; methods that meet such a record
+	// return ErrWrongKey. Everything else should leave it false, so that a
+	// ring missing a key is refused at start rather than at each person's
+	// next command.
+	AllowMissingKeys bool
 
 	// Now is the clock used for expiries. Nil means time.Now.
 	Now func() time.Time
@@ -72,10 +82,17 @@ type DB struct {
 // that opens with opts.Keyring. A canary sealed under an older key still in
 // the ring is fine; a writable Open re-seals it under the primary, so that
 // from then on a ring without the primary fails here, with ErrWrongKey,
-// rather than on the first new record. Open returns ErrLocked when another
-// process holds the file (also one it is still creating), ErrWrongKey when
-// the keyring does not fit, ErrSchema for a newer file and ErrCorrupt for a
-// file that is not a valid store; it does not panic on a damaged file.
+// rather than on the first new record. Open also reads the key id in the
+// header of every binding and pending link (it decrypts none of them) and,
+// unless opts.AllowMissingKeys is set, refuses a ring that lacks one of
+// them with a *MissingKeysError, which matches ErrWrongKey: read-only opens
+// too, so that doctor and a backup's check judge a file as the daemon
+// would. Open returns ErrLocked when another process holds the file (also
+// one it is still creating), ErrWrongKey when the keyring does not fit,
+// ErrSchema for a newer file and ErrCorrupt for a file that is not a valid
+// store; it does not panic on a damaged file. If the file at path is
+// replaced while Open waits for its lock (as [Compact] does), Open opens
+// the new one: it never settles on a file that is no longer at path.
 func Open(path string, opts Options) (*DB, error) {
 	if opts.Keyring == nil {
 		return nil, fmt.Errorf("open store %s: no keyring", path)
@@ -87,34 +104,63 @@ func Open(path string, opts Options) (*DB, error) {
 	case timeout < 0:
 		return nil, fmt.Errorf("open store %s: negative lock timeout %s", path, timeout)
 	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
-
 	deadline := time.Now().Add(timeout)
-	fi, err := os.Stat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist) && opts.ReadOnly:
-		return nil, fmt.Errorf("open store %s read-only: %w", path, err)
-	case err == nil && fi.Mode().IsRegular():
-		if err := checkExisting(path, timeout, opts.ReadOnly); err != nil {
-			return nil, fmt.Errorf("open store %s: %w", path, err)
+	for {
+		db, moved, err := openOnce(path, opts, timeout, deadline)
+		switch {
+		case !moved:
+			return db, err
+		case time.Now().After(deadline):
+			return nil, fmt.Errorf("open store %s: the file was replaced or removed each time it was opened, for %s", path, timeout)
 		}
 	}
+}
 
-	// What is left of the timeout, but never zero, which would make bbolt
-	// wait forever.
-	bdb, err := openBolt(path, max(time.Until(deadline), time.Millisecond), opts.ReadOnly)
+// openOnce opens the file now at path, waits for its lock, and opens the
+// store in it. It reports moved when, by the time the lock was granted,
+// the file was no longer the one at path; the caller then starts again.
+func openOnce(path string, opts Options, timeout time.Duration, deadline time.Time) (db *DB, moved bool, err error) {
+	f, created, err := openFile(path, opts.ReadOnly)
+	switch {
+	case errors.Is(err, errRemoved):
+		return nil, true, nil // removed between two looks; create it afresh
+	case errors.Is(err, fs.ErrNotExist) && opts.ReadOnly:
+		return nil, false, fmt.Errorf("open store %s read-only: %w", path, err)
+	case err != nil:
+		return nil, false, fmt.Errorf("open store %s: %w", path, err)
+	}
+	// bbolt takes the same lock on this descriptor again, which succeeds
+	// at once: one open file description cannot conflict with itself.
+	if err := waitLock(f, timeout, deadline, opts.ReadOnly); err != nil {
+		_ = f.Close()
+		return nil, false, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if !stillAt(f, path) {
+		// Another process replaced the file while this one waited, such as
+		// compact renaming its new file into place: writes to the old one
+		// would vanish with it.
+		forceUnlock(f)
+		_ = f.Close()
+		return nil, true, nil
+	}
+	if err := checkFile(f, created); err != nil {
+		forceUnlock(f)
+		_ = f.Close()
+		return nil, false, fmt.Errorf("open store %s: %w", path, err)
+	}
+	bdb, err := openBolt(path, f, max(time.Until(deadline), time.Millisecond), opts.ReadOnly)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	db := &DB{bolt: bdb, keyring: opts.Keyring, now: now, path: path}
-	if err := db.validate(opts.ReadOnly); err != nil {
+	db = &DB{bolt: bdb, keyring: opts.Keyring, now: opts.Now, path: path}
+	if err := db.validate(opts.ReadOnly, opts.AllowMissingKeys); err != nil {
 		_ = bdb.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, false, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return db, nil
+	return db, false, nil
 }
 
 // Close releases the file and its lock, waiting for running transactions to
@@ -132,44 +178,72 @@ func (db *DB) Path() string {
 	return db.path
 }
 
-// checkExisting checks an existing file before bbolt sees it, under the
-// lock bbolt is about to take. Without the lock, a file another process is
-// creating (empty, or with its first pages half written) would look
-// damaged: the lock makes Open wait for that process, and report ErrLocked
-// if it keeps the file, instead of ErrCorrupt. The lock is released before
-// bbolt takes its own on another descriptor, which would otherwise conflict
-// with it.
-func checkExisting(path string, timeout time.Duration, readOnly bool) error {
-	f, err := os.Open(path)
+// openFile opens the store file the way bbolt would, creating it for a
+// writable open. created reports that this call made the file, which is
+// then empty and new rather than emptied.
+func openFile(path string, readOnly bool) (f *os.File, created bool, err error) {
+	// Opening a FIFO read-only would block until a writer came along.
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, false, fmt.Errorf("%w: %s is not a regular file", ErrCorrupt, path)
+	}
+	if readOnly {
+		f, err = os.Open(path)
+		return f, false, err
+	}
+	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, fileMode)
+	if err == nil {
+		return f, true, nil
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return nil, false, err // such as a missing directory
+	}
+	f, err = os.OpenFile(path, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil // removed since the caller looked; bbolt creates it afresh
+		return nil, false, errRemoved
 	}
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := waitLock(f, timeout, readOnly); err != nil {
-		return err
-	}
-	defer forceUnlock(f)
+	return f, false, err
+}
 
+// errRemoved is openFile's way of saying that the file existed a moment
+// ago and is gone now, so the caller should try again.
+var errRemoved = errors.New("removed while being opened")
+
+// stillAt reports whether f is the file now at path.
+func stillAt(f *os.File, path string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(path)
+	return err == nil && os.SameFile(a, b)
+}
+
+// checkFile checks an existing file before bbolt sees it, under the lock.
+// Without the lock, a file another process is creating (empty, or with its
+// first pages half written) would look damaged: the lock makes Open wait
+// for that process, and report ErrLocked if it keeps the file, instead of
+// ErrCorrupt.
+func checkFile(f *os.File, created bool) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	// bbolt treats a zero-length file as new and would initialise it; a file
-	// that exists but is empty has lost its contents, so say so instead.
-	if fi.Size() == 0 {
+	switch {
+	case fi.Size() > 0:
+		return checkBoltFile(f, fi.Size())
+	case !created:
+		// bbolt treats a zero-length file as new and would initialise it; a
+		// file that exists but is empty has lost its contents, so say so
+		// instead.
 		return fmt.Errorf("%w: the file exists but is empty; restore it from a backup, or remove it to start a new store", ErrCorrupt)
 	}
-	return checkBoltFile(f, fi.Size())
+	return nil
 }
 
 // waitLock takes the lock on f that bbolt would take, retrying as bbolt does
-// until timeout, and returns ErrLocked if it cannot.
-func waitLock(f *os.File, timeout time.Duration, readOnly bool) error {
+// until deadline, and returns ErrLocked (naming timeout) if it cannot.
+func waitLock(f *os.File, timeout time.Duration, deadline time.Time, readOnly bool) error {
 	const retry = 50 * time.Millisecond // bbolt's interval
-	deadline := time.Now().Add(timeout)
 	for {
 		ok, err := tryLock(f, readOnly)
 		if err != nil {
@@ -186,34 +260,31 @@ func waitLock(f *os.File, timeout time.Duration, readOnly bool) error {
 	}
 }
 
-// openBolt opens the bbolt file, turning bbolt's lock timeout into ErrLocked
-// and its panics on damaged files into ErrCorrupt. A truncated file can make
-// bbolt touch pages past the end of the mapping, which raises SIGBUS;
-// SetPanicOnFault turns that into a panic we can recover.
-func openBolt(path string, timeout time.Duration, readOnly bool) (bdb *bolt.DB, err error) {
-	var file *os.File
+// openBolt opens the bbolt store in f, already open and locked, turning
+// bbolt's panics on damaged files into ErrCorrupt. A truncated file can
+// make bbolt touch pages past the end of the mapping, which raises SIGBUS;
+// SetPanicOnFault turns that into a panic we can recover. bbolt takes f
+// over: it closes it when it fails or when the DB is closed.
+func openBolt(path string, f *os.File, timeout time.Duration, readOnly bool) (bdb *bolt.DB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			// bbolt's half-built DB is lost with the panic, and with it the
-			// way to unmap the file; that mapping leaks (checkExisting makes
+			// way to unmap the file; that mapping leaks (checkFile makes
 			// this path rare). The lock must not leak, or the next Open in
 			// this process would report ErrLocked instead of the damage.
-			if file != nil {
-				forceUnlock(file)
-				_ = file.Close()
-			}
+			forceUnlock(f)
+			_ = f.Close()
 			bdb, err = nil, fmt.Errorf("open store %s: %w: bbolt failed on the file: %v", path, ErrCorrupt, r)
 		}
 	}()
 	bdb, err = bolt.Open(path, fileMode, &bolt.Options{
+		// Where the lock is a flock it is already held on f, and bbolt's
+		// own attempt succeeds at once; elsewhere bbolt does the waiting.
+		// Never zero, which would make bbolt wait forever.
 		Timeout:  timeout,
 		ReadOnly: readOnly,
-		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
-			f, err := os.OpenFile(name, flag, perm)
-			file = f
-			return f, err
-		},
+		OpenFile: func(string, int, os.FileMode) (*os.File, error) { return f, nil },
 	})
 	switch {
 	case err == nil:
@@ -234,7 +305,7 @@ func openBolt(path string, timeout time.Duration, readOnly bool) (bdb *bolt.DB, 
 // validate checks an opened file and initialises a new one. It is the first
 // transaction on the file, so it also guards against bbolt panicking on
 // damaged pages.
-func (db *DB) validate(readOnly bool) (err error) {
+func (db *DB) validate(readOnly, allowMissingKeys bool) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
@@ -242,7 +313,7 @@ func (db *DB) validate(readOnly bool) (err error) {
 		}
 	}()
 
-	fresh, oldCanary, err := db.check()
+	fresh, oldCanary, err := db.check(allowMissingKeys)
 	switch {
 	case err != nil:
 		return err
@@ -251,7 +322,7 @@ func (db *DB) validate(readOnly bool) (err error) {
 	case fresh:
 		return db.initialise()
 	case oldCanary && !readOnly:
-		return db.bolt.Update(db.resealCanary)
+		return db.update(db.resealCanary)
 	}
 	return nil
 }
@@ -259,7 +330,9 @@ func (db *DB) validate(readOnly bool) (err error) {
 // check validates the file in a read transaction. It reports fresh when the
 // file is a valid but empty bbolt file, such as one bbolt has just created,
 // and oldCanary when the canary opened with a key other than the primary.
-func (db *DB) check() (fresh, oldCanary bool, err error) {
+// Unless allowMissingKeys is set, it also refuses a keyring that lacks a
+// key named in a record's header.
+func (db *DB) check(allowMissingKeys bool) (fresh, oldCanary bool, err error) {
 	tx, err := db.bolt.Begin(false)
 	if err != nil {
 		return false, false, err
@@ -307,12 +380,41 @@ func (db *DB) check() (fresh, oldCanary bool, err error) {
 	if string(pt) != canaryPlaintext {
 		return false, false, fmt.Errorf("%w: the canary opens but holds the wrong value", ErrCorrupt)
 	}
+	if !allowMissingKeys {
+		if err := db.keyring.missingKeys(tx); err != nil {
+			return false, false, err
+		}
+	}
 	return false, !db.keyring.sealedByPrimary(canary), nil
+}
+
+// view runs fn in a read transaction, as bbolt's View does, but turns a
+// panic inside bbolt (a damaged page met past Open) into ErrCorrupt: nothing
+// read from the file may bring the daemon down.
+func (db *DB) view(fn func(*bolt.Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer recoverCorrupt(&err)
+	return db.bolt.View(fn)
+}
+
+// update is view for a write transaction. bbolt rolls the transaction back
+// as the panic passes through Update, so nothing half-done is committed.
+func (db *DB) update(fn func(*bolt.Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer recoverCorrupt(&err)
+	return db.bolt.Update(fn)
+}
+
+// recoverCorrupt turns a panic into an ErrCorrupt in *err.
+func recoverCorrupt(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: reading the file panicked: %v", ErrCorrupt, r)
+	}
 }
 
 // initialise creates the buckets, schema version and canary of a new file.
 func (db *DB) initialise() error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketMeta) != nil {
 			return nil
 		}

@@ -55,10 +55,12 @@ func TestOpenOptions(t *testing.T) {
 		name string
 		path string
 		opts Options
+		want error // nil: any error
 	}{
 		{name: "no keyring", path: filepath.Join(dir, "a.db"), opts: Options{}},
 		{name: "negative timeout", path: filepath.Join(dir, "b.db"), opts: Options{Keyring: mustKeyring(t, testKey(1)), LockTimeout: -1}},
 		{name: "read-only missing file", path: filepath.Join(dir, "c.db"), opts: Options{Keyring: mustKeyring(t, testKey(1)), ReadOnly: true}},
+		{name: "missing directory", path: filepath.Join(dir, "nowhere", "d.db"), opts: Options{Keyring: mustKeyring(t, testKey(1))}, want: fs.ErrNotExist},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,6 +68,9 @@ func TestOpenOptions(t *testing.T) {
 			if err == nil {
 				db.Close()
 				t.Fatal("Open: no error")
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("Open error = %v, want %v", err, tt.want)
 			}
 			if _, err := os.Stat(tt.path); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("Open failed but left a file behind (stat: %v)", err)
@@ -334,6 +339,9 @@ func TestTamperedRecords(t *testing.T) {
 			mustClose(t, db)
 			mustEditRaw(t, path, tt.edit)
 
+			// Open refuses a ring that lacks a record's key
+			// (TestOpenMissingKeys); past that, the record alone fails.
+			opts.AllowMissingKeys = true
 			db = mustOpen(t, path, opts)
 			_, err := db.GetBinding(ctx, "T1", "U1")
 			if !errors.Is(err, tt.wantErr) {
@@ -383,11 +391,14 @@ func TestRotate(t *testing.T) {
 			t.Errorf("binding mismatch (-want +got):\n%s", diff)
 		}
 	}
-	n, err := db.Rotate(ctx)
+	rep, err := db.Rotate(ctx)
 	if err != nil {
 		t.Fatalf("Rotate: %v", err)
 	}
-	if got, want := n, 3+1+1; got != want {
+	if len(rep.Left) != 0 {
+		t.Errorf("Rotate left %v", rep.Left)
+	}
+	if got, want := rep.Resealed, 3+1+1; got != want {
 		t.Errorf("Rotate re-sealed %d records, want %d (3 bindings, 1 pending, canary)", got, want)
 	}
 	mustClose(t, db)
@@ -507,17 +518,19 @@ func TestContextCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	calls := map[string]func() error{
-		"GetBinding":      func() error { _, err := db.GetBinding(ctx, "T", "U"); return err },
-		"PutBinding":      func() error { return db.PutBinding(ctx, sampleBinding("T", "U")) },
-		"DeleteBinding":   func() error { return db.DeleteBinding(ctx, "T", "U") },
-		"DeleteBindingIf": func() error { return db.DeleteBindingIf(ctx, "T", "U", "r") },
-		"UpdateTokens":    func() error { _, err := db.UpdateTokens(ctx, "T", "U", "r", Tokens{}); return err },
-		"CreatePending":   func() error { _, err := db.CreatePending(ctx, Pending{TeamID: "T", UserID: "U"}); return err },
-		"RedeemPending":   func() error { _, err := db.RedeemPending(ctx, "x"); return err },
-		"SweepExpired":    func() error { _, err := db.SweepExpired(ctx); return err },
-		"Rotate":          func() error { _, err := db.Rotate(ctx); return err },
-		"CountBindings":   func() error { _, err := db.CountBindings(ctx); return err },
-		"Backup":          func() error { _, err := db.Backup(ctx, &bytes.Buffer{}); return err },
+		"GetBinding":       func() error { _, err := db.GetBinding(ctx, "T", "U"); return err },
+		"PutBinding":       func() error { return db.PutBinding(ctx, sampleBinding("T", "U")) },
+		"DeleteBinding":    func() error { return db.DeleteBinding(ctx, "T", "U") },
+		"DeleteBindingIf":  func() error { return db.DeleteBindingIf(ctx, "T", "U", "r") },
+		"UpdateTokens":     func() error { _, err := db.UpdateTokens(ctx, "T", "U", "r", Tokens{}); return err },
+		"CreatePending":    func() error { _, err := db.CreatePending(ctx, Pending{TeamID: "T", UserID: "U"}); return err },
+		"RedeemPending":    func() error { _, err := db.RedeemPending(ctx, "x"); return err },
+		"SweepExpired":     func() error { _, err := db.SweepExpired(ctx); return err },
+		"Rotate":           func() error { _, err := db.Rotate(ctx); return err },
+		"DeleteUnopenable": func() error { _, err := db.DeleteUnopenable(ctx); return err },
+		"SealedBy":         func() error { _, err := db.SealedBy(ctx); return err },
+		"CountBindings":    func() error { _, err := db.CountBindings(ctx); return err },
+		"Backup":           func() error { _, err := db.Backup(ctx, &bytes.Buffer{}); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, context.Canceled) {
