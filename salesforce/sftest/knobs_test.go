@@ -81,3 +81,23 @@ func TestEndpointLatency(t *testing.T) {
 		t.Errorf("token endpoint after the latency was removed: %d, want its 400", status)
 	}
 }
+
+// BeforeAnswer runs its function for each request to its endpoint, before
+// the answer, and stops when given nil.
+func TestBeforeAnswer(t *testing.T) {
+	srv := mustServer(t, sftest.Options{})
+	g, err := srv.Login(jane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []int // live refresh tokens when each revoke arrived
+	srv.BeforeAnswer(sftest.EndpointRevoke, func() { seen = append(seen, srv.LiveRefreshTokens()) })
+	if status, _ := postForm(t, srv, "/services/oauth2/revoke", url.Values{"token": {g.RefreshToken}}); status != http.StatusOK {
+		t.Fatalf("revoke: %d", status)
+	}
+	srv.BeforeAnswer(sftest.EndpointRevoke, nil)
+	postForm(t, srv, "/services/oauth2/revoke", url.Values{"token": {g.RefreshToken}})
+	if diff := cmp.Diff([]int{1}, seen); diff != "" {
+		t.Errorf("live refresh tokens seen before each answer mismatch (-want +got):\n%s", diff)
+	}
+}
