@@ -51,6 +51,9 @@ type notes struct {
 	// ended gets "linked" for each Linked call and the Failure's String for
 	// each LinkFailed call, after it is recorded.
 	ended chan string
+	// hold, when set, keeps each LinkFailed call from returning until it
+	// is closed (after ended has its word).
+	hold chan struct{}
 }
 
 func newNotes() *notes { return &notes{ended: make(chan string, 64)} }
@@ -94,10 +97,14 @@ func (n *notes) LinkFailed(ctx context.Context, _ Requester, why Failure) error 
 	n.mu.Lock()
 	n.failures = append(n.failures, why)
 	n.failCtxs = append(n.failCtxs, seeCtx(ctx))
+	hold := n.hold
 	n.mu.Unlock()
 	select {
 	case n.ended <- why.String():
 	default: // nobody is waiting for this many
+	}
+	if hold != nil {
+		<-hold
 	}
 	return nil
 }
