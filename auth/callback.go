@@ -470,7 +470,7 @@ func (s *Service) bind(ctx context.Context, b store.Binding, flow Flow) error {
 	if oldErr == nil {
 		s.audit("binding relinked", b)
 		if old.RefreshToken != b.RefreshToken {
-			s.revokeQuietly(old.RefreshToken) // the grant it replaced is no longer used by anyone
+			s.revokeGrantQuietly(old) // the grant it replaced is no longer used by anyone
 		}
 	} else {
 		s.audit("binding created", b)

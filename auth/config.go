@@ -74,7 +74,10 @@ type Config struct {
 // be quick and safe for concurrent use.
 type Observer interface {
 	// Refreshed reports one token refresh by outcome: "ok", "relink" (the
-	// grant ended), "transient", "client_rejected" or "error".
+	// grant ended), "moved" (the binding was made at a login host no
+	// longer configured; nothing was sent), "restricted" (login IP ranges
+	// or login hours), "timeout", "transient", "rejected" (the answer
+	// failed forcebind's checks), "client_rejected" or "error".
 	Refreshed(outcome string)
 	// LinkEnded reports one binding link that ended, by outcome: "bound",
 	// or a Failure's String.

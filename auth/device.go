@@ -214,6 +214,7 @@ func (s *Service) pollDevice(ctx context.Context, who Requester, da deviceAuth, 
 			return
 		case err != nil || remaining <= 0: // the real clock's deadline, or Config.Now's
 			log.Info().Msg("device code not approved in time")
+			s.pollers.retire(who, da.userCode)
 			s.linkFailed(who, FlowDevice, FailureExpired)
 			return
 		}
@@ -223,6 +224,11 @@ func (s *Service) pollDevice(ctx context.Context, who Requester, da deviceAuth, 
 		case <-s.after(min(interval, remaining)):
 		}
 		res, tok, err := s.pollOnce(ctx, da.deviceCode)
+		if res != pollPending && res != pollSlowDown && res != pollTransient {
+			// The code is spent: a Start from now on asks for a new one,
+			// even one made before the person hears how this one ended.
+			s.pollers.retire(who, da.userCode)
+		}
 		switch res {
 		case pollPending:
 		case pollSlowDown:
@@ -419,6 +425,17 @@ func (p *pollerSet) claim(key string, liveUntil time.Time) (link Link, reuse boo
 	}
 	p.starting[key] = make(chan struct{})
 	return Link{}, false, nil, nil
+}
+
+// retire stops offering who's link with userCode to Start, once its code
+// is spent; its poller may still be telling who how it ended.
+func (p *pollerSet) retire(who Requester, userCode string) {
+	key := who.TeamID + "/" + who.UserID
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r := p.byKey[key]; r != nil && r.link.UserCode == userCode {
+		delete(p.byKey, key)
+	}
 }
 
 // release gives up key's claim and wakes the Starts waiting for it.

@@ -56,10 +56,21 @@
 //
 // Afterwards Tokens supplies a binding's access token to the salesforce
 // client and refreshes it on demand, once per user at a time, committing the
-// new tokens to the store before they are used. A grant Salesforce ended is
-// answered with a fresh link of the configured flow. Unlink revokes and
-// deletes. Close stops the device pollers, telling each waiting person,
-// and waits for them and for refreshes in flight.
+// new tokens (and the instance the answer names, which moves with the org)
+// to the store before they are used. A grant Salesforce ended is answered
+// with a fresh link of the configured flow; an invalid_grant for the user's
+// login IP ranges or login hours is not an ended grant, and keeps the
+// binding (ErrRestricted). Tokens a refresh obtained that nothing stores
+// are revoked. A binding's grant is refreshed and revoked only at its own
+// login host, and only while the configuration still names that Salesforce
+// (see Service.Binding): otherwise the binding is removed with its token
+// sent nowhere, and its owner gets a fresh link. Unlink revokes and deletes
+// only the grant it revoked; Sweep revokes the tokens of unconfirmed links
+// before it forgets them, retrying later when Salesforce cannot be reached.
+// A binding whose record cannot be opened (ErrUnreadable) is replaced by the
+// next confirmed link and removed by Unlink. Close stops the device
+// pollers, telling each waiting person, and waits for them and for
+// refreshes in flight.
 //
 // An optional Observer hears each refresh's outcome and how each link
 // ended, for metrics. Config.Now and Config.After make the clock and the

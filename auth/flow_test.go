@@ -513,7 +513,7 @@ func TestRelinkDuringRefreshKeepsNewBinding(t *testing.T) {
 	e := mustEnv(t, envOptions{})
 	old := e.mustBind(t, jane, janeSF)
 	e.mustBind(t, jane, janeSF) // linked again while the old grant's refresh ran
-	if err := e.svc.relink(mustCtx(t), old, jane); errors.Is(err, ErrRelinkRequired) {
+	if err := e.svc.relink(mustCtx(t), old, jane, RelinkGrantEnded); errors.Is(err, ErrRelinkRequired) {
 		t.Errorf("relink of a replaced grant = %v; the new binding counts as ended", err)
 	}
 	if _, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID); err != nil {

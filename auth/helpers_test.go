@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -12,10 +13,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/forcebind/forcebind/salesforce/sftest"
 	"github.com/forcebind/forcebind/store"
@@ -34,6 +37,8 @@ type notes struct {
 	mu      sync.Mutex
 	linked  []store.Binding
 	relinks []Link
+	// relinkWhy holds the reason of each Relink call, in order.
+	relinkWhy []RelinkReason
 	// nameLookups counts DisplayName calls.
 	nameLookups int
 	// email is what Email answers; emailErr, if set, is its error.
@@ -47,6 +52,9 @@ type notes struct {
 	// ended gets "linked" for each Linked call and the Failure's String for
 	// each LinkFailed call, after it is recorded.
 	ended chan string
+	// hold, when set, keeps each LinkFailed call from returning until it
+	// is closed (after ended has its word).
+	hold chan struct{}
 }
 
 func newNotes() *notes { return &notes{ended: make(chan string, 64)} }
@@ -90,10 +98,14 @@ func (n *notes) LinkFailed(ctx context.Context, _ Requester, why Failure) error 
 	n.mu.Lock()
 	n.failures = append(n.failures, why)
 	n.failCtxs = append(n.failCtxs, seeCtx(ctx))
+	hold := n.hold
 	n.mu.Unlock()
 	select {
 	case n.ended <- why.String():
 	default: // nobody is waiting for this many
+	}
+	if hold != nil {
+		<-hold
 	}
 	return nil
 }
@@ -143,11 +155,19 @@ func (n *notes) lastRelink() (Link, bool) {
 	return n.relinks[len(n.relinks)-1], true
 }
 
-func (n *notes) Relink(_ context.Context, _ Requester, l Link) error {
+func (n *notes) Relink(_ context.Context, _ Requester, l Link, why RelinkReason) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.relinks = append(n.relinks, l)
+	n.relinkWhy = append(n.relinkWhy, why)
 	return nil
+}
+
+// relinkReasons returns the reason of every Relink call so far.
+func (n *notes) relinkReasons() []RelinkReason {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]RelinkReason(nil), n.relinkWhy...)
 }
 
 func (n *notes) DisplayName(context.Context, string) string {
@@ -182,9 +202,14 @@ func (s *syncBuffer) String() string {
 
 // env is a Service wired to a real store, a real listener and the fake org.
 type env struct {
-	sf       *sftest.Server
-	db       *store.DB
-	svc      *Service
+	sf      *sftest.Server
+	db      *store.DB
+	dbPath  string
+	ring    *store.Keyring
+	cfg     Config // what svc was built with
+	svc     *Service
+	serving atomic.Pointer[http.Handler] // what the callback listener serves: svc's
+
 	notes    *notes
 	obs      *observer
 	waits    *waits
@@ -211,21 +236,29 @@ type envOptions struct {
 	store func(*store.DB) Store
 	// handler, if set, wraps the listener's routes.
 	handler func(http.Handler) http.Handler
+	// routeHosts are hosts the Service's HTTP client reaches the fake org
+	// at (sftest.Server.Route), as if DNS pointed them there.
+	routeHosts []string
 }
 
 func mustEnv(tb testing.TB, o envOptions) *env {
 	tb.Helper()
 	e := &env{notes: newNotes(), obs: &observer{}, waits: newWaits(), logs: &syncBuffer{}, now: time.Now()}
-	e.hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	e.hc = &http.Client{Transport: transport}
 	tb.Cleanup(e.hc.CloseIdleConnections)
 	e.sf = sftest.NewServer(sftest.Options{ClientID: "forcebind-test", ClientSecret: o.sfSecret})
 	tb.Cleanup(e.sf.Close)
+	if len(o.routeHosts) > 0 {
+		e.hc.Transport = e.sf.Route(transport, o.routeHosts...)
+	}
 
 	ring, err := store.NewKeyring(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e.db, err = store.Open(filepath.Join(tb.TempDir(), "auth.db"), store.Options{Keyring: ring, Now: e.clock})
+	e.ring, e.dbPath = ring, filepath.Join(tb.TempDir(), "auth.db")
+	e.db, err = store.Open(e.dbPath, store.Options{Keyring: ring, Now: e.clock})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -251,13 +284,14 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 	if o.store != nil {
 		st = o.store(e.db)
 	}
-	e.svc, err = New(Config{
+	e.cfg = Config{
 		ClientID: "forcebind-test", ClientSecret: o.svcSecret, LoginURL: cmp.Or(o.loginURL, e.sf.URL),
 		CallbackURL: e.callback + "/oauth/callback", LinkTTL: o.linkTTL, CallTimeout: o.timeout,
 		Flow: o.flow, RequireEmailMatch: o.requireEmail, AllowedOrgIDs: orgs,
 		Store: st, Notifier: e.notes, Observer: e.obs, HTTPClient: e.hc,
 		Logger: zerolog.New(e.logs), Now: e.clock, After: e.waits.After,
-	})
+	}
+	e.svc, err = New(e.cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -265,8 +299,11 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 	if o.handler != nil {
 		h = o.handler(h)
 	}
+	e.serving.Store(&h)
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(h) }()
+	go func() {
+		done <- srv.Serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*e.serving.Load()).ServeHTTP(w, r) }))
+	}()
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 		defer cancel()
@@ -286,6 +323,76 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 		}
 	})
 	return e
+}
+
+// restart replaces the Service, as a restart of forcebind does: the old
+// one is closed, edit changes the configuration (nil keeps it), and the
+// new one serves the callback listener. The store stays open.
+func (e *env) restart(tb testing.TB, edit func(*Config)) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := e.svc.Close(ctx); err != nil {
+		tb.Fatalf("close service: %v", err)
+	}
+	if edit != nil {
+		edit(&e.cfg)
+	}
+	e.cfg.Store = e.db
+	svc, err := New(e.cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e.svc = svc
+	h := svc.Handler()
+	e.serving.Store(&h)
+}
+
+// reopenStore closes the store, lets edit change the closed file with
+// bbolt directly (to damage a record, say), opens it again and restarts
+// the Service on it.
+func (e *env) reopenStore(tb testing.TB, edit func(tx *bolt.Tx) error) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := e.svc.Close(ctx); err != nil {
+		tb.Fatalf("close service: %v", err)
+	}
+	if err := e.db.Close(); err != nil {
+		tb.Fatalf("close store: %v", err)
+	}
+	raw, err := bolt.Open(e.dbPath, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := raw.Update(edit); err != nil {
+		tb.Fatalf("raw edit: %v", err)
+	}
+	if err := raw.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	e.db, err = store.Open(e.dbPath, store.Options{Keyring: e.ring, Now: e.clock})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e.restart(tb, nil)
+}
+
+// damageBinding flips the last byte of who's sealed binding, so that it no
+// longer opens (store.ErrCorrupt, naming the key id), and returns an edit
+// for reopenStore.
+func damageBinding(who Requester) func(tx *bolt.Tx) error {
+	return func(tx *bolt.Tx) error {
+		bk := tx.Bucket([]byte("bindings"))
+		key := []byte(who.TeamID + "/" + who.UserID)
+		v := bk.Get(key)
+		if v == nil {
+			return errors.New("no binding to damage")
+		}
+		v = append([]byte(nil), v...)
+		v[len(v)-1] ^= 1
+		return bk.Put(key, v)
+	}
 }
 
 // observer records what the Service reports.

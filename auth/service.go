@@ -25,7 +25,8 @@ type Store interface {
 	UpdateTokens(ctx context.Context, teamID, userID, usedRefreshToken string, t store.Tokens) (store.Binding, error)
 	CreatePending(ctx context.Context, p store.Pending) (string, error)
 	RedeemPending(ctx context.Context, state string) (store.Pending, error)
-	SweepExpired(ctx context.Context) ([]store.Pending, error)
+	ListExpired(ctx context.Context) ([]store.ExpiredLink, error)
+	DeletePending(ctx context.Context, id string) error
 }
 
 // Notifier is how auth reaches the person on the Slack side. The bot
@@ -34,9 +35,11 @@ type Notifier interface {
 	// Linked tells the Slack user of b that their Salesforce identity is now
 	// linked (a DM through chat.postMessage).
 	Linked(ctx context.Context, b store.Binding) error
-	// Relink sends who, privately, a fresh link after their Salesforce grant
-	// ended (refresh answered invalid_grant). It is called once per ended grant.
-	Relink(ctx context.Context, who Requester, link Link) error
+	// Relink sends who, privately, a fresh link after their binding ended
+	// for why: Salesforce ended the grant (refresh answered invalid_grant),
+	// or the binding was made at a Salesforce the configuration no longer
+	// names. It is called once per ended binding.
+	Relink(ctx context.Context, who Requester, link Link, why RelinkReason) error
 	// DisplayName returns the name the confirmation page shows for the Slack
 	// user (with their handle), or "" when Slack does not say. Start calls it
 	// only when it makes a link for a Requester without one.
@@ -101,6 +104,32 @@ func (f Failure) String() string {
 	return "unknown"
 }
 
+// RelinkReason is why a binding ended and its owner was sent a fresh link.
+type RelinkReason int
+
+const (
+	// RelinkGrantEnded means Salesforce ended the grant: a refresh answered
+	// invalid_grant for a revoked or expired token, a deactivated user, and
+	// the like.
+	RelinkGrantEnded RelinkReason = iota + 1
+	// RelinkLoginMoved means the binding was made at a Salesforce login
+	// host that SALESFORCE_LOGIN_URL no longer names (the administrator
+	// moved forcebind, from a sandbox to production say): the binding was
+	// removed without its token being sent anywhere.
+	RelinkLoginMoved
+)
+
+// String names the reason for logs.
+func (r RelinkReason) String() string {
+	switch r {
+	case RelinkGrantEnded:
+		return "grant_ended"
+	case RelinkLoginMoved:
+		return "login_moved"
+	}
+	return "unknown"
+}
+
 // Requester is the Slack person a link is made for, and where to reach them.
 type Requester struct {
 	TeamID      string
@@ -127,14 +156,38 @@ var (
 	// (invalid_grant on refresh): the binding has been deleted and the person
 	// was sent a fresh link.
 	ErrRelinkRequired = errors.New("salesforce grant ended; the user must connect again")
+	// ErrLoginMoved is returned when the binding was made at a Salesforce
+	// login host the configuration no longer names (see Service.Tokens):
+	// its token was sent nowhere, the binding has been deleted, and the
+	// person was sent a fresh link. It matches ErrRelinkRequired too.
+	ErrLoginMoved = fmt.Errorf("%w: forcebind now signs in at another Salesforce", ErrRelinkRequired)
+	// ErrRestricted is returned when Salesforce refused a refresh because
+	// of the user's login IP ranges or login hours. The grant is alive and
+	// the binding is kept: it works again from an allowed address or in
+	// allowed hours.
+	ErrRestricted = errors.New("salesforce refused the session refresh: outside the user's login IP ranges or login hours")
+	// ErrTimeout is returned when Salesforce did not answer a refresh in
+	// time. The binding is kept; a refresh still running finishes on its
+	// own, and its tokens serve the next request.
+	ErrTimeout = errors.New("salesforce did not answer the session refresh in time")
+	// ErrRefreshRejected is returned when Salesforce's answer to a refresh
+	// failed forcebind's checks (its signature, instance or identity URL,
+	// or it named another user). It was not used and the binding is kept;
+	// the log says why, for the operator.
+	ErrRefreshRejected = errors.New("salesforce's answer to the session refresh could not be verified")
 	// ErrTransient is returned when a refresh failed for a reason that may pass
-	// (a 5xx, a timeout, a network error); the binding is kept.
+	// (a 5xx, a network error); the binding is kept.
 	ErrTransient = errors.New("salesforce could not refresh the session right now")
 	// ErrClientRejected is returned when Salesforce rejected forcebind's own
 	// client credentials (invalid_client): an operator problem, not the user's.
 	ErrClientRejected = errors.New("salesforce rejected forcebind's client credentials")
 	// ErrNotLinked is returned when the Slack user has no binding.
 	ErrNotLinked = errors.New("no Salesforce account is linked")
+	// ErrUnreadable is returned, wrapping the store's error (which names
+	// the key id), when the Slack user's binding is stored but cannot be
+	// opened: it was sealed under a key the keyring lacks, or it is
+	// damaged. Start and a confirmed link replace it; Unlink removes it.
+	ErrUnreadable = errors.New("the stored Salesforce binding cannot be read")
 	// ErrClosed is returned by Start in the device flow once Close has
 	// been called: no new poller starts.
 	ErrClosed = errors.New("auth service is closed")
@@ -272,13 +325,48 @@ func (s *Service) Start(ctx context.Context, who Requester) (Link, error) {
 	return Link{URL: s.oauth.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)), Expires: p.Expires}, nil
 }
 
-// Binding returns the Slack user's binding, or ErrNotLinked.
+// Binding returns the Slack user's binding, ErrNotLinked when there is
+// none, or an error matching ErrUnreadable when it is stored but cannot be
+// opened. Such a record traps nobody: Start needs no binding, and the
+// binding a confirmed link stores replaces it. A binding made at a
+// Salesforce the configuration no longer names (see loginFor) is removed
+// here, its token sent nowhere, and its owner sent a fresh link, once:
+// Binding then returns ErrLoginMoved.
 func (s *Service) Binding(ctx context.Context, teamID, userID string) (store.Binding, error) {
+	b, err := s.binding(ctx, teamID, userID)
+	if err != nil {
+		return store.Binding{}, err
+	}
+	if _, ok := s.loginFor(b); ok {
+		return b, nil
+	}
+	s.log.Warn().Str("team", teamID).Str("user", userID).Str("login_host", hostOf(b.LoginURL)).Str("configured_host", s.login.Host).
+		Msg("binding was made at a Salesforce login host SALESFORCE_LOGIN_URL no longer names; removing it without sending its token anywhere, and sending a fresh link")
+	err = s.relink(ctx, b, Requester{}, RelinkLoginMoved)
+	if errors.Is(err, ErrTransient) {
+		// The person linked again meanwhile, under this configuration.
+		return s.binding(ctx, teamID, userID)
+	}
+	return store.Binding{}, err
+}
+
+// binding is Binding without the login host check: the stored binding,
+// ErrNotLinked, or ErrUnreadable.
+func (s *Service) binding(ctx context.Context, teamID, userID string) (store.Binding, error) {
 	b, err := s.cfg.Store.GetBinding(ctx, teamID, userID)
-	if errors.Is(err, store.ErrNotFound) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		return store.Binding{}, ErrNotLinked
+	case unreadable(err):
+		return store.Binding{}, fmt.Errorf("%w: %w", ErrUnreadable, err)
 	}
 	return b, err
+}
+
+// unreadable reports whether err is the store's answer for a record that
+// cannot be opened.
+func unreadable(err error) bool {
+	return errors.Is(err, store.ErrWrongKey) || errors.Is(err, store.ErrCorrupt)
 }
 
 // Client returns a Salesforce client that acts as b's Salesforce user, with
@@ -303,46 +391,161 @@ func (s *Service) Client(b store.Binding, who Requester) (*salesforce.Client, er
 
 // Unlinked describes a removed binding.
 type Unlinked struct {
+	// Binding is the binding removed. Only TeamID and UserID are set when
+	// its record could not be opened (NotRevoked is RevokeUnreadable).
 	Binding store.Binding
 	// Revoked reports whether Salesforce confirmed the revocation. The binding
 	// is deleted either way.
 	Revoked bool
+	// NotRevoked says why Revoked is false; 0 when it is true.
+	NotRevoked NotRevoked
 }
 
+// NotRevoked is why Unlink removed a binding without revoking its grant.
+type NotRevoked int
+
+const (
+	// RevokeFailed means Salesforce could not be reached, or refused.
+	RevokeFailed NotRevoked = iota + 1
+	// RevokeLoginMoved means the binding was made at a Salesforce login
+	// host the configuration no longer names, so its token was sent nowhere.
+	RevokeLoginMoved
+	// RevokeUnreadable means the binding's record could not be opened, so
+	// forcebind did not know the token to revoke.
+	RevokeUnreadable
+)
+
+// maxUnlinkRounds bounds how often Unlink revokes and retries when the
+// binding keeps changing under it (a refresh rotating the token, a relink).
+const maxUnlinkRounds = 3
+
 // Unlink revokes the Slack user's refresh token at Salesforce and deletes the
-// binding, whatever the revocation answered. It returns ErrNotLinked when
-// there was no binding.
+// binding, whatever the revocation answered. It deletes only the grant it
+// revoked: when a refresh or a relink stored a new one meanwhile, that one
+// is revoked too, then deleted, up to maxUnlinkRounds times. A record that
+// cannot be opened is deleted unrevoked (RevokeUnreadable). It returns
+// ErrNotLinked when there was no binding.
 func (s *Service) Unlink(ctx context.Context, teamID, userID string) (Unlinked, error) {
-	b, err := s.Binding(ctx, teamID, userID)
+	b, err := s.binding(ctx, teamID, userID)
+	if errors.Is(err, ErrUnreadable) {
+		return s.unlinkUnreadable(ctx, teamID, userID, err)
+	}
 	if err != nil {
 		return Unlinked{}, err
 	}
-	rerr := s.revoke(ctx, b.RefreshToken)
-	if rerr != nil {
-		s.log.Warn().Err(rerr).Str("team", teamID).Str("user", userID).Msg("revoke failed; deleting the binding anyway")
+	u := Unlinked{Binding: b, Revoked: true}
+	log := s.log.With().Str("team", teamID).Str("user", userID).Logger()
+	for round := 1; ; round++ {
+		switch err := s.revokeGrant(ctx, b); {
+		case errors.Is(err, errLoginMoved):
+			log.Warn().Str("login_host", hostOf(b.LoginURL)).Msg("binding made at a login host SALESFORCE_LOGIN_URL no longer names; deleting it without revoking, its token sent nowhere")
+			u.Revoked, u.NotRevoked = false, RevokeLoginMoved
+		case err != nil:
+			log.Warn().Err(err).Msg("revoke failed; deleting the binding anyway")
+			u.Revoked, u.NotRevoked = false, RevokeFailed
+		}
+		err := s.cfg.Store.DeleteBindingIf(ctx, teamID, userID, b.RefreshToken)
+		switch {
+		case err == nil, errors.Is(err, store.ErrNotFound):
+			s.audit("binding removed", u.Binding)
+			return u, nil
+		case !errors.Is(err, store.ErrConflict):
+			return Unlinked{}, fmt.Errorf("delete binding: %w", err)
+		case round == maxUnlinkRounds:
+			return Unlinked{}, fmt.Errorf("delete binding: it changed %d times while being revoked; try again", round)
+		}
+		// A refresh or a relink stored another grant since b was read:
+		// that one is live at Salesforce, so it is revoked too before the
+		// binding goes.
+		log.Info().Msg("binding changed while it was revoked; revoking the new grant too")
+		b, err = s.binding(ctx, teamID, userID)
+		switch {
+		case errors.Is(err, ErrNotLinked):
+			s.audit("binding removed", u.Binding)
+			return u, nil
+		case errors.Is(err, ErrUnreadable):
+			return s.unlinkUnreadable(ctx, teamID, userID, err)
+		case err != nil:
+			return Unlinked{}, err
+		}
 	}
+}
+
+// unlinkUnreadable deletes a binding whose record cannot be opened. Its
+// token is unknown, so nothing can be revoked; the log names the key id
+// (readErr does).
+func (s *Service) unlinkUnreadable(ctx context.Context, teamID, userID string, readErr error) (Unlinked, error) {
+	s.log.Warn().Err(readErr).Str("team", teamID).Str("user", userID).
+		Msg("binding record cannot be opened; deleting it without revoking its grant (the person is told to revoke it in Salesforce)")
 	if err := s.cfg.Store.DeleteBinding(ctx, teamID, userID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return Unlinked{}, fmt.Errorf("delete binding: %w", err)
 	}
-	s.audit("binding removed", b)
-	return Unlinked{Binding: b, Revoked: rerr == nil}, nil
+	b := store.Binding{TeamID: teamID, UserID: userID}
+	s.audit("binding removed: record unreadable", b)
+	return Unlinked{Binding: b, NotRevoked: RevokeUnreadable}, nil
 }
 
-// Sweep deletes expired links and revokes the tokens of any that had reached
-// the confirmation page but were never confirmed. Run it every minute or so.
+// revokeRetryWindow is how long after a confirmation expired Sweep keeps
+// trying to revoke the tokens it held, when Salesforce cannot be reached.
+const revokeRetryWindow = 24 * time.Hour
+
+// Sweep removes expired links. A link that held tokens awaiting a
+// confirmation has them revoked first, and is removed only once Salesforce
+// confirmed, or answered that the token is not valid; when Salesforce
+// cannot be reached the link stays for the next Sweep, until
+// revokeRetryWindow after its expiry, when it is dropped with an error in
+// the log. It returns how many links it removed. Run it every minute or so.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
-	gone, err := s.cfg.Store.SweepExpired(ctx)
+	links, err := s.cfg.Store.ListExpired(ctx)
 	if err != nil {
-		err = fmt.Errorf("sweep links: %w", err) // what was removed is still revoked below
+		return 0, fmt.Errorf("sweep links: %w", err)
 	}
-	for _, p := range gone {
-		if p.Binding != nil {
-			if err := s.revoke(ctx, p.Binding.RefreshToken); err != nil {
-				s.log.Warn().Err(err).Str("team", p.TeamID).Str("user", p.UserID).Msg("revoke of an unconfirmed link's token failed")
-			}
+	var (
+		removed int
+		errs    []error
+	)
+	for _, l := range links {
+		if l.Err != nil {
+			// It cannot be opened, so its tokens (if any) are unknown.
+			errs = append(errs, l.Err)
+		} else if b := l.Pending.Binding; b != nil && !s.revokeHeld(ctx, l) {
+			continue
 		}
+		if err := s.cfg.Store.DeletePending(ctx, l.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			errs = append(errs, err)
+			continue
+		}
+		removed++
 	}
-	return len(gone), err
+	if len(errs) > 0 {
+		return removed, fmt.Errorf("sweep links: %w", errors.Join(errs...))
+	}
+	return removed, nil
+}
+
+// revokeHeld revokes the tokens an expired link held for a confirmation and
+// reports whether the link may go now: revoked, not valid at Salesforce
+// any more, made at a login host no longer configured, or past
+// revokeRetryWindow.
+func (s *Service) revokeHeld(ctx context.Context, l store.ExpiredLink) bool {
+	p := l.Pending
+	log := s.log.With().Str("team", p.TeamID).Str("user", p.UserID).Logger()
+	err := s.revokeGrant(ctx, *p.Binding)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, errTokenInvalid):
+		return true // nothing live is left
+	case errors.Is(err, errLoginMoved):
+		log.Warn().Msg("unconfirmed link made at a login host SALESFORCE_LOGIN_URL no longer names; dropped without revoking")
+		return true
+	case s.now().Sub(p.Expires) >= revokeRetryWindow:
+		log.Error().Err(err).Time("expired", p.Expires).
+			Msg("giving up revoking an unconfirmed link's token; it stays valid at Salesforce until it expires or is revoked there")
+		return true
+	}
+	log.Warn().Err(err).Msg("revoke of an unconfirmed link's token failed; kept for the next sweep")
+	return false
 }
 
 // Close stops the device-flow pollers (Start then returns ErrClosed in that
@@ -362,16 +565,45 @@ func (s *Service) Close(ctx context.Context) error {
 	return nil
 }
 
-// revoke revokes token (a refresh token revokes its access tokens too). The
-// token travels in the POST body, never in a URL, so it cannot reach a log
-// through an error message.
+// Errors of revokeAt and revokeGrant, for callers that decide whether to
+// try again.
+var (
+	// errTokenInvalid is returned when Salesforce answered 400: the token
+	// is not valid (revoked or expired already), so nothing is left to
+	// revoke and trying again cannot help.
+	errTokenInvalid = errors.New("salesforce says the token is not valid")
+	// errLoginMoved is returned by revokeGrant for a binding made at a
+	// login host the configuration no longer names; nothing was sent.
+	errLoginMoved = errors.New("binding made at a login host no longer configured")
+)
+
+// revoke revokes token at the configured login host: for tokens the
+// current configuration has just obtained.
 func (s *Service) revoke(ctx context.Context, token string) error {
+	return s.revokeAt(ctx, s.login, token)
+}
+
+// revokeGrant revokes b's refresh token (which revokes its access tokens
+// too) at b's own login host, or returns errLoginMoved, sending nothing,
+// when the configuration no longer names it (see loginFor).
+func (s *Service) revokeGrant(ctx context.Context, b store.Binding) error {
+	login, ok := s.loginFor(b)
+	if !ok {
+		return errLoginMoved
+	}
+	return s.revokeAt(ctx, login, b.RefreshToken)
+}
+
+// revokeAt revokes token at login. The token travels in the POST body,
+// never in a URL, so it cannot reach a log through an error message. A 400
+// answer (the token is not valid) matches errTokenInvalid.
+func (s *Service) revokeAt(ctx context.Context, login *url.URL, token string) error {
 	if token == "" {
 		return errors.New("revoke: no token")
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
-	endpoint := strings.TrimSuffix(s.login.String(), "/") + "/services/oauth2/revoke"
+	endpoint := strings.TrimSuffix(login.String(), "/") + "/services/oauth2/revoke"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(url.Values{"token": {token}}.Encode()))
 	if err != nil {
 		return fmt.Errorf("revoke: %w", err)
@@ -382,10 +614,61 @@ func (s *Service) revoke(ctx context.Context, token string) error {
 		return fmt.Errorf("revoke: %w", err)
 	}
 	defer drain(resp)
-	if resp.StatusCode != http.StatusOK {
+	switch {
+	case resp.StatusCode == http.StatusBadRequest:
+		return fmt.Errorf("revoke: Salesforce answered %s: %w", resp.Status, errTokenInvalid)
+	case resp.StatusCode != http.StatusOK:
 		return fmt.Errorf("revoke: Salesforce answered %s", resp.Status)
 	}
 	return nil
+}
+
+// revokeGrantQuietly revokes the grant of a binding forcebind no longer
+// keeps, on its own deadline (the request that led here may be gone),
+// logging a failure. It sends nothing for a binding made at a login host
+// no longer configured.
+func (s *Service) revokeGrantQuietly(b store.Binding) {
+	if b.RefreshToken == "" {
+		return
+	}
+	if err := s.revokeGrant(context.Background(), b); err != nil {
+		s.log.Warn().Err(err).Str("team", b.TeamID).Str("user", b.UserID).Msg("revoke of a replaced grant failed")
+	}
+}
+
+// loginFor returns the login host at which b's grant is refreshed and
+// revoked, and false when the configuration no longer names b's Salesforce;
+// then b's tokens are sent nowhere. The rule: b's own login host (recorded
+// at bind time) is used while it is SALESFORCE_LOGIN_URL's origin. When it
+// is not, b still counts as the configured Salesforce's if
+// SALESFORCE_LOGIN_URL is b's own instance, the org's My Domain that
+// Salesforce named in its last token answer (the administrator moved from
+// login.salesforce.com to the org's My Domain, or updated it after a My
+// Domain rename that a refresh had already reported), and the configured
+// host is used. Anything else (a sandbox binding after a move to
+// production, another org's My Domain) is another Salesforce. A binding
+// without a recorded login host (none is written so) counts as made at the
+// configured one.
+func (s *Service) loginFor(b store.Binding) (*url.URL, bool) {
+	if b.LoginURL == "" {
+		return s.login, true
+	}
+	if own, err := url.Parse(b.LoginURL); err == nil && own.Host != "" && sameOrigin(own, s.login) {
+		return s.login, true
+	}
+	if inst, err := url.Parse(b.InstanceURL); err == nil && inst.Host != "" && sameOrigin(inst, s.login) {
+		return s.login, true
+	}
+	return nil, false
+}
+
+// hostOf is the host of a URL, for logs; "" when it does not parse.
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
 
 // linkFailed tells who why their link ended without a binding, on its own

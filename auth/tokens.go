@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,8 +19,15 @@ import (
 )
 
 // Tokens returns the token source of one binding for the salesforce client.
-// who is whom to send a fresh link to if the grant has ended. The result is
+// who is whom to send a fresh link to if the binding ends. The result is
 // safe for concurrent use.
+//
+// A refresh goes to the binding's own login host while the configuration
+// still names that Salesforce (see loginFor); a binding made at another is
+// removed without its token being sent anywhere, and its owner is told,
+// once, with a fresh link (ErrLoginMoved). The refresh answer's instance
+// URL is stored with the new tokens and handed to the client, which sends
+// the retry there.
 func (s *Service) Tokens(b store.Binding, who Requester) salesforce.Tokens {
 	return &bindingTokens{svc: s, teamID: b.TeamID, userID: b.UserID, who: who, access: b.AccessToken}
 }
@@ -40,23 +50,25 @@ func (t *bindingTokens) AccessToken(context.Context) (string, error) {
 	return t.access, nil
 }
 
-func (t *bindingTokens) Refresh(ctx context.Context, stale string) (string, error) {
+func (t *bindingTokens) Refresh(ctx context.Context, stale string) (salesforce.Token, error) {
 	tok, err := t.svc.refresh(ctx, t.teamID, t.userID, stale, t.who)
 	if err != nil {
-		return "", err
+		return salesforce.Token{}, err
 	}
 	t.mu.Lock()
-	t.access = tok
+	t.access = tok.AccessToken
 	t.mu.Unlock()
 	return tok, nil
 }
 
-// refresh returns a working access token for the user after the API rejected
-// stale. Concurrent calls for one user share one refresh; a call that finds
-// the stored token already differs from stale uses the stored one.
-func (s *Service) refresh(ctx context.Context, teamID, userID, stale string, who Requester) (string, error) {
+// refresh returns a working access token for the user, with the instance it
+// is for, after the API rejected stale. Concurrent calls for one user share
+// one refresh; a call that finds the stored token already differs from
+// stale uses the stored one. A caller whose context ends first gets
+// ErrTimeout (for a deadline) while the refresh runs on.
+func (s *Service) refresh(ctx context.Context, teamID, userID, stale string, who Requester) (salesforce.Token, error) {
 	key := teamID + "/" + userID
-	return s.flights.do(ctx, key, func() (string, error) {
+	tok, err := s.flights.do(ctx, key, func() (salesforce.Token, error) {
 		// A refresh is detached from the request that started it: once
 		// Salesforce has rotated the refresh token, abandoning the commit
 		// would lose the grant. CallTimeout bounds it instead.
@@ -68,48 +80,52 @@ func (s *Service) refresh(ctx context.Context, teamID, userID, stale string, who
 		}
 		return tok, err
 	})
+	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrTimeout) {
+		err = fmt.Errorf("%w: %w", ErrTimeout, err)
+	}
+	return tok, err
 }
 
 // doRefresh refreshes the user's tokens. outcome is what Observer.Refreshed
 // is told, "" when no refresh was tried (no binding, or another refresh had
 // already replaced stale).
-func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, who Requester) (token, outcome string, err error) {
-	b, err := s.cfg.Store.GetBinding(ctx, teamID, userID)
-	if errors.Is(err, store.ErrNotFound) {
-		return "", "", ErrNotLinked
-	}
-	if err != nil {
-		return "", "error", fmt.Errorf("refresh: %w", err)
+func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, who Requester) (_ salesforce.Token, outcome string, _ error) {
+	log := s.log.With().Str("team", teamID).Str("user", userID).Logger()
+	b, err := s.binding(ctx, teamID, userID)
+	switch {
+	case errors.Is(err, ErrNotLinked):
+		return salesforce.Token{}, "", ErrNotLinked
+	case errors.Is(err, ErrUnreadable):
+		log.Warn().Err(err).Msg("binding record cannot be opened; the person is asked to connect again")
+		return salesforce.Token{}, "error", fmt.Errorf("refresh: %w", err)
+	case err != nil:
+		return salesforce.Token{}, "error", fmt.Errorf("refresh: %w", err)
 	}
 	if b.AccessToken != stale {
 		// Another refresh finished after this caller read its token.
-		return b.AccessToken, "", nil
+		return salesforce.Token{AccessToken: b.AccessToken, InstanceURL: b.InstanceURL}, "", nil
 	}
-	log := s.log.With().Str("team", teamID).Str("user", userID).Logger()
+	login, ok := s.loginFor(b)
+	if !ok {
+		log.Warn().Str("login_host", hostOf(b.LoginURL)).Str("configured_host", s.login.Host).
+			Msg("binding was made at a Salesforce login host SALESFORCE_LOGIN_URL no longer names; removing it without sending its token anywhere, and sending a fresh link")
+		return salesforce.Token{}, "moved", s.relink(ctx, b, who, RelinkLoginMoved)
+	}
 	hctx := context.WithValue(ctx, oauth2.HTTPClient, s.http)
-	tok, err := s.oauth.TokenSource(hctx, &oauth2.Token{RefreshToken: b.RefreshToken}).Token()
+	tok, err := s.oauthAt(login).TokenSource(hctx, &oauth2.Token{RefreshToken: b.RefreshToken}).Token()
 	if err != nil {
-		switch code, status := retrieveErrorCode(err); {
-		case code == "invalid_grant":
-			log.Info().Msg("refresh answered invalid_grant: the grant has ended; deleting the binding and sending a fresh link")
-			return "", "relink", s.relink(ctx, b, who)
-		case isClientError(code):
-			log.Error().Str("error_code", code).Int("status", status).
-				Msg("Salesforce rejected forcebind's client credentials on refresh; check SALESFORCE_CLIENT_ID and SALESFORCE_CLIENT_SECRET")
-			return "", "client_rejected", ErrClientRejected
-		default:
-			log.Warn().Str("error_code", code).Int("status", status).Err(safeErr(err)).Msg("refresh failed; keeping the binding")
-			return "", "transient", ErrTransient
-		}
+		return s.refreshFailed(ctx, b, who, err)
 	}
 	grant, err := s.checkGrant(tok)
-	if err != nil {
-		log.Warn().Err(err).Msg("refresh answer rejected")
-		return "", "error", fmt.Errorf("refresh: %w", err)
+	if err == nil && (grant.orgID != b.OrgID || grant.userID != b.SalesforceUserID) {
+		err = fmt.Errorf("the answer names Salesforce user %s of org %s, not the binding's", grant.userID, grant.orgID)
 	}
-	if grant.orgID != b.OrgID || grant.userID != b.SalesforceUserID {
-		log.Warn().Str("sf_org", grant.orgID).Str("sf_user", grant.userID).Msg("refresh answer names another Salesforce user; rejected")
-		return "", "error", errors.New("refresh: the answer names another Salesforce user")
+	if err != nil {
+		// The operator has to look: a wrong SALESFORCE_CLIENT_SECRET fails
+		// every signature, and a foreign URL is worth knowing about.
+		log.Error().Err(err).Msg("refresh answer rejected and not used; keeping the binding")
+		s.dropTokens(login, b, tok)
+		return salesforce.Token{}, "rejected", fmt.Errorf("refresh: %w: %w", ErrRefreshRejected, err)
 	}
 	newRefresh := ""
 	if tok.RefreshToken != b.RefreshToken {
@@ -121,67 +137,184 @@ func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, w
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	nb, err := s.cfg.Store.UpdateTokens(cctx, teamID, userID, b.RefreshToken, store.Tokens{
-		AccessToken: tok.AccessToken, RefreshToken: newRefresh, IssuedAt: grant.issuedAt,
+		AccessToken: tok.AccessToken, RefreshToken: newRefresh, InstanceURL: grant.instanceURL, IssuedAt: grant.issuedAt,
 	})
+	if err != nil {
+		// Nothing will hold what this refresh got: revoke it, or a rotated
+		// refresh token would stay live at Salesforce with no record of it.
+		s.dropTokens(login, b, tok)
+	}
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		// The grant was replaced while this refresh ran (a re-link); use what is stored.
-		cur, err := s.cfg.Store.GetBinding(cctx, teamID, userID)
+		cur, err := s.binding(cctx, teamID, userID)
 		if err != nil {
-			return "", "error", fmt.Errorf("refresh: %w", err)
+			return salesforce.Token{}, "error", fmt.Errorf("refresh: %w", err)
 		}
-		return cur.AccessToken, "ok", nil
+		return salesforce.Token{AccessToken: cur.AccessToken, InstanceURL: cur.InstanceURL}, "ok", nil
 	case errors.Is(err, store.ErrNotFound):
-		return "", "error", ErrNotLinked // unlinked while the refresh ran
+		return salesforce.Token{}, "error", ErrNotLinked // unlinked while the refresh ran
 	case err != nil:
-		return "", "error", fmt.Errorf("refresh: store new tokens: %w", err)
+		return salesforce.Token{}, "error", fmt.Errorf("refresh: store new tokens: %w", err)
+	}
+	if nb.InstanceURL != b.InstanceURL {
+		log.Info().Str("from", b.InstanceURL).Str("to", nb.InstanceURL).Msg("Salesforce moved the org's instance; stored with the new tokens")
 	}
 	s.audit("binding refreshed", nb)
-	return nb.AccessToken, "ok", nil
+	return salesforce.Token{AccessToken: nb.AccessToken, InstanceURL: nb.InstanceURL}, "ok", nil
+}
+
+// refreshFailed decides what a failed refresh means for b (the token
+// endpoint answered an error, or did not answer) and returns doRefresh's
+// answer.
+func (s *Service) refreshFailed(ctx context.Context, b store.Binding, who Requester, err error) (_ salesforce.Token, outcome string, _ error) {
+	log := s.log.With().Str("team", b.TeamID).Str("user", b.UserID).Logger()
+	code, status, desc := retrieveError(err)
+	switch {
+	case code == "invalid_grant" && restricted(desc) != "":
+		log.Warn().Str("error_code", code).Str("restriction", restricted(desc)).
+			Msg("refresh refused for the user's login IP ranges or login hours; the grant lives, keeping the binding")
+		return salesforce.Token{}, "restricted", ErrRestricted
+	case code == "invalid_grant":
+		log.Info().Msg("refresh answered invalid_grant: the grant has ended; deleting the binding and sending a fresh link")
+		return salesforce.Token{}, "relink", s.relink(ctx, b, who, RelinkGrantEnded)
+	case isClientError(code):
+		log.Error().Str("error_code", code).Int("status", status).
+			Msg("Salesforce rejected forcebind's client credentials on refresh; check SALESFORCE_CLIENT_ID and SALESFORCE_CLIENT_SECRET")
+		return salesforce.Token{}, "client_rejected", ErrClientRejected
+	case code == "" && (errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) || isTimeout(err)):
+		log.Warn().Err(safeErr(err)).Msg("refresh timed out; keeping the binding")
+		return salesforce.Token{}, "timeout", fmt.Errorf("%w: %w", ErrTimeout, safeErr(err))
+	}
+	log.Warn().Str("error_code", code).Int("status", status).Err(safeErr(err)).Msg("refresh failed; keeping the binding")
+	return salesforce.Token{}, "transient", ErrTransient
+}
+
+// restricted names the restriction an invalid_grant answer's
+// error_description reports, or returns "" when it reports none and the
+// grant is really gone. Salesforce answers invalid_grant for a grant that
+// is alive but may not be used from forcebind's address or at this hour;
+// its documented description is "IP restricted or invalid login hours"
+// (the OAuth error list of the REST API Developer Guide: "invalid_grant —
+// IP restricted or invalid login hours"), sent on the wire in lower case,
+// "ip restricted or invalid login hours", and in newer releases also
+// "ip restricted" alone (forceworkbench/forceworkbench#772 "invalid_grant:
+// ip restricted"; sfdx-actions/setup-sfdx#17 "Error authenticating with the
+// refresh token due to: ip restricted"). Every other description relinks,
+// among them "expired access/refresh token" (Salesforce Help, "OAuth 2.0
+// Authorization Errors": the refresh token flow's example),
+// "authentication failure" (the password changed, the user was
+// deactivated) and "inactive user" (restforce/restforce#303).
+func restricted(desc string) string {
+	d := strings.ToLower(desc)
+	switch {
+	case strings.Contains(d, "ip restricted") && strings.Contains(d, "login hours"):
+		return "ip_or_login_hours"
+	case strings.Contains(d, "ip restricted"):
+		return "ip"
+	case strings.Contains(d, "login hours"):
+		return "login_hours"
+	}
+	return ""
+}
+
+// isTimeout reports whether err is a network timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// dropTokens revokes what a refresh answer gave that forcebind does not
+// keep: the rotated refresh token if there is one (it revokes its access
+// token too), else the new access token. b's own refresh token is left
+// alone unless it was rotated away. It runs on its own deadline and logs a
+// failure.
+func (s *Service) dropTokens(login *url.URL, b store.Binding, tok *oauth2.Token) {
+	token := tok.AccessToken
+	if tok.RefreshToken != "" && tok.RefreshToken != b.RefreshToken {
+		token = tok.RefreshToken
+	}
+	if token == "" {
+		return
+	}
+	if err := s.revokeAt(context.Background(), login, token); err != nil {
+		s.log.Warn().Err(err).Str("team", b.TeamID).Str("user", b.UserID).Msg("revoke of tokens a refresh gave that are not kept failed")
+	}
+}
+
+// oauthAt is the OAuth configuration with its endpoints at login.
+func (s *Service) oauthAt(login *url.URL) *oauth2.Config {
+	if login == s.login {
+		return s.oauth
+	}
+	c := *s.oauth
+	c.Endpoint = endpoints(login)
+	return &c
 }
 
 // commitTimeout bounds storing the tokens a refresh obtained.
 const commitTimeout = 10 * time.Second
 
-// relink deletes a binding whose grant has ended and sends its owner a fresh
-// link. It always returns ErrRelinkRequired, the caller's answer.
-func (s *Service) relink(ctx context.Context, b store.Binding, who Requester) error {
+// relink deletes a binding that ended for why and sends its owner a fresh
+// link. It returns the caller's answer: ErrLoginMoved for
+// RelinkLoginMoved, else ErrRelinkRequired; ErrTransient when the person
+// linked again meanwhile, whose new binding stays. When the binding is
+// already gone (another relink of it, or a disconnect, got there first)
+// no link is sent: the person has been told, or asked to be unlinked.
+func (s *Service) relink(ctx context.Context, b store.Binding, who Requester, why RelinkReason) error {
+	answer := ErrRelinkRequired
+	if why == RelinkLoginMoved {
+		answer = ErrLoginMoved
+	}
 	// Only the binding of the dead grant goes: if the person linked again while
 	// this refresh ran, the new binding stays and no link is sent.
 	switch err := s.cfg.Store.DeleteBindingIf(ctx, b.TeamID, b.UserID, b.RefreshToken); {
 	case errors.Is(err, store.ErrConflict):
-		s.log.Info().Str("team", b.TeamID).Str("user", b.UserID).Msg("grant ended, but the user has linked again meanwhile")
+		s.log.Info().Str("team", b.TeamID).Str("user", b.UserID).Str("why", why.String()).Msg("binding ended, but the user has linked again meanwhile")
 		return ErrTransient
-	case err != nil && !errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound):
+		return answer
+	case err != nil:
 		s.log.Error().Err(err).Str("team", b.TeamID).Str("user", b.UserID).Msg("delete ended binding")
 	}
-	s.audit("binding removed: grant ended", b)
+	if why == RelinkLoginMoved {
+		s.audit("binding removed: login host no longer configured", b)
+	} else {
+		s.audit("binding removed: grant ended", b)
+	}
 	if who.TeamID == "" {
 		who.TeamID, who.UserID = b.TeamID, b.UserID
 	}
 	link, err := s.Start(ctx, who)
 	if err != nil {
 		s.log.Error().Err(err).Msg("create fresh link")
-		return ErrRelinkRequired
+		return answer
 	}
-	if err := s.cfg.Notifier.Relink(ctx, who, link); err != nil {
+	if err := s.cfg.Notifier.Relink(ctx, who, link, why); err != nil {
 		s.log.Error().Err(err).Str("team", b.TeamID).Str("user", b.UserID).Msg("send fresh link")
 	}
-	return ErrRelinkRequired
+	return answer
 }
 
 // retrieveErrorCode returns the OAuth error code and HTTP status of a token
 // endpoint failure ("" and 0 for a network failure).
 func retrieveErrorCode(err error) (string, int) {
+	code, status, _ := retrieveError(err)
+	return code, status
+}
+
+// retrieveError returns the OAuth error code, HTTP status and
+// error_description of a token endpoint failure ("", 0 and "" for a
+// network failure).
+func retrieveError(err error) (code string, status int, desc string) {
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
-		return "", 0
+		return "", 0, ""
 	}
-	status := 0
 	if re.Response != nil {
 		status = re.Response.StatusCode
 	}
-	return re.ErrorCode, status
+	return re.ErrorCode, status, re.ErrorDescription
 }
 
 func isClientError(code string) bool {
@@ -217,11 +350,11 @@ type flightGroup struct {
 
 type flight struct {
 	done chan struct{}
-	val  string
+	val  salesforce.Token
 	err  error
 }
 
-func (g *flightGroup) do(ctx context.Context, key string, fn func() (string, error)) (string, error) {
+func (g *flightGroup) do(ctx context.Context, key string, fn func() (salesforce.Token, error)) (salesforce.Token, error) {
 	g.mu.Lock()
 	if g.calls == nil {
 		g.calls = make(map[string]*flight)
@@ -250,7 +383,7 @@ func (g *flightGroup) do(ctx context.Context, key string, fn func() (string, err
 	case <-f.done:
 		return f.val, f.err
 	case <-ctx.Done():
-		return "", ctx.Err()
+		return salesforce.Token{}, ctx.Err()
 	}
 }
 

@@ -143,6 +143,9 @@ func (b *Bot) cmdConnect(ctx context.Context, in *incoming, _ string) (reply, st
 	switch {
 	case err == nil:
 		return in.reply(fmt.Sprintf("You are already connected as %s. To switch accounts, send `disconnect` first.", bold(bd.Username))), "already_connected"
+	case errors.Is(err, auth.ErrUnreadable):
+		// The link's binding replaces the record that cannot be opened.
+		b.log.Warn().Err(err).Str("team", in.TeamID).Str("user", in.UserID).Msg("binding record cannot be opened; sending a link that replaces it")
 	case !errors.Is(err, auth.ErrNotLinked):
 		return b.failure(in, err)
 	}
@@ -156,6 +159,10 @@ func (b *Bot) cmdDisconnect(ctx context.Context, in *incoming, _ string) (reply,
 		return in.reply("You are not connected to Salesforce. Nothing to do."), "not_connected"
 	case err != nil:
 		return b.failure(in, err)
+	case u.NotRevoked == auth.RevokeUnreadable:
+		return in.reply("Disconnected. forcebind could no longer read your stored Salesforce connection, so it could not revoke its access at Salesforce: remove forcebind under *Settings → Connected Apps OAuth Usage* in Salesforce."), "ok_unreadable"
+	case u.NotRevoked == auth.RevokeLoginMoved:
+		return in.reply(fmt.Sprintf("Disconnected from %s. That connection was made with a Salesforce forcebind no longer uses, so nothing was sent there to revoke it: remove forcebind under *Settings → Connected Apps OAuth Usage* in that Salesforce.", bold(u.Binding.Username))), "ok_unrevoked"
 	case !u.Revoked:
 		return in.reply(fmt.Sprintf("Disconnected from %s. Salesforce could not be reached to revoke the access, so also remove forcebind under *Settings → Connected Apps OAuth Usage* in Salesforce.", bold(u.Binding.Username))), "ok_unrevoked"
 	}
@@ -234,7 +241,10 @@ func (b *Bot) requester(in *incoming) auth.Requester {
 func (b *Bot) failure(in *incoming, err error) (reply, string) {
 	text, outcome := explain(err)
 	l := b.log.Warn()
-	if outcome == "error" || outcome == "client_rejected" {
+	// These need the operator: a failure of forcebind's own, its app
+	// settings, an answer it could not verify, a record it cannot open.
+	switch outcome {
+	case "error", "client_rejected", "refresh_rejected", "unreadable":
 		l = b.log.Error()
 	}
 	l.Err(err).Str("team", in.TeamID).Str("user", in.UserID).Str("outcome", outcome).Msg("command failed")
@@ -244,13 +254,25 @@ func (b *Bot) failure(in *incoming, err error) (reply, string) {
 // explain says what went wrong in a sentence a person can act on.
 func explain(err error) (text, outcome string) {
 	var apiErr *salesforce.APIError
+	// The binding's own errors come first: a failed refresh also carries
+	// the 401 that started it, which is not what went wrong.
 	switch {
+	case errors.Is(err, auth.ErrLoginMoved):
+		return "Whoever runs forcebind has moved it to another Salesforce, so your old connection no longer applies. I've sent you a new link, privately.", "login_moved"
 	case errors.Is(err, auth.ErrRelinkRequired):
 		return "Your Salesforce connection has ended (it was revoked or expired). I've sent you a new link, privately.", "relink"
 	case errors.Is(err, auth.ErrNotLinked):
 		return "You are not connected to Salesforce any more. Send `connect` to link your account.", "not_connected"
+	case errors.Is(err, auth.ErrUnreadable):
+		return "forcebind can no longer read your stored Salesforce connection. Send `connect` to link your account again.", "unreadable"
 	case errors.Is(err, auth.ErrClientRejected):
 		return "Salesforce rejected forcebind's own app settings. This is not your doing: please tell whoever runs forcebind.", "client_rejected"
+	case errors.Is(err, auth.ErrRestricted):
+		return "Salesforce refused to renew your session: your Salesforce user may not sign in from here or at this hour (login IP ranges or login hours). You are still connected; try again within those limits, or ask your Salesforce administrator.", "login_restricted"
+	case errors.Is(err, auth.ErrTimeout):
+		return "Salesforce did not answer in time while I renewed your session. You are still connected; please try again.", "refresh_timeout"
+	case errors.Is(err, auth.ErrRefreshRejected):
+		return "I could not verify Salesforce's answer while renewing your session, so I did not use it. You are still connected; whoever runs forcebind has been told (it is in the log). Please try again later.", "refresh_rejected"
 	case errors.Is(err, auth.ErrTransient):
 		return "I couldn't renew your Salesforce session just now. Please try again in a minute.", "refresh_failed"
 	case errors.Is(err, salesforce.ErrRateLimited):

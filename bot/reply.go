@@ -132,10 +132,18 @@ func (m *Messenger) Linked(ctx context.Context, b store.Binding) error {
 	return m.send(ctx, reply{surface: surfaceDM, channel: b.UserID, text: text})
 }
 
-// Relink DMs who a fresh link after their Salesforce grant ended.
-func (m *Messenger) Relink(ctx context.Context, who auth.Requester, l auth.Link) error {
+// Relink DMs who a fresh link after their binding ended for why.
+func (m *Messenger) Relink(ctx context.Context, who auth.Requester, l auth.Link, why auth.RelinkReason) error {
 	in := &incoming{Surface: surfaceDM, ChannelID: who.UserID, UserID: who.UserID}
-	return m.send(ctx, in.linkReply("Your Salesforce connection has ended (it was revoked or expired), so I can't answer as you any more.", l))
+	return m.send(ctx, in.linkReply(relinkText(why), l))
+}
+
+// relinkText opens the DM that carries a fresh link.
+func relinkText(why auth.RelinkReason) string {
+	if why == auth.RelinkLoginMoved {
+		return "Whoever runs forcebind has moved it to another Salesforce, so your connection to the old one has been removed (nothing was sent to either). Connect again to keep using me."
+	}
+	return "Your Salesforce connection has ended (it was revoked or expired), so I can't answer as you any more."
 }
 
 // LinkFailed DMs who why the link they started bound nothing.

@@ -89,7 +89,7 @@ func TestRelinkDMSurvivesARateLimit(t *testing.T) {
 	m := NewMessenger(NewAPI(APIConfig{BotToken: s.BotToken(), URL: s.APIURL}), nil, s.APIURL, zerolog.Nop())
 	s.RateLimit("chat.postMessage", 2, 1)
 	link := auth.Link{URL: "https://login.example/authorize?state=relink", Expires: time.Now().Add(10 * time.Minute)}
-	if err := m.Relink(mustCtx(t), auth.Requester{TeamID: "T0001", UserID: jane}, link); err != nil {
+	if err := m.Relink(mustCtx(t), auth.Requester{TeamID: "T0001", UserID: jane}, link, auth.RelinkGrantEnded); err != nil {
 		t.Fatalf("Relink: %v", err)
 	}
 	if n := count(s, "state=relink"); n != 1 {

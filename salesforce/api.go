@@ -85,7 +85,7 @@ func (c *Client) nextURL(next string) (string, error) {
 		strings.ContainsAny(u.Path, `\`) || strings.Contains(u.EscapedPath(), "%") {
 		return "", refused
 	}
-	return c.instance + u.EscapedPath() + queryPart(u), nil
+	return c.inst.Load().base + u.EscapedPath() + queryPart(u), nil
 }
 
 func queryPart(u *url.URL) string {
@@ -333,7 +333,7 @@ func (c *Client) object(name string) (Object, bool) {
 func (c *Client) result(rec Record) Result {
 	r := Result{Type: rec.Type, ID: rec.ID}
 	if validObjectName(rec.Type) && ValidID(rec.ID) {
-		r.URL = c.instance + "/lightning/r/" + rec.Type + "/" + rec.ID + "/view"
+		r.URL = c.inst.Load().base + "/lightning/r/" + rec.Type + "/" + rec.ID + "/view"
 	}
 	o, ok := c.objects[rec.Type]
 	if !ok {

@@ -99,7 +99,9 @@ type Observer interface {
 // concurrent use; create one per binding (it is cheap) and share the
 // HTTPClient between them.
 type Client struct {
-	instance   string // scheme://host, no trailing slash
+	// inst is where calls go. A refresh may move it (Token.InstanceURL),
+	// so it is read once per use, never cached across a request.
+	inst       atomic.Pointer[instance]
 	version    string // "62.0"
 	hc         *http.Client
 	tokens     Tokens
@@ -109,15 +111,30 @@ type Client struct {
 	order      []string          // object names in table order
 	usage      atomic.Pointer[Usage]
 	obs        Observer // nil when nothing is observed
-	host       string   // the instance's host, for Observer.Usage
 	fields     *FieldCache
 	orgID      string // with userID, the key of this user's entries in fields
 	userID     string
 }
 
+// instance is an org's instance: its base URL and, for Observer.Usage, its
+// host.
+type instance struct {
+	base string // scheme://host, no trailing slash
+	host string
+}
+
+func newInstance(raw string) (*instance, error) {
+	base, err := parseInstanceURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	_, host, _ := strings.Cut(base, "://")
+	return &instance{base: base, host: host}, nil
+}
+
 // New validates cfg and returns a Client. It does no I/O.
 func New(cfg Config) (*Client, error) {
-	instance, err := parseInstanceURL(cfg.InstanceURL)
+	inst, err := newInstance(cfg.InstanceURL)
 	if err != nil {
 		return nil, fmt.Errorf("salesforce: instance URL: %w", err)
 	}
@@ -138,7 +155,6 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("salesforce: a shared Fields cache needs OrgID and UserID")
 	}
 	c := &Client{
-		instance:   instance,
 		version:    version,
 		hc:         NoRedirects(cfg.HTTPClient),
 		tokens:     cfg.Tokens,
@@ -153,7 +169,7 @@ func New(cfg Config) (*Client, error) {
 	if c.fields == nil {
 		c.fields = NewFieldCache(FieldCacheConfig{})
 	}
-	_, c.host, _ = strings.Cut(instance, "://")
+	c.inst.Store(inst)
 	if c.maxRecords == 0 {
 		c.maxRecords = defaultMaxRecords
 	}
@@ -168,8 +184,9 @@ func New(cfg Config) (*Client, error) {
 }
 
 // InstanceURL returns the normalized instance URL (scheme and host, no
-// trailing slash).
-func (c *Client) InstanceURL() string { return c.instance }
+// trailing slash): Config.InstanceURL, or the instance a refresh moved the
+// Client to since.
+func (c *Client) InstanceURL() string { return c.inst.Load().base }
 
 // Usage returns the API usage from the last Sforce-Limit-Info header seen,
 // and false if none has been seen yet. Malformed headers are ignored.
@@ -281,51 +298,76 @@ func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc
 
 // dataURL returns the URL of a REST resource under /services/data/vXX.X/.
 func (c *Client) dataURL(resource string) string {
-	return c.instance + "/services/data/v" + c.version + "/" + resource
+	return c.inst.Load().base + "/services/data/v" + c.version + "/" + resource
 }
 
 // send performs one API call for op (see Observer.Request) with the
 // binding's token. On 401 INVALID_SESSION_ID it refreshes once and retries
-// once.
+// once, at the instance the refresh named when it named one (u is moved
+// there if it was on the old instance).
 func (c *Client) send(ctx context.Context, op, method, u string, body []byte) ([]byte, error) {
 	token, err := c.tokens.AccessToken(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("access token: %w", err)
 	}
+	inst := c.inst.Load()
 	data, err := c.roundTrip(ctx, op, method, u, body, token)
 	var apiErr *APIError
 	if err == nil || !errors.As(err, &apiErr) || !errors.Is(apiErr, ErrSessionExpired) {
 		return data, err
 	}
 	fresh, rerr := c.tokens.Refresh(ctx, token)
-	if rerr != nil {
-		return nil, fmt.Errorf("refresh session: %w (after %w)", rerr, err)
+	switch {
+	case errors.Is(rerr, ErrSessionExpired):
+		return nil, err // the source cannot refresh: the 401 is the answer
+	case rerr != nil:
+		// The 401 is kept as text only: what failed is the refresh, and
+		// matching the 401 would tell the person their session is bad
+		// when Salesforce was only slow, say.
+		return nil, fmt.Errorf("refresh session: %w (after %v)", rerr, err)
 	}
-	return c.roundTrip(ctx, op, method, u, body, fresh)
+	if fresh.InstanceURL != "" {
+		moved, merr := newInstance(fresh.InstanceURL)
+		if merr != nil {
+			return nil, fmt.Errorf("refresh session: new instance URL: %w", merr)
+		}
+		if moved.base != inst.base {
+			c.inst.Store(moved)
+			if rest, ok := strings.CutPrefix(u, inst.base+"/"); ok {
+				u = moved.base + "/" + rest
+			}
+		}
+	}
+	// The answer to the retry may echo the stale token as well as the
+	// fresh one (a proxy, a server that logs both): both are redacted.
+	return c.roundTrip(ctx, op, method, u, body, fresh.AccessToken, token)
 }
 
-// roundTrip sends one request and reports it to the Observer.
-func (c *Client) roundTrip(ctx context.Context, op, method, u string, body []byte, token string) ([]byte, error) {
+// roundTrip sends one request with token and reports it to the Observer.
+// Every error it returns has token and each of also redacted.
+func (c *Client) roundTrip(ctx context.Context, op, method, u string, body []byte, token string, also ...string) ([]byte, error) {
+	secrets := append([]string{token}, also...)
 	if c.obs == nil {
-		return c.exchange(ctx, method, u, body, token)
+		return c.exchange(ctx, method, u, body, secrets)
 	}
 	start := time.Now()
-	data, err := c.exchange(ctx, method, u, body, token)
+	data, err := c.exchange(ctx, method, u, body, secrets)
 	c.obs.Request(op, outcome(err), time.Since(start))
 	return data, err
 }
 
-// exchange sends one request and reads its answer.
-func (c *Client) exchange(ctx context.Context, method, u string, body []byte, token string) ([]byte, error) {
+// exchange sends one request with the bearer token secrets[0] and reads
+// its answer. Every secret is redacted from the errors it returns.
+func (c *Client) exchange(ctx context.Context, method, u string, body []byte, secrets []string) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return nil, fmt.Errorf("build request: %w", err)
+		return nil, fmt.Errorf("build request: %w", redactError(err, secrets...))
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Authorization", "Bearer "+secrets[0])
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -335,13 +377,13 @@ func (c *Client) exchange(ctx context.Context, method, u string, body []byte, to
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, redactError(err, token))
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, redactError(err, secrets...))
 	}
 	defer resp.Body.Close()
 	if u, ok := parseLimitInfo(resp.Header.Get("Sforce-Limit-Info")); ok {
 		c.usage.Store(&u)
 		if c.obs != nil {
-			c.obs.Usage(c.host, u)
+			c.obs.Usage(c.inst.Load().host, u)
 		}
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
@@ -349,19 +391,19 @@ func (c *Client) exchange(ctx context.Context, method, u string, body []byte, to
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
-		return nil, fmt.Errorf("%w: read body: %w", ErrUnavailable, redactError(err, token))
+		return nil, fmt.Errorf("%w: read body: %w", ErrUnavailable, redactError(err, secrets...))
 	}
 	if len(data) > maxBodyBytes {
 		return nil, fmt.Errorf("response body exceeds %d bytes", maxBodyBytes)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		// Redact the raw body before anything is parsed or cut: a server
-		// may echo the token into any field, and capping first could leave
+		// may echo a token into any field, and capping first could leave
 		// part of it behind.
-		if token != "" {
-			data = bytes.ReplaceAll(data, []byte(token), []byte(redacted))
+		for _, s := range longestFirst(secrets) {
+			data = bytes.ReplaceAll(data, []byte(s), []byte(redacted))
 		}
-		return nil, parseError(resp.StatusCode, resp.Header, data, token)
+		return nil, parseError(resp.StatusCode, resp.Header, data, secrets...)
 	}
 	return data, nil
 }
@@ -389,13 +431,20 @@ func outcome(err error) string {
 	return "error"
 }
 
-// redactError returns err unchanged unless its text contains token. Then it
-// returns a plain error with the token replaced: keeping err in the chain
-// would let errors.As hand out the unredacted original. Callers only match
-// the ErrUnavailable wrapped around it, so nothing is lost.
-func redactError(err error, token string) error {
-	if token == "" || !strings.Contains(err.Error(), token) {
+// redactError returns err unchanged unless its text contains one of the
+// tokens. Then it returns a plain error with them replaced: keeping err in
+// the chain would let errors.As hand out the unredacted original. Callers
+// only match the ErrUnavailable wrapped around it, so nothing is lost.
+func redactError(err error, tokens ...string) error {
+	text := err.Error()
+	found := false
+	for _, t := range tokens {
+		if t != "" && strings.Contains(text, t) {
+			found = true
+		}
+	}
+	if !found {
 		return err
 	}
-	return errors.New(redact(err.Error(), token))
+	return errors.New(redact(text, tokens...))
 }

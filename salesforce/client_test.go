@@ -55,6 +55,9 @@ type refresher struct {
 	access  string
 	refresh string
 	calls   atomic.Int32
+	// moveTo, when set, is the instance each refresh names instead of the
+	// fake's own, as a token endpoint does for an org that moved.
+	moveTo string
 }
 
 func (r *refresher) AccessToken(context.Context) (string, error) {
@@ -63,24 +66,28 @@ func (r *refresher) AccessToken(context.Context) (string, error) {
 	return r.access, nil
 }
 
-func (r *refresher) Refresh(ctx context.Context, stale string) (string, error) {
+func (r *refresher) Refresh(ctx context.Context, stale string) (salesforce.Token, error) {
 	r.calls.Add(1)
 	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.refresh}, "client_id": {"sftest-client"}}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, r.srv.URL+"/services/oauth2/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return "", err
+		return salesforce.Token{}, err
 	}
 	defer resp.Body.Close()
 	var g sftest.Grant
 	if err := json.NewDecoder(resp.Body).Decode(&g); err != nil || g.AccessToken == "" {
-		return "", fmt.Errorf("refresh failed with status %d", resp.StatusCode)
+		return salesforce.Token{}, fmt.Errorf("refresh failed with status %d", resp.StatusCode)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.access = g.AccessToken
-	return g.AccessToken, nil
+	instance := g.InstanceURL
+	if r.moveTo != "" {
+		instance = r.moveTo
+	}
+	return salesforce.Token{AccessToken: g.AccessToken, InstanceURL: instance}, nil
 }
 
 func mustServer(tb testing.TB, opts sftest.Options) *sftest.Server {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -112,12 +113,12 @@ func ParseError(status int, header http.Header, body []byte) *APIError {
 	return parseError(status, header, body, "")
 }
 
-// parseError is ParseError that also replaces token (when not empty) in the
+// parseError is ParseError that also replaces each token (when not empty) in the
 // decoded fields before they are capped. The client redacts the raw body
 // too; this second pass catches a token the server sent JSON-escaped
 // (\u0021 for "!"), and running it before the cap keeps a token that
 // straddles the cut from surviving as a prefix.
-func parseError(status int, header http.Header, body []byte, token string) *APIError {
+func parseError(status int, header http.Header, body []byte, tokens ...string) *APIError {
 	e := &APIError{StatusCode: status}
 	trimmed := bytes.TrimSpace(bytes.TrimPrefix(body, []byte("\xef\xbb\xbf")))
 	var ok bool
@@ -132,12 +133,10 @@ func parseError(status int, header http.Header, body []byte, token string) *APIE
 		e.Fields = nil
 		e.Message = describeBody(status, header, trimmed)
 	}
-	if token != "" {
-		e.ErrorCode = redact(e.ErrorCode, token)
-		e.Message = redact(e.Message, token)
-		for i, f := range e.Fields {
-			e.Fields[i] = redact(f, token)
-		}
+	e.ErrorCode = redact(e.ErrorCode, tokens...)
+	e.Message = redact(e.Message, tokens...)
+	for i, f := range e.Fields {
+		e.Fields[i] = redact(f, tokens...)
 	}
 	e.ErrorCode = clean(e.ErrorCode, maxCodeBytes)
 	e.Message = clean(e.Message, maxMessageBytes)
@@ -235,11 +234,24 @@ func clean(s string, limit int) string {
 // redacted replaces a bearer token wherever it shows up in an error.
 const redacted = "[redacted]"
 
-// redact replaces every occurrence of token in s. An empty token would match
-// between every byte, so it leaves s alone.
-func redact(s, token string) string {
-	if token == "" {
-		return s
+// redact replaces every occurrence of each token in s, the longest first
+// so that a token inside another cannot leave the rest of the outer one
+// behind. An empty token would match between every byte, so it is skipped.
+func redact(s string, tokens ...string) string {
+	for _, t := range longestFirst(tokens) {
+		s = strings.ReplaceAll(s, t, redacted)
 	}
-	return strings.ReplaceAll(s, token, redacted)
+	return s
+}
+
+// longestFirst returns the non-empty tokens, longest first.
+func longestFirst(tokens []string) []string {
+	out := make([]string, 0, len(tokens))
+	for _, t := range tokens {
+		if t != "" {
+			out = append(out, t)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return out
 }

@@ -11,10 +11,24 @@ type Tokens interface {
 	AccessToken(ctx context.Context) (string, error)
 
 	// Refresh is called after the API rejected stale with 401
-	// INVALID_SESSION_ID. It returns a valid access token. Implementations
+	// INVALID_SESSION_ID. It returns a valid access token, and the instance
+	// to send it to when Salesforce named a new one. Implementations
 	// single-flight it and may return a token another caller already
-	// refreshed.
-	Refresh(ctx context.Context, stale string) (string, error)
+	// refreshed. An error matching [ErrSessionExpired] means the source
+	// cannot refresh at all; the Client then returns the 401 itself.
+	Refresh(ctx context.Context, stale string) (Token, error)
+}
+
+// Token is what a refresh gives a [Client]. It is a plain value.
+type Token struct {
+	AccessToken string
+
+	// InstanceURL is the org's instance the token is for, as the refresh
+	// answer named it: Salesforce moves an org on an instance migration, a
+	// My Domain rename or when enhanced domains are turned on. The Client
+	// checks it as it checks Config.InstanceURL, then sends the retry and
+	// every later call there. Empty means the Client's instance stays.
+	InstanceURL string
 }
 
 // StaticToken is a [Tokens] that always returns the same access token and
@@ -29,6 +43,6 @@ func (t StaticToken) AccessToken(context.Context) (string, error) { return strin
 
 // Refresh always fails with [ErrSessionExpired]: a static token has no
 // refresh token behind it.
-func (t StaticToken) Refresh(context.Context, string) (string, error) {
-	return "", ErrSessionExpired
+func (t StaticToken) Refresh(context.Context, string) (Token, error) {
+	return Token{}, ErrSessionExpired
 }

@@ -60,11 +60,14 @@ func (b Binding) MarshalJSON() ([]byte, error) {
 
 // Tokens is the result of a refresh, as stored by UpdateTokens. An empty
 // RefreshToken means "unchanged": Salesforce returns none unless refresh
-// token rotation is on. Its String and GoString methods leave the tokens
-// out and its MarshalJSON redacts them.
+// token rotation is on. An empty InstanceURL means "unchanged" too; a
+// refresh answer names the org's instance, which moves on an instance
+// migration or a My Domain rename. Its String and GoString methods leave
+// the tokens out and its MarshalJSON redacts them.
 type Tokens struct {
 	AccessToken  string
 	RefreshToken string
+	InstanceURL  string
 	IssuedAt     time.Time
 }
 
@@ -204,7 +207,8 @@ func (db *DB) deleteBinding(ctx context.Context, teamID, userID string, cond fun
 // check and the write happen in one transaction. Otherwise it returns
 // ErrConflict and changes nothing: someone else refreshed (or relinked) in
 // the meantime, and the caller should re-read the binding. A zero
-// t.IssuedAt means now. It returns the binding as stored, or ErrNotFound
+// t.IssuedAt means now; an empty t.RefreshToken or t.InstanceURL keeps the
+// stored one. It returns the binding as stored, or ErrNotFound
 // when the binding is gone. It is safe for concurrent use.
 func (db *DB) UpdateTokens(ctx context.Context, teamID, userID, usedRefreshToken string, t Tokens) (Binding, error) {
 	if err := ctx.Err(); err != nil {
@@ -234,6 +238,9 @@ func (db *DB) UpdateTokens(ctx context.Context, teamID, userID, usedRefreshToken
 		b.AccessToken = t.AccessToken
 		if t.RefreshToken != "" {
 			b.RefreshToken = t.RefreshToken
+		}
+		if t.InstanceURL != "" {
+			b.InstanceURL = t.InstanceURL
 		}
 		b.IssuedAt = t.IssuedAt
 		rec, err := db.sealBinding(key, b)

@@ -161,6 +161,15 @@ func TestUpdateTokens(t *testing.T) {
 			want:   with(orig, func(b *Binding) { b.AccessToken, b.IssuedAt = "new-access", newIssued }),
 		},
 		{
+			name:   "a new instance is stored",
+			user:   "U1",
+			used:   orig.RefreshToken,
+			tokens: Tokens{AccessToken: "new-access", InstanceURL: "https://acme-2.my.salesforce.com", IssuedAt: newIssued},
+			want: with(orig, func(b *Binding) {
+				b.AccessToken, b.InstanceURL, b.IssuedAt = "new-access", "https://acme-2.my.salesforce.com", newIssued
+			}),
+		},
+		{
 			name:   "zero issued at means now",
 			user:   "U1",
 			used:   orig.RefreshToken,

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -224,6 +225,90 @@ func (db *DB) SweepExpired(ctx context.Context) ([]Pending, error) {
 		return removed, fmt.Errorf("sweep expired pending links: removed %d, %d did not open: %w", len(removed), len(errs), errors.Join(errs...))
 	}
 	return removed, nil
+}
+
+// An ExpiredLink is a pending link whose expiry has passed, as ListExpired
+// returns it. It is a plain value.
+type ExpiredLink struct {
+	// ID names the link for DeletePending. It is the hex of the record key
+	// (a hash of the state), which is no secret: it cannot redeem the link.
+	ID string
+	// Pending is the link. When it did not open, only Expires is set (and
+	// only if the plaintext expiry could be read).
+	Pending Pending
+	// Err is why the link did not open, or nil.
+	Err error
+}
+
+// ListExpired returns every pending link whose expiry has passed, without
+// removing any: the caller revokes the tokens a link holds in its Binding
+// first, then removes the link with DeletePending, so that a revocation
+// that failed can be tried again later with the link still there. Like
+// SweepExpired it decides from the plaintext expiry, so a link that does
+// not open is listed too, with its error. Nothing read from the file makes
+// it panic. It is safe for concurrent use.
+func (db *DB) ListExpired(ctx context.Context) ([]ExpiredLink, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := db.now()
+	var links []ExpiredLink
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketPending).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			exp, ok := decodeExpiry(v)
+			if ok && now.Before(exp) {
+				continue
+			}
+			l := ExpiredLink{ID: hex.EncodeToString(k)}
+			l.Pending, l.Err = db.openPending(k, v)
+			if l.Err != nil {
+				l.Pending = Pending{Expires: exp}
+				l.Err = fmt.Errorf("pending %s: %w", shortID(l.ID), l.Err)
+			}
+			links = append(links, l)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list expired pending links: %w", err)
+	}
+	return links, nil
+}
+
+// DeletePending removes the pending link that ListExpired named id, with
+// its entry in the per-user index. It returns ErrNotFound when there is no
+// such link (any string is safe to pass). It is safe for concurrent use.
+func (db *DB) DeletePending(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	key, err := hex.DecodeString(id)
+	if err != nil || len(key) == 0 {
+		return fmt.Errorf("delete pending link: %w", ErrNotFound)
+	}
+	err = db.bolt.Update(func(tx *bolt.Tx) error {
+		pending := tx.Bucket(bucketPending)
+		if pending.Get(key) == nil {
+			return ErrNotFound
+		}
+		if err := pending.Delete(key); err != nil {
+			return err
+		}
+		return dropIndex(tx.Bucket(bucketByUser), nil, [][]byte{key})
+	})
+	if err != nil {
+		return fmt.Errorf("delete pending link %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+// shortID is the start of a link id, enough to tell links apart in a log.
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8] + "…"
+	}
+	return id
 }
 
 // retirePending takes the pending link at key out of use when a newer link

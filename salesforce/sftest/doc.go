@@ -44,7 +44,12 @@
 // [{"message":"No such column 'Amount' on entity 'Opportunity'. …","errorCode":"INVALID_FIELD"}].
 //
 // Knobs on [Server] let tests expire or revoke tokens, turn on refresh-token
-// rotation, add latency, inject failures, change a user's email or whether it is verified, count calls
-// per [Endpoint], count the refresh tokens still live, and list every token
-// issued. All methods are safe for concurrent use.
+// rotation, rewrite token answers (a new instance_url, another user), add
+// latency to every endpoint or to one, inject failures (whose bodies may
+// echo the request's bearer token, [Bearer]), run a function while a
+// request is in flight ([Server.BeforeAnswer]), change a user's email or
+// whether it is verified, count calls per [Endpoint] and per host, count
+// the refresh tokens still live, and list every token issued.
+// [Server.Route] plays DNS for real-looking hosts, such as an org's new
+// instance on a Salesforce domain. All methods are safe for concurrent use.
 package sftest

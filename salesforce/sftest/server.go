@@ -1,10 +1,12 @@
 package sftest
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"html/template"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -72,6 +74,11 @@ const (
 	BodyBadGatewayHTML       = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
 )
 
+// Bearer, anywhere in a FailNext or SetFailure body, is replaced by the
+// bearer token the failed request carried: it plays a server or proxy that
+// echoes credentials into its error answers, for tests of redaction.
+const Bearer = "{{bearer}}"
+
 // DefaultAPILimit is the daily API request limit the fake reports.
 const DefaultAPILimit = 15000
 
@@ -82,10 +89,12 @@ type Server struct {
 	// the login host and the instance URL at once.
 	URL string
 
-	ts    *httptest.Server
-	opts  Options
-	org   *orgData
-	pages *template.Template // "login" and "error"
+	ts        *httptest.Server
+	closing   chan struct{} // closed by Close
+	closeOnce sync.Once
+	opts      Options
+	org       *orgData
+	pages     *template.Template // "login" and "error"
 
 	mu       sync.Mutex
 	pending  map[string]authRequest // login page requests by id
@@ -97,6 +106,9 @@ type Server struct {
 	rotation bool
 	rewrite  func(grantType string, g *Grant)
 	latency  time.Duration
+	slowEP   map[Endpoint]time.Duration // SetEndpointLatency
+	before   map[Endpoint]func()        // BeforeAnswer
+	hosts    map[string]int             // requests by Host header, for HostCalls
 	failNext map[Endpoint][]failure
 	failing  map[Endpoint]failure
 	calls    map[Endpoint]int
@@ -148,6 +160,7 @@ func NewServer(opts Options) *Server {
 		}
 	}
 	s := &Server{
+		closing:    make(chan struct{}),
 		opts:       opts,
 		org:        org,
 		pending:    make(map[string]authRequest),
@@ -158,6 +171,9 @@ func NewServer(opts Options) *Server {
 		failNext:   make(map[Endpoint][]failure),
 		failing:    make(map[Endpoint]failure),
 		calls:      make(map[Endpoint]int),
+		slowEP:     make(map[Endpoint]time.Duration),
+		before:     make(map[Endpoint]func()),
+		hosts:      make(map[string]int),
 		limit:      DefaultAPILimit,
 		pages:      parsePages(),
 		emails:     make(map[string]string),
@@ -176,8 +192,12 @@ func NewServer(opts Options) *Server {
 	return s
 }
 
-// Close shuts the server down and waits for requests in flight.
-func (s *Server) Close() { s.ts.Close() }
+// Close shuts the server down and waits for requests in flight; answers
+// that SetLatency or SetEndpointLatency holds back end at once, unanswered.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.ts.Close()
+}
 
 // OrgID returns the fake org's 18-character id.
 func (s *Server) OrgID() string { return s.org.id }
@@ -271,6 +291,75 @@ func (s *Server) SetLatency(d time.Duration) {
 	s.latency = d
 }
 
+// SetEndpointLatency delays every answer of ep by d more than SetLatency
+// does (until the request is cancelled); 0 removes the extra delay. It plays
+// one slow endpoint, such as a token endpoint that does not answer in time
+// while the REST API does.
+func (s *Server) SetEndpointLatency(ep Endpoint, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d <= 0 {
+		delete(s.slowEP, ep)
+		return
+	}
+	s.slowEP[ep] = d
+}
+
+// BeforeAnswer makes fn run for each request to ep, after any latency and
+// before the answer (an injected failure or the real one), so that a test
+// can make something happen while a request is in flight, such as a relink
+// landing during a revocation. nil stops it. fn runs on the request's
+// goroutine with no lock held; it may use the store under test and this
+// fake's knobs.
+func (s *Server) BeforeAnswer(ep Endpoint, fn func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if fn == nil {
+		delete(s.before, ep)
+		return
+	}
+	s.before[ep] = fn
+}
+
+// Route returns an http.RoundTripper that delivers each request for one of
+// hosts (as in a URL: a host, or host:port) to this fake over plain HTTP,
+// keeping the request's Host header, as if DNS named the fake for those
+// hosts and TLS ended in front of it. Every other request goes through next
+// (nil means http.DefaultTransport). Tests use it to play an org on a
+// real-looking Salesforce domain, such as the new instance_url of an org
+// that moved; HostCalls counts what arrived for each host.
+func (s *Server) Route(next http.RoundTripper, hosts ...string) http.RoundTripper {
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	routed := make(map[string]bool, len(hosts))
+	for _, h := range hosts {
+		routed[strings.ToLower(h)] = true
+	}
+	addr := s.ts.Listener.Addr().String()
+	return roundTripper(func(r *http.Request) (*http.Response, error) {
+		if !routed[strings.ToLower(r.URL.Host)] {
+			return next.RoundTrip(r)
+		}
+		out := r.Clone(r.Context())
+		out.Host = r.URL.Host
+		out.URL.Scheme, out.URL.Host = "http", addr
+		return next.RoundTrip(out)
+	})
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// HostCalls returns how many requests arrived with Host header host
+// (compared without regard to case), the fake's own address included.
+func (s *Server) HostCalls(host string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hosts[strings.ToLower(host)]
+}
+
 // FailNext makes the next request to ep answer status with body instead of
 // its normal answer. Calls queue up: n calls fail the next n requests.
 // A body starting with '[' or '{' is sent as JSON, with '<' as HTML.
@@ -345,25 +434,55 @@ func (s *Server) endpoint(ep Endpoint, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.calls[ep]++
-		delay := s.latency
-		f, fail := s.takeFailureLocked(ep)
+		s.hosts[strings.ToLower(r.Host)]++
+		delay := s.latency + s.slowEP[ep]
+		before := s.before[ep]
 		s.mu.Unlock()
+		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 		if delay > 0 {
+			// Read the body first: the server notices a client that gave
+			// up (its request context ends) only once the body is read.
+			body, err := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{err}))
 			t := time.NewTimer(delay)
 			select {
 			case <-t.C:
 			case <-r.Context().Done():
 				t.Stop()
 				return
+			case <-s.closing:
+				t.Stop()
+				return
 			}
 		}
+		if before != nil {
+			before()
+		}
+		s.mu.Lock()
+		f, fail := s.takeFailureLocked(ep)
+		s.mu.Unlock()
 		if fail {
-			writeRaw(w, f.status, f.body)
+			body := f.body
+			if strings.Contains(body, Bearer) {
+				token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+				body = strings.ReplaceAll(body, Bearer, token)
+			}
+			writeRaw(w, f.status, body)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 		h(w, r)
 	}
+}
+
+// errReader returns err, or io.EOF when err is nil: the end of a body read
+// ahead, as the body itself would have ended.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	return 0, io.EOF
 }
 
 func (s *Server) takeFailureLocked(ep Endpoint) (failure, bool) {
