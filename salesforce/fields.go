@@ -303,7 +303,8 @@ func (c *Client) infoKey(object string) infoKey {
 }
 
 // schema returns the object info of each of objects, in order. Cached ones
-// cost nothing; the others are read at once, in parallel.
+// cost nothing; of the others, one is read first, then the rest in
+// parallel.
 func (c *Client) schema(ctx context.Context, objects []Object) ([]*infoEntry, error) {
 	out := make([]*infoEntry, len(objects))
 	var missing []int
@@ -315,16 +316,22 @@ func (c *Client) schema(ctx context.Context, objects []Object) ([]*infoEntry, er
 		}
 	}
 	errs := make([]error, len(objects))
-	if len(missing) == 1 {
-		i := missing[0]
-		out[i], errs[i] = c.infoFor(ctx, objects[i].Name)
-	} else {
-		var wg sync.WaitGroup
-		for _, i := range missing {
-			wg.Go(func() { out[i], errs[i] = c.infoFor(ctx, objects[i].Name) })
-		}
-		wg.Wait()
+	if len(missing) == 0 {
+		return out, nil
 	}
+	// The first read goes alone: if the session has expired, it alone
+	// meets the 401 and refreshes, and the others then use the fresh token.
+	// Sent together, each would meet the 401, and a refresh that failed
+	// (an IP restriction, say) would be tried again by every one of them.
+	first := missing[0]
+	if out[first], errs[first] = c.infoFor(ctx, objects[first].Name); errs[first] != nil {
+		return nil, errs[first]
+	}
+	var wg sync.WaitGroup
+	for _, i := range missing[1:] {
+		wg.Go(func() { out[i], errs[i] = c.infoFor(ctx, objects[i].Name) })
+	}
+	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
