@@ -28,10 +28,10 @@ func (c *Client) Query(ctx context.Context, soql string) ([]Record, error) {
 }
 
 type queryPage struct {
-	TotalSize      int               `json:"totalSize"`
-	Done           bool              `json:"done"`
-	NextRecordsURL string            `json:"nextRecordsUrl"`
-	Records        []json.RawMessage `json:"records"`
+	TotalSize      int              `json:"totalSize"`
+	Done           bool             `json:"done"`
+	NextRecordsURL string           `json:"nextRecordsUrl"`
+	Records        []map[string]any `json:"records"`
 }
 
 // query runs soql for op (see Observer.Request), following the pages.
@@ -44,11 +44,11 @@ func (c *Client) query(ctx context.Context, op, soql string, limit int) ([]Recor
 			return nil, err
 		}
 		var page queryPage
-		if err := json.Unmarshal(data, &page); err != nil {
+		if err := decodeJSON(data, &page); err != nil {
 			return nil, fmt.Errorf("decode query result: %w", err)
 		}
-		for _, raw := range page.Records {
-			rec, err := decodeRecord(raw)
+		for _, fields := range page.Records {
+			rec, err := recordOf(fields)
 			if err != nil {
 				return nil, err
 			}
@@ -137,21 +137,34 @@ func (c *Client) Search(ctx context.Context, text string, objects ...string) ([]
 	if err != nil {
 		return nil, fmt.Errorf("salesforce search: %w", err)
 	}
-	var resp struct {
-		SearchRecords []json.RawMessage `json:"searchRecords"`
+	recs, err := decodeSearch(data)
+	if err != nil {
+		return nil, fmt.Errorf("salesforce search: %w", err)
 	}
-	if err := json.Unmarshal(data, &resp); err != nil {
-		return nil, fmt.Errorf("salesforce search: decode: %w", err)
-	}
-	results := make([]Result, 0, len(resp.SearchRecords))
-	for _, raw := range resp.SearchRecords {
-		rec, err := decodeRecord(raw)
-		if err != nil {
-			return nil, fmt.Errorf("salesforce search: %w", err)
-		}
+	results := make([]Result, 0, len(recs))
+	for _, rec := range recs {
 		results = append(results, c.result(rec))
 	}
 	return results, nil
+}
+
+// decodeSearch decodes a SOSL answer's records in one pass.
+func decodeSearch(data []byte) ([]Record, error) {
+	var resp struct {
+		SearchRecords []map[string]any `json:"searchRecords"`
+	}
+	if err := decodeJSON(data, &resp); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	recs := make([]Record, 0, len(resp.SearchRecords))
+	for _, fields := range resp.SearchRecords {
+		rec, err := recordOf(fields)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, rec)
+	}
+	return recs, nil
 }
 
 // Find looks up records of one object whose name (for Case: subject or case
@@ -351,12 +364,31 @@ func (c *Client) result(rec Record) Result {
 
 // decodeRecord decodes one sObject as the REST API sends it.
 func decodeRecord(raw []byte) (Record, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
 	var fields map[string]any
-	if err := dec.Decode(&fields); err != nil {
+	if err := decodeJSON(raw, &fields); err != nil {
 		return Record{}, fmt.Errorf("decode record: %w", err)
 	}
+	return recordOf(fields)
+}
+
+// decodeJSON decodes one JSON value into v, numbers as json.Number so that
+// ids and amounts keep every digit. Answers are decoded once, straight into
+// the records they hold: decoding a list of json.RawMessage first and each
+// record again scanned every answer twice (issue 11's profile).
+func decodeJSON(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}
+
+// recordOf makes a Record of one decoded sObject.
+func recordOf(fields map[string]any) (Record, error) {
 	if fields == nil {
 		return Record{}, errors.New("decode record: null record")
 	}
