@@ -323,6 +323,9 @@ func startCostDaemon(tb testing.TB, n int) *costProc {
 	env := daemonEnv(tb, s, sf)
 	env["FORCEBIND_DB"], env["FORCEBIND_KEY"] = path, key
 	env["FORCEBIND_ADMIN_LISTEN"] = admin
+	if os.Getenv("FORCEBIND_BENCH_CPUPROFILE") != "" {
+		env["FORCEBIND_PPROF"] = "true"
+	}
 	p := startCostChild(tb, "forcebind", "run", s, env)
 	p.stats = "http://" + admin + "/metrics"
 	p.users, p.sf = users, sf
@@ -365,7 +368,8 @@ func mustFreeAddr(tb testing.TB) string {
 // forcebind / baseline (targets: cpu ≤ 2.0, rate ≥ 0.5), and forcebind's
 // peak RSS during a burst of 100 events held in flight by a slow Salesforce
 // (target ≤ 25 MiB). FORCEBIND_BENCH_EVENTS sets the events per round
-// (default 2000).
+// (default 2000); FORCEBIND_BENCH_CPUPROFILE=FILE saves 5 s of the daemon's
+// CPU profile, taken while the rounds run, to FILE.
 func BenchmarkPerEventCost(b *testing.B) {
 	perRound := 2000
 	if v, err := strconv.Atoi(os.Getenv("FORCEBIND_BENCH_EVENTS")); err == nil && v > 0 {
@@ -377,6 +381,18 @@ func BenchmarkPerEventCost(b *testing.B) {
 	fb.round(b, 2*costUsers, inFlight)
 	pong.round(b, 2*costUsers, inFlight)
 
+	if out := os.Getenv("FORCEBIND_BENCH_CPUPROFILE"); out != "" {
+		// The daemon's own profile while the rounds below run: what
+		// `go tool pprof` should be pointed at before optimising.
+		profiled := make(chan struct{})
+		defer func() { <-profiled }()
+		go func() {
+			defer close(profiled)
+			if err := saveProfile(strings.TrimSuffix(fb.stats, "/metrics")+"/debug/pprof/profile?seconds=5", out); err != nil {
+				b.Errorf("cpu profile: %v", err)
+			}
+		}()
+	}
 	var f, g costRound
 	for b.Loop() {
 		for range 3 {
@@ -445,4 +461,25 @@ func BenchmarkSlowSalesforceQueues(b *testing.B) {
 		b.ReportMetric(took.Seconds(), "s-to-last-answer")
 		b.ReportMetric(float64(fb.peakRSS(b))/(1<<20), "peak-RSS-MiB")
 	}
+}
+
+// saveProfile writes what the pprof URL u answers to the file out.
+func saveProfile(u, out string) error {
+	resp, err := http.Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
