@@ -1,30 +1,54 @@
 package bolt
 
 import (
-	"context"
-	"crypto/sha256"
-	"fmt"
+	"encoding/binary"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/storetest"
 )
 
-// testKey returns a fixed, distinct key for each n.
-func testKey(n int) []byte {
-	k := sha256.Sum256(fmt.Appendf(nil, "forcebind test key %d", n))
-	return k[:]
+// The record format of package store, which the tests of damaged records
+// write by hand: a header of version and key id, then nonce, ciphertext
+// and tag; a pending value starts with its plaintext expiry.
+const (
+	headerLen    = 1 + 4
+	minRecordLen = headerLen + 12 + 16
+	stateLen     = 32
+	expiryLen    = 8
+)
+
+// encodeExpiry is a pending value's plaintext expiry.
+func encodeExpiry(t time.Time) []byte {
+	return binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
 }
 
-func mustKeyring(tb testing.TB, keys ...[]byte) *Keyring {
+// testKey returns a fixed, distinct key for each n.
+func testKey(n int) []byte { return storetest.Key(n) }
+
+func mustKeyring(tb testing.TB, keys ...[]byte) *store.Keyring {
 	tb.Helper()
-	kr, err := NewKeyring(keys...)
-	if err != nil {
-		tb.Fatalf("NewKeyring: %v", err)
-	}
-	return kr
+	return storetest.Ring(tb, keys...)
+}
+
+// testClock is a settable clock, safe for concurrent use.
+type testClock = storetest.Clock
+
+func newTestClock() *testClock { return storetest.NewClock() }
+
+// sampleBinding returns a complete binding whose tokens are unique to the
+// user, so that scans for them are meaningful.
+func sampleBinding(team, user string) store.Binding { return storetest.SampleBinding(team, user) }
+
+const ttl = storetest.PendingTTL
+
+// samplePending is a fresh link for user, made at the clock's time.
+func samplePending(clock *testClock, user string) store.Pending {
+	return storetest.SamplePending(clock.Now(), user)
 }
 
 // mustOpen opens the store at path and closes it when the test ends,
@@ -64,11 +88,11 @@ func mustClose(tb testing.TB, db *DB) {
 
 // mustEditRaw changes a closed store file with bbolt directly, bypassing
 // the sealing, to simulate tampering and files from elsewhere.
-func mustEditRaw(tb testing.TB, path string, fn func(tx *bolt.Tx) error) {
+func mustEditRaw(tb testing.TB, path string, fn func(tx *bbolt.Tx) error) {
 	tb.Helper()
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	bdb, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
-		tb.Fatalf("bolt.Open: %v", err)
+		tb.Fatalf("bbolt.Open: %v", err)
 	}
 	defer bdb.Close()
 	if err := bdb.Update(fn); err != nil {
@@ -76,58 +100,16 @@ func mustEditRaw(tb testing.TB, path string, fn func(tx *bolt.Tx) error) {
 	}
 }
 
-// testClock is a settable clock, safe for concurrent use.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newTestClock() *testClock {
-	return &testClock{t: time.Date(2025, 3, 14, 15, 9, 26, 535897932, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// sampleBinding returns a complete binding whose tokens are unique to the
-// user, so that scans for them are meaningful.
-func sampleBinding(team, user string) Binding {
-	at := time.Date(2025, 1, 2, 3, 4, 5, 600, time.UTC)
-	return Binding{
-		TeamID:           team,
-		UserID:           user,
-		SalesforceUserID: "005" + user,
-		OrgID:            "00D000000000001",
-		Username:         user + "@acme.example",
-		LoginURL:         "https://login.salesforce.com",
-		InstanceURL:      "https://acme.my.salesforce.com",
-		AccessToken:      "00D!AQ-access-" + team + "-" + user + "-Zq8rT2",
-		RefreshToken:     "5Aep-refresh-" + team + "-" + user + "-Wk3nV7",
-		IssuedAt:         at,
-		LinkedAt:         at.Add(time.Minute),
-		Scopes:           []string{"api", "refresh_token"},
-	}
-}
-
-func mustPutBinding(tb testing.TB, db *DB, b Binding) {
+func mustPutBinding(tb testing.TB, db *DB, b store.Binding) {
 	tb.Helper()
-	if err := db.PutBinding(context.Background(), b); err != nil {
+	if err := db.PutBinding(tb.Context(), b); err != nil {
 		tb.Fatalf("PutBinding: %v", err)
 	}
 }
 
-func mustCreatePending(tb testing.TB, db *DB, p Pending) string {
+func mustCreatePending(tb testing.TB, db *DB, p store.Pending) string {
 	tb.Helper()
-	state, err := db.CreatePending(context.Background(), p)
+	state, err := db.CreatePending(tb.Context(), p)
 	if err != nil {
 		tb.Fatalf("CreatePending: %v", err)
 	}
@@ -138,7 +120,7 @@ func mustCreatePending(tb testing.TB, db *DB, p Pending) string {
 func bucketLen(tb testing.TB, db *DB, name []byte) int {
 	tb.Helper()
 	var n int
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.bolt.View(func(tx *bbolt.Tx) error {
 		n = tx.Bucket(name).Stats().KeyN
 		return nil
 	})
@@ -150,16 +132,16 @@ func bucketLen(tb testing.TB, db *DB, name []byte) int {
 
 // mustPutBindings stores many bindings in one transaction, which is much
 // faster than one PutBinding each (one fsync instead of len(bs)).
-func mustPutBindings(tb testing.TB, db *DB, bs []Binding) {
+func mustPutBindings(tb testing.TB, db *DB, bs []store.Binding) {
 	tb.Helper()
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.bolt.Update(func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(bucketBindings)
 		for _, b := range bs {
-			key, err := bindingKey(b.TeamID, b.UserID)
+			key, err := store.BindingKey(b.TeamID, b.UserID)
 			if err != nil {
 				return err
 			}
-			rec, err := db.sealBinding(key, b)
+			rec, err := db.keyring.SealBinding(key, b)
 			if err != nil {
 				return err
 			}

@@ -1,8 +1,6 @@
 package storetest
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,34 +9,35 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	bolt "go.etcd.io/bbolt"
+
+	"github.com/forcebind/forcebind/store"
 )
 
-func TestBindingRoundTrip(t *testing.T) {
-	full := sampleBinding("T1", "U1")
-	noScopes := sampleBinding("T1", "U2")
+func testBindingRoundTrip(t *testing.T, newStore NewStore) {
+	full := SampleBinding("T1", "U1")
+	noScopes := SampleBinding("T1", "U2")
 	noScopes.Scopes = nil
-	emptyScopes := sampleBinding("T1", "U3")
+	emptyScopes := SampleBinding("T1", "U3")
 	emptyScopes.Scopes = []string{}
-	offset := sampleBinding("T1", "U4")
+	offset := SampleBinding("T1", "U4")
 	offset.IssuedAt = time.Date(2025, 6, 1, 12, 0, 0, 1, time.FixedZone("CEST", 2*3600))
-	unicode := sampleBinding("T2", "U1")
+	unicode := SampleBinding("T2", "U1")
 	unicode.Username = "zoë@acme.example"
 	unicode.AccessToken = "tok\u00e9n\"with\\quotes\x00and nul"
 
 	tests := []struct {
 		name string
-		b    Binding
+		b    store.Binding
 	}{
 		{name: "full", b: full},
-		{name: "ids only", b: Binding{TeamID: "T9", UserID: "U9"}},
+		{name: "ids only", b: store.Binding{TeamID: "T9", UserID: "U9"}},
 		{name: "nil scopes", b: noScopes},
 		{name: "empty scopes", b: emptyScopes},
 		{name: "time zone", b: offset},
 		{name: "unicode and escapes", b: unicode},
 	}
-	db := mustNewDB(t, nil)
-	ctx := context.Background()
+	db := mustNewDB(t, newStore, nil)
+	ctx := t.Context()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			mustPutBinding(t, db, tt.b)
@@ -53,11 +52,11 @@ func TestBindingRoundTrip(t *testing.T) {
 	}
 }
 
-func TestPutBindingReplaces(t *testing.T) {
-	ctx := context.Background()
-	db := mustNewDB(t, nil)
-	mustPutBinding(t, db, sampleBinding("T1", "U1"))
-	want := sampleBinding("T1", "U1")
+func testPutBindingReplaces(t *testing.T, newStore NewStore) {
+	ctx := t.Context()
+	db := mustNewDB(t, newStore, nil)
+	mustPutBinding(t, db, SampleBinding("T1", "U1"))
+	want := SampleBinding("T1", "U1")
 	want.Username = "new@acme.example"
 	want.AccessToken = "replaced"
 	mustPutBinding(t, db, want)
@@ -74,10 +73,10 @@ func TestPutBindingReplaces(t *testing.T) {
 	}
 }
 
-func TestBindingKeys(t *testing.T) {
-	ctx := context.Background()
-	db := mustNewDB(t, nil)
-	mustPutBinding(t, db, sampleBinding("T1", "U1"))
+func testBindingKeys(t *testing.T, newStore NewStore) {
+	ctx := t.Context()
+	db := mustNewDB(t, newStore, nil)
+	mustPutBinding(t, db, SampleBinding("T1", "U1"))
 
 	tests := []struct {
 		name         string
@@ -97,11 +96,11 @@ func TestBindingKeys(t *testing.T) {
 			if err == nil {
 				t.Fatal("GetBinding: no error")
 			}
-			if got := errors.Is(err, ErrNotFound); got != tt.wantNotFound {
+			if got := errors.Is(err, store.ErrNotFound); got != tt.wantNotFound {
 				t.Errorf("GetBinding error = %v; errors.Is(ErrNotFound) = %t, want %t", err, got, tt.wantNotFound)
 			}
 			if !tt.wantNotFound {
-				b := sampleBinding(tt.team, tt.user)
+				b := SampleBinding(tt.team, tt.user)
 				if err := db.PutBinding(ctx, b); err == nil {
 					t.Error("PutBinding with invalid ids: no error")
 				}
@@ -110,19 +109,19 @@ func TestBindingKeys(t *testing.T) {
 	}
 }
 
-func TestDeleteBinding(t *testing.T) {
-	ctx := context.Background()
-	db := mustNewDB(t, nil)
-	mustPutBinding(t, db, sampleBinding("T1", "U1"))
-	mustPutBinding(t, db, sampleBinding("T1", "U2"))
+func testDeleteBinding(t *testing.T, newStore NewStore) {
+	ctx := t.Context()
+	db := mustNewDB(t, newStore, nil)
+	mustPutBinding(t, db, SampleBinding("T1", "U1"))
+	mustPutBinding(t, db, SampleBinding("T1", "U2"))
 
 	if err := db.DeleteBinding(ctx, "T1", "U1"); err != nil {
 		t.Fatalf("DeleteBinding: %v", err)
 	}
-	if _, err := db.GetBinding(ctx, "T1", "U1"); !errors.Is(err, ErrNotFound) {
+	if _, err := db.GetBinding(ctx, "T1", "U1"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetBinding after delete: %v, want ErrNotFound", err)
 	}
-	if err := db.DeleteBinding(ctx, "T1", "U1"); !errors.Is(err, ErrNotFound) {
+	if err := db.DeleteBinding(ctx, "T1", "U1"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("second DeleteBinding: %v, want ErrNotFound", err)
 	}
 	if _, err := db.GetBinding(ctx, "T1", "U2"); err != nil {
@@ -133,68 +132,70 @@ func TestDeleteBinding(t *testing.T) {
 	}
 }
 
-func TestUpdateTokens(t *testing.T) {
-	orig := sampleBinding("T1", "U1")
+func testUpdateTokens(t *testing.T, newStore NewStore) {
+	orig := SampleBinding("T1", "U1")
 	newIssued := orig.IssuedAt.Add(time.Hour)
-	clock := newTestClock()
+	clock := NewClock()
 
 	tests := []struct {
 		name    string
 		user    string
 		used    string
-		tokens  Tokens
-		want    Binding // the stored binding afterwards
+		tokens  store.Tokens
+		want    store.Binding // the stored binding afterwards
 		wantErr error
 	}{
 		{
 			name:   "rotated refresh token",
 			user:   "U1",
 			used:   orig.RefreshToken,
-			tokens: Tokens{AccessToken: "new-access", RefreshToken: "new-refresh", IssuedAt: newIssued},
-			want:   with(orig, func(b *Binding) { b.AccessToken, b.RefreshToken, b.IssuedAt = "new-access", "new-refresh", newIssued }),
+			tokens: store.Tokens{AccessToken: "new-access", RefreshToken: "new-refresh", IssuedAt: newIssued},
+			want: with(orig, func(b *store.Binding) {
+				b.AccessToken, b.RefreshToken, b.IssuedAt = "new-access", "new-refresh", newIssued
+			}),
 		},
 		{
 			name:   "no refresh token keeps the old one",
 			user:   "U1",
 			used:   orig.RefreshToken,
-			tokens: Tokens{AccessToken: "new-access", IssuedAt: newIssued},
-			want:   with(orig, func(b *Binding) { b.AccessToken, b.IssuedAt = "new-access", newIssued }),
+			tokens: store.Tokens{AccessToken: "new-access", IssuedAt: newIssued},
+			want:   with(orig, func(b *store.Binding) { b.AccessToken, b.IssuedAt = "new-access", newIssued }),
 		},
 		{
 			name:   "zero issued at means now",
 			user:   "U1",
 			used:   orig.RefreshToken,
-			tokens: Tokens{AccessToken: "new-access"},
-			want:   with(orig, func(b *Binding) { b.AccessToken, b.IssuedAt = "new-access", clock.Now() }),
+			tokens: store.Tokens{AccessToken: "new-access"},
+			want:   with(orig, func(b *store.Binding) { b.AccessToken, b.IssuedAt = "new-access", clock.Now() }),
 		},
 		{
 			name:    "stale refresh token",
 			user:    "U1",
 			used:    "an-older-refresh-token",
-			tokens:  Tokens{AccessToken: "new-access", RefreshToken: "new-refresh", IssuedAt: newIssued},
+			tokens:  store.Tokens{AccessToken: "new-access", RefreshToken: "new-refresh", IssuedAt: newIssued},
 			want:    orig,
-			wantErr: ErrConflict,
+			wantErr: store.ErrConflict,
 		},
 		{
 			name:    "prefix of the refresh token",
 			user:    "U1",
 			used:    orig.RefreshToken[:5],
-			tokens:  Tokens{AccessToken: "new-access"},
+			tokens:  store.Tokens{AccessToken: "new-access"},
 			want:    orig,
-			wantErr: ErrConflict,
+			wantErr: store.ErrConflict,
 		},
 		{
 			name:    "no binding",
 			user:    "U2",
 			used:    orig.RefreshToken,
-			tokens:  Tokens{AccessToken: "new-access"},
-			wantErr: ErrNotFound,
+			tokens:  store.Tokens{AccessToken: "new-access"},
+			wantErr: store.ErrNotFound,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx := context.Background()
-			db := mustNewDB(t, clock)
+			ctx := t.Context()
+			db := mustNewDB(t, newStore, clock)
 			mustPutBinding(t, db, orig)
 
 			got, err := db.UpdateTokens(ctx, "T1", tt.user, tt.used, tt.tokens)
@@ -206,7 +207,7 @@ func TestUpdateTokens(t *testing.T) {
 					t.Errorf("returned binding mismatch (-want +got):\n%s", diff)
 				}
 			}
-			if errors.Is(tt.wantErr, ErrNotFound) {
+			if errors.Is(tt.wantErr, store.ErrNotFound) {
 				return
 			}
 			stored, err := db.GetBinding(ctx, "T1", tt.user)
@@ -223,12 +224,12 @@ func TestUpdateTokens(t *testing.T) {
 	}
 }
 
-// TestUpdateTokensRace has many refreshers race with the same spent refresh
+// testUpdateTokensRace has many refreshers race with the same spent refresh
 // token: exactly one may win.
-func TestUpdateTokensRace(t *testing.T) {
-	ctx := context.Background()
-	db := mustNewDB(t, nil)
-	orig := sampleBinding("T1", "U1")
+func testUpdateTokensRace(t *testing.T, newStore NewStore) {
+	ctx := t.Context()
+	db := mustNewDB(t, newStore, nil)
+	orig := SampleBinding("T1", "U1")
 	mustPutBinding(t, db, orig)
 
 	const n = 20
@@ -243,13 +244,13 @@ func TestUpdateTokensRace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			refresh := fmt.Sprintf("refresh-%d", i)
-			_, err := db.UpdateTokens(ctx, "T1", "U1", orig.RefreshToken, Tokens{AccessToken: "a", RefreshToken: refresh})
+			_, err := db.UpdateTokens(ctx, "T1", "U1", orig.RefreshToken, store.Tokens{AccessToken: "a", RefreshToken: refresh})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
 			case err == nil:
 				wins = append(wins, refresh)
-			case errors.Is(err, ErrConflict):
+			case errors.Is(err, store.ErrConflict):
 				conflicts++
 			default:
 				t.Errorf("UpdateTokens: %v", err)
@@ -269,121 +270,8 @@ func TestUpdateTokensRace(t *testing.T) {
 	}
 }
 
-func TestStringHidesSecrets(t *testing.T) {
-	b := sampleBinding("T1", "U1")
-	p := Pending{TeamID: "T1", UserID: "U1", Verifier: "verifier-secret-8d7f", Binding: &b}
-	tk := Tokens{AccessToken: b.AccessToken, RefreshToken: b.RefreshToken}
-	mustJSON := func(v any) string {
-		t.Helper()
-		data, err := json.Marshal(v)
-		if err != nil {
-			t.Fatalf("json.Marshal(%T): %v", v, err)
-		}
-		return string(data)
-	}
-	outputs := map[string]string{
-		"Binding String":    b.String(),
-		"Binding %v %+v %s": fmt.Sprintf("%v %+v %s", b, b, &b),
-		"Binding %#v":       fmt.Sprintf("%#v %#v", b, &b),
-		"Binding JSON":      mustJSON(b) + mustJSON(&b),
-		"Pending String":    p.String(),
-		"Pending %v %+v":    fmt.Sprintf("%v %+v %v", p, p, &p),
-		"Pending %#v":       fmt.Sprintf("%#v %#v", p, &p),
-		"Pending JSON":      mustJSON(p) + mustJSON(&p),
-		"Tokens String":     tk.String(),
-		"Tokens %v %+v":     fmt.Sprintf("%v %+v %v", tk, tk, &tk),
-		"Tokens %#v":        fmt.Sprintf("%#v %#v", tk, &tk),
-		"Tokens JSON":       mustJSON(tk) + mustJSON(&tk),
-		"nested %+v %#v":    fmt.Sprintf("%+v %#v", []any{b, p, tk}, []any{b, p, tk}),
-		"nested JSON":       mustJSON(map[string]any{"b": b, "p": []Pending{p}, "t": &tk}),
-	}
-	for name, s := range outputs {
-		for _, secret := range []string{b.AccessToken, b.RefreshToken, p.Verifier} {
-			if strings.Contains(s, secret) {
-				t.Errorf("%s: %q contains the secret %q", name, s, secret)
-			}
-		}
-	}
-	if !strings.Contains(b.String(), b.Username) {
-		t.Errorf("Binding.String() = %q, want it to name the user", b.String())
-	}
-
-	// The JSON keeps everything else, and says which secrets were set.
-	var gotB map[string]any
-	if err := json.Unmarshal([]byte(mustJSON(b)), &gotB); err != nil {
-		t.Fatal(err)
-	}
-	for field, want := range map[string]any{"Username": b.Username, "AccessToken": "[redacted]", "RefreshToken": "[redacted]"} {
-		if gotB[field] != want {
-			t.Errorf("Binding JSON %s = %v, want %v", field, gotB[field], want)
-		}
-	}
-	var gotP struct {
-		UserID   string
-		Verifier string
-		Binding  struct{ AccessToken string }
-	}
-	if err := json.Unmarshal([]byte(mustJSON(p)), &gotP); err != nil {
-		t.Fatal(err)
-	}
-	if want := (struct {
-		UserID   string
-		Verifier string
-		Binding  struct{ AccessToken string }
-	}{"U1", "[redacted]", struct{ AccessToken string }{"[redacted]"}}); gotP != want {
-		t.Errorf("Pending JSON = %+v, want %+v", gotP, want)
-	}
-	if got := mustJSON(Tokens{}); !strings.Contains(got, `"AccessToken":""`) {
-		t.Errorf("JSON of empty Tokens = %s, want empty tokens left empty", got)
-	}
-}
-
-// TestSealedRecordsKeepSecrets checks that the redacting MarshalJSON
-// methods do not reach the sealed records, which must keep the real values.
-func TestSealedRecordsKeepSecrets(t *testing.T) {
-	clock := newTestClock()
-	db := mustNewDB(t, clock)
-	b := sampleBinding("T1", "U1")
-	mustPutBinding(t, db, b)
-	p := samplePending(clock, "U2")
-	p.Binding = &b
-	mustCreatePending(t, db, p)
-
-	var plaintexts []string
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		pt, err := db.keyring.open(bucketBindings, []byte("T1/U1"), nil, tx.Bucket(bucketBindings).Get([]byte("T1/U1")))
-		if err != nil {
-			return err
-		}
-		plaintexts = append(plaintexts, string(pt))
-		k, v := tx.Bucket(bucketPending).Cursor().First()
-		pt, err = db.keyring.open(bucketPending, k, v[:expiryLen], v[expiryLen:])
-		if err != nil {
-			return err
-		}
-		plaintexts = append(plaintexts, string(pt))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, pt := range plaintexts {
-		for _, secret := range []string{b.AccessToken, b.RefreshToken} {
-			if !strings.Contains(pt, secret) {
-				t.Errorf("sealed record %d does not hold the real token", i)
-			}
-		}
-		if strings.Contains(pt, "[redacted]") {
-			t.Errorf("sealed record %d holds a redacted value", i)
-		}
-	}
-	if !strings.Contains(plaintexts[1], p.Verifier) {
-		t.Error("sealed pending record does not hold the real verifier")
-	}
-}
-
-func TestDeleteBindingIf(t *testing.T) {
-	orig := sampleBinding("T1", "U1")
+func testDeleteBindingIf(t *testing.T, newStore NewStore) {
+	orig := SampleBinding("T1", "U1")
 	tests := []struct {
 		name     string
 		user     string
@@ -392,17 +280,17 @@ func TestDeleteBindingIf(t *testing.T) {
 		wantGone bool
 	}{
 		{name: "refresh token matches", user: "U1", refresh: orig.RefreshToken, wantGone: true},
-		{name: "binding replaced since", user: "U1", refresh: "the-dead-refresh-token", wantErr: ErrConflict},
-		{name: "prefix of the refresh token", user: "U1", refresh: orig.RefreshToken[:5], wantErr: ErrConflict},
-		{name: "empty refresh token", user: "U1", refresh: "", wantErr: ErrConflict},
-		{name: "no binding", user: "U2", refresh: orig.RefreshToken, wantErr: ErrNotFound},
+		{name: "binding replaced since", user: "U1", refresh: "the-dead-refresh-token", wantErr: store.ErrConflict},
+		{name: "prefix of the refresh token", user: "U1", refresh: orig.RefreshToken[:5], wantErr: store.ErrConflict},
+		{name: "empty refresh token", user: "U1", refresh: "", wantErr: store.ErrConflict},
+		{name: "no binding", user: "U2", refresh: orig.RefreshToken, wantErr: store.ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx := context.Background()
-			db := mustNewDB(t, nil)
+			ctx := t.Context()
+			db := mustNewDB(t, newStore, nil)
 			mustPutBinding(t, db, orig)
-			other := sampleBinding("T1", "U3")
+			other := SampleBinding("T1", "U3")
 			mustPutBinding(t, db, other)
 
 			err := db.DeleteBindingIf(ctx, "T1", tt.user, tt.refresh)
@@ -415,7 +303,7 @@ func TestDeleteBindingIf(t *testing.T) {
 			got, err := db.GetBinding(ctx, "T1", "U1")
 			switch {
 			case tt.wantGone:
-				if !errors.Is(err, ErrNotFound) {
+				if !errors.Is(err, store.ErrNotFound) {
 					t.Errorf("GetBinding after DeleteBindingIf: %v, want ErrNotFound", err)
 				}
 			case err != nil:
@@ -432,13 +320,13 @@ func TestDeleteBindingIf(t *testing.T) {
 	}
 }
 
-func TestCountBindings(t *testing.T) {
-	ctx := context.Background()
-	db := mustNewDB(t, nil)
+func testCountBindings(t *testing.T, newStore NewStore) {
+	ctx := t.Context()
+	db := mustNewDB(t, newStore, nil)
 	for i := range 25 {
-		mustPutBinding(t, db, sampleBinding("T1", fmt.Sprintf("U%d", i)))
+		mustPutBinding(t, db, SampleBinding("T1", fmt.Sprintf("U%d", i)))
 	}
-	mustPutBinding(t, db, sampleBinding("T1", "U3")) // a replacement
+	mustPutBinding(t, db, SampleBinding("T1", "U3")) // a replacement
 	if err := db.DeleteBinding(ctx, "T1", "U4"); err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +336,7 @@ func TestCountBindings(t *testing.T) {
 }
 
 // with returns a copy of b changed by fn.
-func with(b Binding, fn func(*Binding)) Binding {
+func with(b store.Binding, fn func(*store.Binding)) store.Binding {
 	b.Scopes = append([]string(nil), b.Scopes...)
 	fn(&b)
 	return b
