@@ -19,6 +19,7 @@ import (
 
 	"github.com/forcebind/forcebind/salesforce/sftest"
 	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 const (
@@ -183,7 +184,7 @@ func (s *syncBuffer) String() string {
 // env is a Service wired to a real store, a real listener and the fake org.
 type env struct {
 	sf       *sftest.Server
-	db       *store.DB
+	db       *bolt.DB
 	svc      *Service
 	notes    *notes
 	obs      *observer
@@ -208,7 +209,7 @@ type envOptions struct {
 	// loginURL, if set, is the login host instead of the fake org's.
 	loginURL string
 	// store, if set, wraps the real store the Service is given.
-	store func(*store.DB) Store
+	store func(*bolt.DB) Store
 	// handler, if set, wraps the listener's routes.
 	handler func(http.Handler) http.Handler
 }
@@ -225,7 +226,7 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e.db, err = store.Open(filepath.Join(tb.TempDir(), "auth.db"), store.Options{Keyring: ring, Now: e.clock})
+	e.db, err = bolt.Open(filepath.Join(tb.TempDir(), "auth.db"), bolt.Options{Keyring: ring, Now: e.clock})
 	if err != nil {
 		tb.Fatal(err)
 	}
