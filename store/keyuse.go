@@ -20,7 +20,7 @@ type KeyRecords struct {
 	// InRing reports whether the keyring holds that key.
 	InRing bool
 
-	Bindings int // records in the bindings bucket
+	Bindings int // bindings
 	Pending  int // pending links
 }
 
@@ -38,8 +38,9 @@ func (r KeyRecords) String() string {
 
 // A MissingKeysError is returned, wrapped, by a backend's Open when live
 // records are sealed under keys the keyring does not hold: a key was
-// removed from the ring before rotation had moved every record off it. The canary alone
-// cannot catch this, because it is re-sealed under the primary. It matches
+// removed from the ring before rotation had moved every record off it.
+// The canary alone cannot catch this, because it is re-sealed under the
+// primary. It matches
 // [ErrWrongKey] with errors.Is, and its message names the key ids and the
 // setting the keys came from, never key material.
 type MissingKeysError struct {

@@ -261,14 +261,14 @@ func mustClose(tb testing.TB, db Backend) {
 
 func mustPutBinding(tb testing.TB, db Backend, b store.Binding) {
 	tb.Helper()
-	if err := db.PutBinding(context.Background(), b); err != nil {
+	if err := db.PutBinding(tb.Context(), b); err != nil {
 		tb.Fatalf("PutBinding: %v", err)
 	}
 }
 
 func mustCreatePending(tb testing.TB, db Backend, p store.Pending) string {
 	tb.Helper()
-	state, err := db.CreatePending(context.Background(), p)
+	state, err := db.CreatePending(tb.Context(), p)
 	if err != nil {
 		tb.Fatalf("CreatePending: %v", err)
 	}
@@ -281,7 +281,7 @@ func mustCreatePending(tb testing.TB, db Backend, p store.Pending) string {
 func mustSweepAll(tb testing.TB, db Backend, clock *Clock) []store.Pending {
 	tb.Helper()
 	clock.Advance(48 * time.Hour)
-	swept, err := db.SweepExpired(context.Background())
+	swept, err := db.SweepExpired(tb.Context())
 	if err != nil {
 		tb.Fatalf("SweepExpired: %v", err)
 	}
