@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 // runBackup is `forcebind backup FILE`: a consistent copy of the store,
@@ -125,7 +126,7 @@ func sizeText(n uint64) string {
 
 // copyStore writes the store at path to w, and says where the copy came from.
 func copyStore(ctx context.Context, path string, ring *store.Keyring, w io.Writer) (source string, n int64, err error) {
-	db, err := store.Open(path, store.Options{Keyring: ring, ReadOnly: true})
+	db, err := bolt.Open(path, bolt.Options{Keyring: ring, ReadOnly: true})
 	switch {
 	case errors.Is(err, store.ErrLocked):
 		n, err = backupFromDaemon(ctx, controlSocketPath(path), w)
@@ -190,7 +191,7 @@ func backupFromDaemon(ctx context.Context, socket string, w io.Writer) (int64, e
 // checkCopy opens a copy read-only with the keyring (which checks its
 // canary) and counts its bindings.
 func checkCopy(ctx context.Context, path string, ring *store.Keyring) (int, error) {
-	db, err := store.Open(path, store.Options{Keyring: ring, ReadOnly: true})
+	db, err := bolt.Open(path, bolt.Options{Keyring: ring, ReadOnly: true})
 	if err != nil {
 		return 0, err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/forcebind/forcebind/bot/slacktest"
 	"github.com/forcebind/forcebind/salesforce"
 	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 // mustBindUsers connects n Slack users (U0000000…) to jane's Salesforce user
@@ -177,7 +178,7 @@ func BenchmarkBackupControlSocket(b *testing.B) {
 	}
 	path := filepath.Join(dir, "fb.db")
 	mustStoreWith(b, path, ring, 2000)
-	db, err := store.Open(path, store.Options{Keyring: ring})
+	db, err := bolt.Open(path, bolt.Options{Keyring: ring})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 // The control socket is how `forcebind backup` reaches a running daemon.
@@ -41,7 +41,7 @@ type controlServer struct {
 
 // controlConfig is what the control socket needs.
 type controlConfig struct {
-	db  *store.DB
+	db  *bolt.DB
 	log zerolog.Logger
 	// freeSpace returns the bytes free in the file system holding a
 	// directory; nil means statfs. Tests pass their own.
@@ -135,7 +135,7 @@ func listenControl(path string, cfg controlConfig) (*controlServer, error) {
 // snapshot copies the store to an unnamed file beside it (created 0600 and
 // unlinked at once, so nothing is left behind whatever happens) and returns
 // it positioned at the start, with its size.
-func snapshot(ctx context.Context, db *store.DB) (*os.File, int64, error) {
+func snapshot(ctx context.Context, db *bolt.DB) (*os.File, int64, error) {
 	f, err := os.CreateTemp(filepath.Dir(db.Path()), ".forcebind-backup-*")
 	if err != nil {
 		return nil, 0, fmt.Errorf("snapshot: %w", err)

@@ -26,6 +26,7 @@ import (
 	"github.com/forcebind/forcebind/bot/slacktest"
 	"github.com/forcebind/forcebind/salesforce/sftest"
 	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 // The per-event cost benchmark runs two real processes side by side against
@@ -289,7 +290,7 @@ func startCostDaemon(tb testing.TB, n int) *costProc {
 		tb.Fatal(err)
 	}
 	path := filepath.Join(tb.TempDir(), "fb.db")
-	db, err := store.Open(path, store.Options{Keyring: ring})
+	db, err := bolt.Open(path, bolt.Options{Keyring: ring})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -18,12 +18,15 @@ import (
 
 	"github.com/forcebind/forcebind/auth"
 	"github.com/forcebind/forcebind/bot"
-	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 // sweepEvery is how often expired links are removed (and the tokens of
 // unconfirmed ones revoked).
 const sweepEvery = time.Minute
+
+// The bbolt store is the binding store auth consumes.
+var _ auth.Store = (*bolt.DB)(nil)
 
 // daemon is forcebind's parts, wired. Tests and the demo build one with
 // their own Config and logger; `forcebind run` builds one from the
@@ -54,7 +57,7 @@ func (d daemon) run(ctx context.Context) (err error) {
 	if err != nil {
 		return usageError{err}
 	}
-	db, err := store.Open(cfg.DB, store.Options{Keyring: ring})
+	db, err := bolt.Open(cfg.DB, bolt.Options{Keyring: ring})
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", cfg.DB, err)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/forcebind/forcebind/bot"
 	"github.com/forcebind/forcebind/salesforce"
 	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 // `forcebind doctor` checks a deployment the way `forcebind run` would use
@@ -274,7 +275,7 @@ func (d doctor) checkStore(ctx context.Context, ring *store.Keyring) checkResult
 	} else if err != nil {
 		return fail(name, err.Error(), "make the file and its directory readable by the user forcebind runs as")
 	}
-	db, err := store.Open(path, store.Options{Keyring: ring, ReadOnly: true, LockTimeout: d.lockTimeout})
+	db, err := bolt.Open(path, bolt.Options{Keyring: ring, ReadOnly: true, LockTimeout: d.lockTimeout})
 	var missing *store.MissingKeysError
 	if errors.As(err, &missing) {
 		return fail(name, err.Error(), missingKeysFix(missing, keySetting(d.cfg)))
@@ -394,7 +395,7 @@ func scopesVerdict(header string, seen, emailMatch bool) checkResult {
 	return ok(name, "the bot token has every scope forcebind uses")
 }
 
-// storeFailure turns an error of store.Open into a checklist line.
+// storeFailure turns an error of bolt.Open into a checklist line.
 func storeFailure(path string, err error) checkResult {
 	const name = "store"
 	switch {

@@ -18,6 +18,7 @@ import (
 	"github.com/forcebind/forcebind/bot/slacktest"
 	"github.com/forcebind/forcebind/salesforce/sftest"
 	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 // The secrets of a doctor fixture; every run checks that none is printed.
@@ -103,7 +104,7 @@ func mustStoreWithBinding(t *testing.T, path, key string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(path, store.Options{Keyring: kr})
+	db, err := bolt.Open(path, bolt.Options{Keyring: kr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +312,7 @@ func TestDoctorFailures(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				db, err := store.Open(f.env["FORCEBIND_DB"], store.Options{Keyring: kr})
+				db, err := bolt.Open(f.env["FORCEBIND_DB"], bolt.Options{Keyring: kr})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/forcebind/forcebind/bot/slacktest"
 	"github.com/forcebind/forcebind/salesforce/sftest"
 	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 // halfRotated is README's rotation with step 2 skipped: a store with two
@@ -39,7 +40,7 @@ func mustHalfRotated(t *testing.T) halfRotated {
 		if err != nil {
 			t.Fatal(err)
 		}
-		db, err := store.Open(h.db, store.Options{Keyring: kr})
+		db, err := bolt.Open(h.db, bolt.Options{Keyring: kr})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +96,7 @@ func mustCountBindings(t *testing.T, path, ring string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(path, store.Options{Keyring: kr, ReadOnly: true})
+	db, err := bolt.Open(path, bolt.Options{Keyring: kr, ReadOnly: true})
 	if err != nil {
 		t.Fatalf("open with %d keys: %v", strings.Count(ring, ",")+1, err)
 	}
@@ -191,7 +192,7 @@ func TestKeyRotateLocked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(h.db, store.Options{Keyring: kr})
+	db, err := bolt.Open(h.db, bolt.Options{Keyring: kr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +250,7 @@ func TestDoctorMissingKey(t *testing.T) {
 }
 
 // TestBackupRefusesMissingKey: backup judges the store as Open does (the
-// decision documented in store.Options.ReadOnly): a copy checked with a
+// decision documented in bolt.Options.ReadOnly): a copy checked with a
 // ring that cannot open all of it is not a backup this ring can restore,
 // so it is refused, naming the key id, and nothing is written.
 func TestBackupRefusesMissingKey(t *testing.T) {
@@ -272,11 +273,11 @@ func TestBackupRefusesMissingKey(t *testing.T) {
 // the store from opening (they fail one by one), but doctor warns.
 func TestDoctorDamagedRecords(t *testing.T) {
 	f := mustDoctorFixture(t, sftest.Options{})
-	bdb, err := bolt.Open(f.env["FORCEBIND_DB"], 0o600, &bolt.Options{Timeout: time.Second})
+	bdb, err := bbolt.Open(f.env["FORCEBIND_DB"], 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = bdb.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("bindings")).Put([]byte("T1/U9"), []byte{1, 2}) })
+	err = bdb.Update(func(tx *bbolt.Tx) error { return tx.Bucket([]byte("bindings")).Put([]byte("T1/U9"), []byte{1, 2}) })
 	if cerr := bdb.Close(); err == nil {
 		err = cerr
 	}

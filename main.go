@@ -16,6 +16,7 @@ import (
 
 	"github.com/forcebind/forcebind/bot"
 	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -167,7 +168,7 @@ func rotateKeys(ctx context.Context, cfg Config, drop bool, stdout io.Writer) er
 	}
 	// AllowMissingKeys: this is the command that repairs a ring that has
 	// lost a key, so it must open the store Open would otherwise refuse.
-	db, err := store.Open(cfg.DB, store.Options{Keyring: ring, AllowMissingKeys: true})
+	db, err := bolt.Open(cfg.DB, bolt.Options{Keyring: ring, AllowMissingKeys: true})
 	if errors.Is(err, store.ErrLocked) {
 		return fmt.Errorf("open store %s: %w (stop forcebind first: key rotate works offline)", cfg.DB, err)
 	}
@@ -274,10 +275,10 @@ func runCompact(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return usageError{err}
 	}
-	// store.Compact renames the new file into place while it still holds
+	// bolt.Compact renames the new file into place while it still holds
 	// the old file's lock, so a daemon started meanwhile waits and then
 	// opens the new file, never the one being replaced.
-	before, after, err := store.Compact(ctx, cfg.DB, store.Options{Keyring: ring})
+	before, after, err := bolt.Compact(ctx, cfg.DB, bolt.Options{Keyring: ring})
 	if errors.Is(err, store.ErrLocked) {
 		return fmt.Errorf("%w (stop forcebind first: compact works offline)", err)
 	}

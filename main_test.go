@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 // runCLI runs forcebind in-process with env as its whole environment.
@@ -55,7 +56,7 @@ func TestKeyRotate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		db, err := store.Open(dbPath, store.Options{Keyring: kr})
+		db, err := bolt.Open(dbPath, bolt.Options{Keyring: kr})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,7 +90,7 @@ func TestKeyRotate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(dbPath, store.Options{Keyring: kr})
+	db, err := bolt.Open(dbPath, bolt.Options{Keyring: kr})
 	if err != nil {
 		t.Fatalf("open with only the new key after rotate: %v", err)
 	}
@@ -196,7 +197,7 @@ func TestCompact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(dbPath, store.Options{Keyring: kr})
+	db, err := bolt.Open(dbPath, bolt.Options{Keyring: kr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +224,7 @@ func TestCompact(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "compacted") {
 		t.Fatalf("compact: exit %d: %s", code, errOut)
 	}
-	db, err = store.Open(dbPath, store.Options{Keyring: kr})
+	db, err = bolt.Open(dbPath, bolt.Options{Keyring: kr})
 	if err != nil {
 		t.Fatalf("open after compact: %v", err)
 	}

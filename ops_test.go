@@ -29,6 +29,7 @@ import (
 	"github.com/forcebind/forcebind/bot/slacktest"
 	"github.com/forcebind/forcebind/salesforce/sftest"
 	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 // mustBound binds jane through the whole web flow of a running harness.
@@ -394,7 +395,7 @@ func TestBackupHot(t *testing.T) {
 // mustStoreWith creates a store at path with n bindings and returns them.
 func mustStoreWith(tb testing.TB, path string, ring *store.Keyring, n int) []store.Binding {
 	tb.Helper()
-	db, err := store.Open(path, store.Options{Keyring: ring})
+	db, err := bolt.Open(path, bolt.Options{Keyring: ring})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -419,7 +420,7 @@ func mustStoreWith(tb testing.TB, path string, ring *store.Keyring, n int) []sto
 // of users in team that it holds.
 func mustBindings(tb testing.TB, path string, ring *store.Keyring, team string, users ...string) []store.Binding {
 	tb.Helper()
-	db, err := store.Open(path, store.Options{Keyring: ring, ReadOnly: true})
+	db, err := bolt.Open(path, bolt.Options{Keyring: ring, ReadOnly: true})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -568,7 +569,7 @@ func TestPausedBackupDoesNotStallWrites(t *testing.T) {
 	}
 	path := filepath.Join(dir, "fb.db")
 	mustStoreWith(t, path, ring, 2000) // ~3 MB: far more than a socket buffers
-	db, err := store.Open(path, store.Options{Keyring: ring})
+	db, err := bolt.Open(path, bolt.Options{Keyring: ring})
 	if err != nil {
 		t.Fatal(err)
 	}

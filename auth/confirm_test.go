@@ -13,6 +13,7 @@ import (
 
 	"github.com/forcebind/forcebind/salesforce/sftest"
 	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 // pausingStore is the real store, except that RedeemPending of a
@@ -21,7 +22,7 @@ import (
 // confirmation is spent and nothing else is done yet. failPut makes
 // PutBinding fail.
 type pausingStore struct {
-	*store.DB
+	*bolt.DB
 	redeemed chan struct{}
 	release  chan struct{}
 	failPut  bool
@@ -31,7 +32,7 @@ func newPausingStore() *pausingStore {
 	return &pausingStore{redeemed: make(chan struct{}, 8), release: make(chan struct{})}
 }
 
-func (s *pausingStore) wrap(db *store.DB) Store {
+func (s *pausingStore) wrap(db *bolt.DB) Store {
 	s.DB = db
 	return s
 }

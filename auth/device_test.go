@@ -15,6 +15,7 @@ import (
 	"github.com/forcebind/forcebind/salesforce"
 	"github.com/forcebind/forcebind/salesforce/sftest"
 	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 const samSF = "sam@acme.example"
@@ -426,7 +427,7 @@ func TestDeviceCodeAnswerChecked(t *testing.T) {
 				_, _ = w.Write([]byte(tt.body))
 			}))
 			defer ts.Close()
-			svc, err := New(Config{ClientID: "c", LoginURL: ts.URL, Flow: FlowDevice, Store: (*store.DB)(nil), Notifier: newNotes(),
+			svc, err := New(Config{ClientID: "c", LoginURL: ts.URL, Flow: FlowDevice, Store: (*bolt.DB)(nil), Notifier: newNotes(),
 				After: newWaits().After})
 			if err != nil {
 				t.Fatal(err)
@@ -459,7 +460,7 @@ func TestNewFlowConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		_, err := New(Config{ClientID: "c", LoginURL: "https://login.salesforce.com", CallbackURL: tt.callback, Flow: tt.flow,
-			Store: (*store.DB)(nil), Notifier: newNotes()})
+			Store: (*bolt.DB)(nil), Notifier: newNotes()})
 		if (err == nil) != tt.ok {
 			t.Errorf("New(flow %q, callback %q) = %v, want ok %v", tt.flow, tt.callback, err, tt.ok)
 		}

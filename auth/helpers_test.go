@@ -18,10 +18,11 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/forcebind/forcebind/salesforce/sftest"
 	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 const (
@@ -203,7 +204,7 @@ func (s *syncBuffer) String() string {
 // env is a Service wired to a real store, a real listener and the fake org.
 type env struct {
 	sf      *sftest.Server
-	db      *store.DB
+	db      *bolt.DB
 	dbPath  string
 	ring    *store.Keyring
 	cfg     Config // what svc was built with
@@ -233,7 +234,7 @@ type envOptions struct {
 	// loginURL, if set, is the login host instead of the fake org's.
 	loginURL string
 	// store, if set, wraps the real store the Service is given.
-	store func(*store.DB) Store
+	store func(*bolt.DB) Store
 	// handler, if set, wraps the listener's routes.
 	handler func(http.Handler) http.Handler
 	// routeHosts are hosts the Service's HTTP client reaches the fake org
@@ -258,7 +259,7 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 		tb.Fatal(err)
 	}
 	e.ring, e.dbPath = ring, filepath.Join(tb.TempDir(), "auth.db")
-	e.db, err = store.Open(e.dbPath, store.Options{Keyring: ring, Now: e.clock})
+	e.db, err = bolt.Open(e.dbPath, bolt.Options{Keyring: ring, Now: e.clock})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -351,7 +352,7 @@ func (e *env) restart(tb testing.TB, edit func(*Config)) {
 // reopenStore closes the store, lets edit change the closed file with
 // bbolt directly (to damage a record, say), opens it again and restarts
 // the Service on it.
-func (e *env) reopenStore(tb testing.TB, edit func(tx *bolt.Tx) error) {
+func (e *env) reopenStore(tb testing.TB, edit func(tx *bbolt.Tx) error) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -361,7 +362,7 @@ func (e *env) reopenStore(tb testing.TB, edit func(tx *bolt.Tx) error) {
 	if err := e.db.Close(); err != nil {
 		tb.Fatalf("close store: %v", err)
 	}
-	raw, err := bolt.Open(e.dbPath, 0o600, &bolt.Options{Timeout: time.Second})
+	raw, err := bbolt.Open(e.dbPath, 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -371,7 +372,7 @@ func (e *env) reopenStore(tb testing.TB, edit func(tx *bolt.Tx) error) {
 	if err := raw.Close(); err != nil {
 		tb.Fatal(err)
 	}
-	e.db, err = store.Open(e.dbPath, store.Options{Keyring: e.ring, Now: e.clock})
+	e.db, err = bolt.Open(e.dbPath, bolt.Options{Keyring: e.ring, Now: e.clock})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -381,8 +382,8 @@ func (e *env) reopenStore(tb testing.TB, edit func(tx *bolt.Tx) error) {
 // damageBinding flips the last byte of who's sealed binding, so that it no
 // longer opens (store.ErrCorrupt, naming the key id), and returns an edit
 // for reopenStore.
-func damageBinding(who Requester) func(tx *bolt.Tx) error {
-	return func(tx *bolt.Tx) error {
+func damageBinding(who Requester) func(tx *bbolt.Tx) error {
+	return func(tx *bbolt.Tx) error {
 		bk := tx.Bucket([]byte("bindings"))
 		key := []byte(who.TeamID + "/" + who.UserID)
 		v := bk.Get(key)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 // With Config.AllowedOrgIDs set, a sign-in to another org is refused in
@@ -89,7 +89,7 @@ func TestRefusedOrgHoldsNothing(t *testing.T) {
 func TestNewRefusesBadOrgIDs(t *testing.T) {
 	_, err := New(Config{
 		ClientID: "cid", LoginURL: "https://login.salesforce.com", CallbackURL: "http://localhost:8787/oauth/callback",
-		AllowedOrgIDs: []string{"0055g00000JaneAAAR"}, Store: &store.DB{}, Notifier: newNotes(),
+		AllowedOrgIDs: []string{"0055g00000JaneAAAR"}, Store: &bolt.DB{}, Notifier: newNotes(),
 	})
 	if err == nil || !strings.Contains(err.Error(), "not an org id") {
 		t.Errorf("New = %v, want an error naming the bad org id", err)

@@ -16,7 +16,7 @@ import (
 	"github.com/forcebind/forcebind/store"
 )
 
-// Store is what auth needs of the binding store. *store.DB implements it.
+// Store is what auth needs of the binding store. *bolt.DB (store/bolt) implements it.
 type Store interface {
 	GetBinding(ctx context.Context, teamID, userID string) (store.Binding, error)
 	PutBinding(ctx context.Context, b store.Binding) error

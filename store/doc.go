@@ -1,34 +1,30 @@
-// Package store keeps forcebind's state in one bbolt file: the bindings from
-// Slack users to their Salesforce grants, the pending links that are waiting
-// for someone to finish logging in, and a little metadata.
+// Package store says what forcebind's binding store is, whatever keeps it:
+// the records (a [Binding] from a Slack user to their Salesforce grant, a
+// [Pending] link waiting for someone to finish logging in), the errors
+// every backend returns, the [Keyring], and the sealed form in which every
+// record is kept. How a store is kept is a backend's: store/bolt keeps it
+// in one bbolt file, the default. store/storetest is the contract, a
+// conformance suite that every backend passes.
 //
-// Everything secret is sealed with AES-256-GCM before it reaches the file. A
-// [Keyring] holds one primary key, which seals, and any number of older keys,
-// which only open, so keys can be rotated without downtime: put the new key
-// first, restart, run [DB.Rotate], then drop the old key. [Open] reads the
-// key id in the header of every record, without decrypting, and refuses a
-// ring that lacks one of them ([MissingKeysError]): dropping a key too early
-// is caught at start, not at each person's next command. [DB.Rotate] moves
-// every record that opens and reports, per key id, what it could not;
-// [DB.DeleteUnopenable] is the way out when a key is lost for good.
+// Everything secret is sealed with AES-256-GCM before a backend sees it,
+// and a backend keeps exactly the sealed bytes this package makes
+// ([Keyring.SealBinding], [Keyring.SealPending], [Keyring.SealCanary]), so
+// records move between backends unchanged and open with the same keys.
 //
-// # File layout
+// # Keys
 //
-// The file has four buckets:
+// A [Keyring] holds one primary key, which seals, and any number of older
+// keys, which only open, so keys can be rotated without downtime: put the
+// new key first, restart, run the backend's Rotate, then drop the old key.
+// A backend's Open checks a canary ([Keyring.CheckCanary]) and reads the
+// key id in the header of every record, without decrypting ([KeyTally]),
+// and refuses a ring that lacks one of them ([MissingKeysError]): dropping
+// a key too early is caught at start, not at each person's next command.
+// Rotate moves every record that opens and reports, per key id, what it
+// could not ([RotateReport]); DeleteUnopenable is the way out when a key
+// is lost for good.
 //
-//	bindings         key "team_id/user_id"        value sealed Binding
-//	pending          key SHA-256(state)           value expiry (8 bytes, big-endian unix nanoseconds) ‖ sealed Pending
-//	pending_by_user  key "team_id/user_id"        value SHA-256(state) of that user's one live pending link
-//	meta             key "schema"                 value schema version, decimal ASCII ("1")
-//	                 key "canary"                 value a sealed known value that proves the keyring fits the file
-//
-// The raw state of a pending link is never stored, only its hash, so a copy
-// of the file cannot be used to complete someone else's link. The
-// pending_by_user index exists so that creating a link for a user retires the
-// previous one in the same transaction: each Slack user has at most one live
-// link. A retired link that holds tokens stays in the pending bucket, out of
-// the index and with an expiry in the past, until [DB.SweepExpired] hands it
-// back for revocation.
+// # Sealed records
 //
 // A sealed record is
 //
@@ -36,38 +32,77 @@
 //
 // where the key id is the first 4 bytes of SHA-256("forcebind key id v1" ‖ 0 ‖ key);
 // no key material is ever written. The associated data binds a record to its
-// place: a label, the record header, the bucket name, the record key and (for
-// pending links) the plaintext expiry, each length-prefixed. A ciphertext
-// copied under another key or into another bucket therefore fails to open,
-// and so does a pending link whose plaintext expiry was edited. The sealed
-// plaintext is JSON.
+// place: a label, the record header, the table ([TableBindings],
+// [TablePending], [TableMeta]), the record key and (for pending links) the
+// plaintext expiry, each length-prefixed. A ciphertext copied under another
+// key or into another table therefore fails to open, and so does a pending
+// link whose plaintext expiry was edited. The sealed plaintext is JSON.
 //
-// # What rotation does not erase
+// A binding's key is "team_id/user_id" ([BindingKey]). A pending link's
+// key is SHA-256 of its state ([NewState], [StateKey]); the raw state is
+// never stored, only its hash, so a copy of the store cannot be used to
+// complete someone else's link. A pending link is stored as its plaintext
+// expiry (8 bytes, big-endian Unix nanoseconds) followed by the sealed
+// record, so that expired links can be found and removed even when they
+// no longer open ([PendingExpiry]).
 //
-// bbolt does not wipe the pages it frees. After [DB.Rotate], and after
-// deleting or replacing records, the old ciphertexts can remain in free
-// pages of the file, and so in the output of [DB.Backup] and in any copy of
-// the file, until the file is compacted with [Compact], which needs the
-// store closed by everyone else. Rotation therefore protects new records from a
-// leaked old key, not the tokens that were sealed under it: if a key has
-// leaked, revoke the grants it protected as well as rotating.
+// Nothing read back is trusted: the functions that open records take any
+// bytes and fail with [ErrCorrupt] or [ErrWrongKey] (naming the record's
+// key id when it has one), never panic.
+//
+// # State outside the store
+//
+// The store is the only state forcebind shares between restarts. The
+// following lives only in one process's memory; several replicas serving
+// one Slack app would each have their own, and the issue that adds them
+// has to share or replace each (file names are from the module root):
+//
+//   - Event dedupe (bot/dedupe.go, Bot.seen): the event ids and slash
+//     command trigger ids seen in the last Config.DedupeWindow (15 minutes,
+//     at most 200,000), so that Slack's retries are handled once. Slack may
+//     retry on another replica's connection, so this must be shared: an
+//     insert-if-absent of the id with an expiry, one statement, before the
+//     event is handled.
+//   - Per-user order (bot/pool.go, the pool's queues): one person's
+//     messages run one at a time, in the order they came. Across replicas
+//     this holds only if one person's events reach one replica, or with a
+//     per-user lock around each command.
+//   - Refresh single-flight (auth/tokens.go, Service.flights): concurrent
+//     refreshes of one person's token become one call to Salesforce.
+//     UpdateTokens's compare-and-swap already keeps the stored grant right
+//     when two replicas refresh at once, but both would spend a refresh,
+//     and with refresh token rotation on the loser's spent token can come
+//     back as invalid_grant. Sharing needs a per-user lock held across the
+//     refresh (such as a PostgreSQL advisory lock on team/user).
+//   - Device pollers (auth/device.go, Service.pollers): at most one
+//     device-flow poller per person, the device code it polls with (held
+//     only there, never stored), and the claim that hands a live code out
+//     again rather than asking for a second. A restart loses them (Close
+//     tells each person their code stopped). Sharing needs the device code
+//     sealed in the store beside the pending link and a per-person lease
+//     on polling that another replica takes over when it lapses.
+//   - Confirmation outcomes (auth/callback.go, Service.decided): how each
+//     confirmation of the last 10 minutes ended (at most 1024), by the
+//     SHA-256 of its form token, so that a second POST of the same one (a
+//     double click, a reload) waits for the first and shows its page. The
+//     pending link itself is redeemed once by the store on any replica;
+//     what is not shared is the second POST's page, which on another
+//     replica says "already used" instead. Sharing needs the outcome kept
+//     by form-token hash with an expiry, and a way to wait for one still
+//     running.
+//   - The field-metadata cache (salesforce/fields.go, FieldCache, one per
+//     Service): per org, user and object, the fields that user may read,
+//     for 5 minutes. It is a cache: each replica may keep its own, at the
+//     cost of its own metadata requests; an administrator's change shows
+//     on each within the TTL.
+//   - The sweep schedule (daemon.go, sweep and sweepEvery): each process
+//     sweeps expired links every minute and revokes the tokens they held.
+//     SweepExpired hands each link to one caller only (one transaction),
+//     so replicas sweeping at once are safe but wasteful; one sweeper, by
+//     a lease or leader election, is enough.
 //
 // # Concurrency
 //
-// A [DB] is safe for concurrent use by many goroutines; bbolt serialises
-// writers and lets readers run in parallel. Only one process can open a file
-// for writing at a time: a second one gets [ErrLocked] after
-// [Options.LockTimeout]. A process waiting for the lock while the file is
-// replaced (by [Compact]) opens the new file, never the old one. Each method
-// that does I/O takes a context, which is checked before the work starts;
-// bbolt itself cannot be interrupted.
-//
-// # Damage
-//
-// Nothing read from the file is trusted: a key or value of any length or
-// content, or a nested bucket where a record belongs, makes the method that
-// meets it fail with [ErrCorrupt] or [ErrWrongKey] (naming the record's key
-// id when it has one), never panic. A binding that does not open can still
-// be replaced ([DB.PutBinding]) and deleted ([DB.DeleteBinding]), and
-// [DB.SweepExpired] removes damaged pending links.
+// Keyrings and the functions of this package are safe for concurrent use;
+// the records are plain values. A backend says what it allows.
 package store

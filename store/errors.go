@@ -2,9 +2,10 @@ package store
 
 import "errors"
 
-// Sentinel errors returned by this package. Match them with [errors.Is]; the
-// returned errors wrap them with more detail. They are safe to share between
-// goroutines and never carry key or token material.
+// Sentinel errors returned by this package and by every backend (such as
+// store/bolt); the method names below are a backend's. Match them with
+// [errors.Is]; the returned errors wrap them with more detail. They are
+// safe to share between goroutines and never carry key or token material.
 var (
 	// ErrNotFound is returned when a binding or pending link does not exist:
 	// GetBinding, DeleteBinding, DeleteBindingIf and UpdateTokens for a user
@@ -18,12 +19,14 @@ var (
 	// returns it alongside ErrExpired so that its tokens can be revoked.
 	ErrExpired = errors.New("pending link expired")
 
-	// ErrLocked is returned by Open when another process holds the file and
-	// did not release it within Options.LockTimeout.
+	// ErrLocked is returned by Open when another process holds the store
+	// (for bbolt, the file) and did not release it within the backend's
+	// lock timeout.
 	ErrLocked = errors.New("store is locked by another process")
 
-	// ErrWrongKey is returned when the keyring does not fit the file: by Open
-	// when the canary does not open with any key in the ring, and by any
+	// ErrWrongKey is returned when the keyring does not fit the store: by
+	// Open when the canary does not open with any key in the ring (or, as a
+	// MissingKeysError, when records need a key it lacks), and by any
 	// method that meets a record sealed under a key id the ring does not
 	// hold. The message names the key id, never the key.
 	ErrWrongKey = errors.New("keyring does not match the store")
@@ -33,14 +36,15 @@ var (
 	// refresh or a relink got there first, and nothing was written.
 	ErrConflict = errors.New("binding changed since the refresh started")
 
-	// ErrSchema is returned by Open when the file was written by a newer
+	// ErrSchema is returned by Open when the store was written by a newer
 	// version of forcebind (or carries a schema version this build does not
 	// know); the message names both versions.
 	ErrSchema = errors.New("unsupported store schema")
 
-	// ErrCorrupt is returned when the file or a record in it fails
-	// validation: a file that is not a bbolt file, is truncated or empty, is
-	// not a forcebind store, or a record that is malformed or does not
-	// authenticate (tampered with, or copied from another place).
+	// ErrCorrupt is returned when the store or a record in it fails
+	// validation: for bbolt a file that is not a bbolt file, is truncated or
+	// empty, or is not a forcebind store; for every backend a record that is
+	// malformed or does not authenticate (tampered with, or copied from
+	// another place).
 	ErrCorrupt = errors.New("store is corrupt")
 )

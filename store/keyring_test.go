@@ -192,11 +192,11 @@ func TestNewKeyring(t *testing.T) {
 func TestNewKeyringDoesNotKeepSlices(t *testing.T) {
 	k := testKey(1)
 	kr := mustKeyring(t, k)
-	rec := kr.seal([]byte("b"), []byte("k"), nil, []byte("hello"))
+	rec := kr.Seal("b", []byte("k"), nil, []byte("hello"))
 	clear(k)
-	pt, err := kr.open([]byte("b"), []byte("k"), nil, rec)
+	pt, err := kr.Open("b", []byte("k"), nil, rec)
 	if err != nil || string(pt) != "hello" {
-		t.Fatalf("open after clearing the caller's key = %q, %v; want hello", pt, err)
+		t.Fatalf("Open after clearing the caller's key = %q, %v; want hello", pt, err)
 	}
 }
 

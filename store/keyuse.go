@@ -1,20 +1,16 @@
 package store
 
 import (
-	"bytes"
-	"context"
 	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // KeyRecords counts the records of a store that name one key id in their
-// header, as [DB.SealedBy] and [DB.Rotate] report them and as a
-// [MissingKeysError] lists them. Counting reads only the headers: nothing
-// is decrypted.
+// header, as a backend's SealedBy and Rotate report them and as a
+// [MissingKeysError] lists them ([KeyTally] makes them). Counting reads
+// only the headers: nothing is decrypted.
 type KeyRecords struct {
 	// KeyID is the key's id, 8 hex digits (safe to print: it is derived
 	// from the key by a one-way hash). It is empty for records too damaged
@@ -24,7 +20,7 @@ type KeyRecords struct {
 	// InRing reports whether the keyring holds that key.
 	InRing bool
 
-	Bindings int // records in the bindings bucket
+	Bindings int // bindings
 	Pending  int // pending links
 }
 
@@ -40,10 +36,11 @@ func (r KeyRecords) String() string {
 	return strings.Join(parts, " and ")
 }
 
-// A MissingKeysError is returned, wrapped, by [Open] when live records are
-// sealed under keys the keyring does not hold: a key was removed from the
-// ring before [DB.Rotate] had moved every record off it. The canary alone
-// cannot catch this, because it is re-sealed under the primary. It matches
+// A MissingKeysError is returned, wrapped, by a backend's Open when live
+// records are sealed under keys the keyring does not hold: a key was
+// removed from the ring before rotation had moved every record off it.
+// The canary alone cannot catch this, because it is re-sealed under the
+// primary. It matches
 // [ErrWrongKey] with errors.Is, and its message names the key ids and the
 // setting the keys came from, never key material.
 type MissingKeysError struct {
@@ -82,89 +79,97 @@ func (e *MissingKeysError) Unwrap() error {
 	return ErrWrongKey
 }
 
-// SealedBy counts the live records (bindings and pending links) by the key
-// id in their headers, without opening them: primary first, then the
-// ring's other keys in order, then keys the ring lacks by id, then the
-// records too damaged to name a key. A key with no records is left out. A
-// record whose header names a key in the ring can still fail to open, if
-// it was altered. It is safe for concurrent use and reads the store in one
-// transaction.
-func (db *DB) SealedBy(ctx context.Context) ([]KeyRecords, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var rs []KeyRecords
-	err := db.view(func(tx *bolt.Tx) error {
-		rs = db.keyring.countSealedBy(tx)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("count records by key: %w", err)
-	}
-	return rs, nil
+// A RotateReport says what a backend's Rotate did.
+type RotateReport struct {
+	// Resealed counts the records now sealed under the primary key, the
+	// canary included.
+	Resealed int
+
+	// Left lists the records that did not open and were left as they
+	// were, grouped by the key id in their header: InRing false for a key
+	// the ring lacks, true for a record that names a key in the ring but
+	// does not authenticate or decode (it was altered), and an empty KeyID
+	// for one too damaged to name a key. The order is [KeyTally.Records]'.
+	Left []KeyRecords
 }
 
-// countSealedBy reads the header of every binding and pending link in tx.
-// It costs one cursor step and a few bytes' read per record, no
-// decryption, so Open can afford it.
-func (k *Keyring) countSealedBy(tx *bolt.Tx) []KeyRecords {
-	counts := make(map[[keyIDLen]byte]*KeyRecords)
-	var damaged KeyRecords
-	count := func(rec []byte, pending bool) {
-		r := &damaged
-		if id, ok := headerKeyID(rec); ok {
-			if r = counts[id]; r == nil {
-				r = &KeyRecords{KeyID: hex.EncodeToString(id[:]), InRing: k.holds(id)}
-				counts[id] = r
-			}
-		}
-		if pending {
-			r.Pending++
-		} else {
-			r.Bindings++
-		}
-	}
-	if b := tx.Bucket(bucketBindings); b != nil {
-		c := b.Cursor()
-		for key, v := c.First(); key != nil; key, v = c.Next() {
-			count(v, false)
-		}
-	}
-	if b := tx.Bucket(bucketPending); b != nil {
-		c := b.Cursor()
-		for key, v := c.First(); key != nil; key, v = c.Next() {
-			if len(v) < expiryLen {
-				count(nil, true)
-				continue
-			}
-			count(v[expiryLen:], true)
-		}
-	}
+// A KeyTally groups records by the key id in their headers, reading only
+// the headers: nothing is decrypted, so a backend's Open can afford to
+// tally every record. It makes the reports of SealedBy, Rotate and
+// DeleteUnopenable and the MissingKeysError of Open the same for every
+// backend. Make one with [Keyring.Tally]; it is not safe for concurrent
+// use.
+type KeyTally struct {
+	ring    *Keyring
+	counts  map[[keyIDLen]byte]*KeyRecords
+	damaged KeyRecords
+}
 
-	rs := make([]KeyRecords, 0, len(counts)+1)
-	for _, rk := range k.keys {
-		if r := counts[rk.id]; r != nil {
+// Tally returns an empty tally against the ring, which decides each
+// group's InRing and the order of Records.
+func (k *Keyring) Tally() *KeyTally {
+	return &KeyTally{ring: k, counts: make(map[[keyIDLen]byte]*KeyRecords)}
+}
+
+// AddBinding counts a sealed binding record.
+func (t *KeyTally) AddBinding(record []byte) {
+	t.group(record).Bindings++
+}
+
+// AddPending counts a stored pending value, as SealPending makes it; one
+// too short to hold an expiry counts as too damaged to name a key.
+func (t *KeyTally) AddPending(value []byte) {
+	var rec []byte
+	if len(value) >= expiryLen {
+		rec = value[expiryLen:]
+	}
+	t.group(rec).Pending++
+}
+
+// group returns the counts of the key rec names, or of the damaged.
+func (t *KeyTally) group(rec []byte) *KeyRecords {
+	id, ok := headerKeyID(rec)
+	if !ok {
+		return &t.damaged
+	}
+	r := t.counts[id]
+	if r == nil {
+		r = &KeyRecords{KeyID: hex.EncodeToString(id[:]), InRing: t.ring.holds(id)}
+		t.counts[id] = r
+	}
+	return r
+}
+
+// Records returns the counts: primary first, then the ring's other keys in
+// order, then keys the ring lacks by id, then the records too damaged to
+// name a key. A key with no records is left out.
+func (t *KeyTally) Records() []KeyRecords {
+	rs := make([]KeyRecords, 0, len(t.counts)+1)
+	for _, rk := range t.ring.keys {
+		if r := t.counts[rk.id]; r != nil {
 			rs = append(rs, *r)
-			delete(counts, rk.id)
 		}
 	}
 	var missing []KeyRecords
-	for _, r := range counts {
-		missing = append(missing, *r)
+	for _, r := range t.counts {
+		if !r.InRing {
+			missing = append(missing, *r)
+		}
 	}
 	slices.SortFunc(missing, func(a, b KeyRecords) int { return strings.Compare(a.KeyID, b.KeyID) })
 	rs = append(rs, missing...)
-	if damaged.Bindings+damaged.Pending > 0 {
-		rs = append(rs, damaged)
+	if t.damaged.Bindings+t.damaged.Pending > 0 {
+		rs = append(rs, t.damaged)
 	}
 	return rs
 }
 
-// missingKeys returns the error Open gives when records in tx are sealed
-// under keys the ring lacks, or nil.
-func (k *Keyring) missingKeys(tx *bolt.Tx) error {
+// MissingKeys returns the error Open gives when records are sealed under
+// keys the ring lacks, a *MissingKeysError, or nil when there are none.
+// Records too damaged to name a key are not its concern.
+func (t *KeyTally) MissingKeys() error {
 	var missing []KeyRecords
-	for _, r := range k.countSealedBy(tx) {
+	for _, r := range t.Records() {
 		if r.KeyID != "" && !r.InRing {
 			missing = append(missing, r)
 		}
@@ -172,48 +177,32 @@ func (k *Keyring) missingKeys(tx *bolt.Tx) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	return &MissingKeysError{Missing: missing, Source: k.source, held: k.ids()}
+	return &MissingKeysError{Missing: missing, Source: t.ring.source, held: t.ring.ids()}
 }
 
-// tally adds one record that did not open to a report grouped by key id,
-// in the order countSealedBy uses.
-func (k *Keyring) tally(rs []KeyRecords, rec []byte, pending bool) []KeyRecords {
-	var r KeyRecords
-	if id, ok := headerKeyID(rec); ok {
-		r = KeyRecords{KeyID: hex.EncodeToString(id[:]), InRing: k.holds(id)}
+// UnopenedError describes the tallied records as records that did not
+// open, per key id, followed by what (such as "left as they were"), as an
+// error that matches ErrWrongKey when a key is missing from the ring and
+// ErrCorrupt otherwise. It returns nil for an empty tally.
+func (t *KeyTally) UnopenedError(what string) error {
+	rs := t.Records()
+	if len(rs) == 0 {
+		return nil
 	}
-	i := slices.IndexFunc(rs, func(x KeyRecords) bool { return x.KeyID == r.KeyID })
-	if i < 0 {
-		rs = append(rs, r)
-		i = len(rs) - 1
-	}
-	if pending {
-		rs[i].Pending++
-	} else {
-		rs[i].Bindings++
-	}
-	return rs
-}
-
-// sortReport orders a tally as countSealedBy orders its result.
-func (k *Keyring) sortReport(rs []KeyRecords) {
-	rank := func(r KeyRecords) int {
-		for i, rk := range k.keys {
-			if r.KeyID == hex.EncodeToString(rk.id[:]) {
-				return i
-			}
+	sentinel := ErrCorrupt
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		switch {
+		case r.KeyID == "":
+			parts[i] = fmt.Sprintf("%s too damaged to name a key", r)
+		case !r.InRing:
+			parts[i] = fmt.Sprintf("%s sealed under key id %s, which %s does not hold", r, r.KeyID, t.ring.name())
+			sentinel = ErrWrongKey
+		default:
+			parts[i] = fmt.Sprintf("%s under key id %s, in the ring, that do not authenticate (altered or damaged)", r, r.KeyID)
 		}
-		if r.KeyID == "" {
-			return len(k.keys) + 1
-		}
-		return len(k.keys)
 	}
-	slices.SortStableFunc(rs, func(a, b KeyRecords) int {
-		if d := rank(a) - rank(b); d != 0 {
-			return d
-		}
-		return strings.Compare(a.KeyID, b.KeyID)
-	})
+	return fmt.Errorf("%w: %s %s", sentinel, strings.Join(parts, "; "), what)
 }
 
 // plural picks the singular or plural form for n.
@@ -222,14 +211,4 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
-}
-
-// printableKey shows a record key in a message: as text when it is a
-// binding key (team/user ids are printable), else as the first bytes in
-// hex. It never panics, whatever the key's length.
-func printableKey(key []byte) string {
-	if len(key) > 0 && bytes.IndexFunc(key, func(r rune) bool { return r < 0x21 || r > 0x7e }) < 0 && len(key) <= 64 {
-		return string(key)
-	}
-	return fmt.Sprintf("%x…", key[:min(4, len(key))])
 }

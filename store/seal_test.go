@@ -9,9 +9,9 @@ import (
 
 func TestSealOpen(t *testing.T) {
 	kr := mustKeyring(t, testKey(1))
-	bucket, key, extra := []byte("bindings"), []byte("T1/U1"), []byte("x")
+	table, key, extra := TableBindings, []byte("T1/U1"), []byte("x")
 	pt := []byte(`{"access_token":"secret"}`)
-	rec := kr.seal(bucket, key, extra, pt)
+	rec := kr.Seal(table, key, extra, pt)
 
 	flip := func(i int) []byte {
 		r := bytes.Clone(rec)
@@ -19,46 +19,47 @@ func TestSealOpen(t *testing.T) {
 		return r
 	}
 	tests := []struct {
-		name               string
-		bucket, key, extra []byte
-		rec                []byte
-		wantErr            error // nil means it opens
+		name       string
+		table      string
+		key, extra []byte
+		rec        []byte
+		wantErr    error // nil means it opens
 	}{
-		{name: "intact", bucket: bucket, key: key, extra: extra, rec: rec},
-		{name: "flipped version", bucket: bucket, key: key, extra: extra, rec: flip(0), wantErr: ErrCorrupt},
-		{name: "flipped key id", bucket: bucket, key: key, extra: extra, rec: flip(1), wantErr: ErrWrongKey},
-		{name: "flipped nonce", bucket: bucket, key: key, extra: extra, rec: flip(headerLen + 3), wantErr: ErrCorrupt},
-		{name: "flipped ciphertext", bucket: bucket, key: key, extra: extra, rec: flip(headerLen + gcmNonceLen + 2), wantErr: ErrCorrupt},
-		{name: "flipped tag", bucket: bucket, key: key, extra: extra, rec: flip(len(rec) - 1), wantErr: ErrCorrupt},
-		{name: "truncated", bucket: bucket, key: key, extra: extra, rec: rec[:len(rec)-1], wantErr: ErrCorrupt},
-		{name: "extended", bucket: bucket, key: key, extra: extra, rec: append(bytes.Clone(rec), 0), wantErr: ErrCorrupt},
-		{name: "too short", bucket: bucket, key: key, extra: extra, rec: rec[:minRecordLen-1], wantErr: ErrCorrupt},
-		{name: "empty", bucket: bucket, key: key, extra: extra, rec: nil, wantErr: ErrCorrupt},
-		{name: "other record key", bucket: bucket, key: []byte("T1/U2"), extra: extra, rec: rec, wantErr: ErrCorrupt},
-		{name: "other bucket", bucket: []byte("pending"), key: key, extra: extra, rec: rec, wantErr: ErrCorrupt},
-		{name: "other extra", bucket: bucket, key: key, extra: []byte("y"), rec: rec, wantErr: ErrCorrupt},
-		{name: "no extra", bucket: bucket, key: key, extra: nil, rec: rec, wantErr: ErrCorrupt},
+		{name: "intact", table: table, key: key, extra: extra, rec: rec},
+		{name: "flipped version", table: table, key: key, extra: extra, rec: flip(0), wantErr: ErrCorrupt},
+		{name: "flipped key id", table: table, key: key, extra: extra, rec: flip(1), wantErr: ErrWrongKey},
+		{name: "flipped nonce", table: table, key: key, extra: extra, rec: flip(headerLen + 3), wantErr: ErrCorrupt},
+		{name: "flipped ciphertext", table: table, key: key, extra: extra, rec: flip(headerLen + gcmNonceLen + 2), wantErr: ErrCorrupt},
+		{name: "flipped tag", table: table, key: key, extra: extra, rec: flip(len(rec) - 1), wantErr: ErrCorrupt},
+		{name: "truncated", table: table, key: key, extra: extra, rec: rec[:len(rec)-1], wantErr: ErrCorrupt},
+		{name: "extended", table: table, key: key, extra: extra, rec: append(bytes.Clone(rec), 0), wantErr: ErrCorrupt},
+		{name: "too short", table: table, key: key, extra: extra, rec: rec[:minRecordLen-1], wantErr: ErrCorrupt},
+		{name: "empty", table: table, key: key, extra: extra, rec: nil, wantErr: ErrCorrupt},
+		{name: "other record key", table: table, key: []byte("T1/U2"), extra: extra, rec: rec, wantErr: ErrCorrupt},
+		{name: "other table", table: TablePending, key: key, extra: extra, rec: rec, wantErr: ErrCorrupt},
+		{name: "other extra", table: table, key: key, extra: []byte("y"), rec: rec, wantErr: ErrCorrupt},
+		{name: "no extra", table: table, key: key, extra: nil, rec: rec, wantErr: ErrCorrupt},
 		// Without length prefixes "bindings"+"T1/U1" and "bindingsT"+"1/U1" would
 		// give the same associated data.
-		{name: "shifted boundary", bucket: []byte("bindingsT"), key: []byte("1/U1"), extra: extra, rec: rec, wantErr: ErrCorrupt},
+		{name: "shifted boundary", table: "bindingsT", key: []byte("1/U1"), extra: extra, rec: rec, wantErr: ErrCorrupt},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := kr.open(tt.bucket, tt.key, tt.extra, tt.rec)
+			got, err := kr.Open(tt.table, tt.key, tt.extra, tt.rec)
 			if tt.wantErr == nil {
 				if err != nil {
-					t.Fatalf("open: %v", err)
+					t.Fatalf("Open: %v", err)
 				}
 				if !bytes.Equal(got, pt) {
-					t.Fatalf("open = %q, want %q", got, pt)
+					t.Fatalf("Open = %q, want %q", got, pt)
 				}
 				return
 			}
 			if !errors.Is(err, tt.wantErr) {
-				t.Fatalf("open error = %v, want %v", err, tt.wantErr)
+				t.Fatalf("Open error = %v, want %v", err, tt.wantErr)
 			}
 			if got != nil {
-				t.Errorf("open returned plaintext %q with an error", got)
+				t.Errorf("Open returned plaintext %q with an error", got)
 			}
 		})
 	}
@@ -66,8 +67,8 @@ func TestSealOpen(t *testing.T) {
 
 func TestSealIsRandomized(t *testing.T) {
 	kr := mustKeyring(t, testKey(1))
-	a := kr.seal([]byte("b"), []byte("k"), nil, []byte("same plaintext"))
-	b := kr.seal([]byte("b"), []byte("k"), nil, []byte("same plaintext"))
+	a := kr.Seal("b", []byte("k"), nil, []byte("same plaintext"))
+	b := kr.Seal("b", []byte("k"), nil, []byte("same plaintext"))
 	if bytes.Equal(a, b) {
 		t.Fatal("sealing the same plaintext twice gave the same record")
 	}
@@ -81,12 +82,12 @@ func TestSealIsRandomized(t *testing.T) {
 
 func TestOpenUnknownKeyID(t *testing.T) {
 	old := mustKeyring(t, testKey(1))
-	rec := old.seal([]byte("b"), []byte("k"), nil, []byte("hello"))
+	rec := old.Seal("b", []byte("k"), nil, []byte("hello"))
 
 	kr := mustKeyring(t, testKey(2), testKey(3))
-	_, err := kr.open([]byte("b"), []byte("k"), nil, rec)
+	_, err := kr.Open("b", []byte("k"), nil, rec)
 	if !errors.Is(err, ErrWrongKey) {
-		t.Fatalf("open error = %v, want ErrWrongKey", err)
+		t.Fatalf("Open error = %v, want ErrWrongKey", err)
 	}
 	for _, want := range []string{old.PrimaryID(), kr.PrimaryID(), "not in the keyring"} {
 		if !strings.Contains(err.Error(), want) {
@@ -97,26 +98,26 @@ func TestOpenUnknownKeyID(t *testing.T) {
 
 	// The same ring with the old key added opens it, whatever its place.
 	kr = mustKeyring(t, testKey(2), testKey(1))
-	if pt, err := kr.open([]byte("b"), []byte("k"), nil, rec); err != nil || string(pt) != "hello" {
-		t.Fatalf("open with old key as secondary = %q, %v; want hello", pt, err)
+	if pt, err := kr.Open("b", []byte("k"), nil, rec); err != nil || string(pt) != "hello" {
+		t.Fatalf("Open with old key as secondary = %q, %v; want hello", pt, err)
 	}
 }
 
-// FuzzOpenRecord feeds arbitrary bytes to the record opener. It must return
+// FuzzOpenRecord feeds arbitrary bytes to Open. It must return
 // an error, never panic, and may only succeed on a genuine record.
 func FuzzOpenRecord(f *testing.F) {
 	kr := mustKeyring(f, testKey(1))
-	valid := kr.seal(bucketMeta, keyCanary, nil, []byte(canaryPlaintext))
+	valid := kr.SealCanary()
 	f.Add(valid)
 	f.Add([]byte{})
 	f.Add([]byte{recordVersion})
 	f.Add(valid[:headerLen])
 	f.Add(valid[:minRecordLen])
 	f.Add(append([]byte{2}, valid[1:]...))
-	f.Add(mustKeyring(f, testKey(9)).seal(bucketMeta, keyCanary, nil, []byte(canaryPlaintext)))
+	f.Add(mustKeyring(f, testKey(9)).SealCanary())
 
 	f.Fuzz(func(t *testing.T, rec []byte) {
-		pt, err := kr.open(bucketMeta, keyCanary, nil, rec)
+		pt, err := kr.Open(TableMeta, []byte(canaryKey), nil, rec)
 		if err != nil {
 			if pt != nil {
 				t.Fatalf("plaintext %q returned with error %v", pt, err)

@@ -1,10 +1,12 @@
-package store
+package bolt
 
 import (
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"io"
+
+	"github.com/forcebind/forcebind/store"
 )
 
 // bbolt's on-disk meta page, which bbolt writes in native byte order: a
@@ -62,7 +64,7 @@ func checkBoltFile(f io.ReaderAt, size int64) error {
 		}
 	}
 	if len(metas) == 0 {
-		return fmt.Errorf("%w: not a bbolt file (no valid meta page)", ErrCorrupt)
+		return fmt.Errorf("%w: not a bbolt file (no valid meta page)", store.ErrCorrupt)
 	}
 	m := metas[0]
 	if len(metas) == 2 && metas[1].txid > m.txid {
@@ -71,10 +73,10 @@ func checkBoltFile(f io.ReaderAt, size int64) error {
 	// Divide rather than multiply: a damaged or crafted page id times the
 	// page size can overflow and wrap to a small number.
 	if m.pageID > uint64(size)/m.pageSize {
-		return fmt.Errorf("%w: the file is %d bytes but its pages need %d pages of %d bytes; it was truncated", ErrCorrupt, size, m.pageID, m.pageSize)
+		return fmt.Errorf("%w: the file is %d bytes but its pages need %d pages of %d bytes; it was truncated", store.ErrCorrupt, size, m.pageID, m.pageSize)
 	}
 	if m.root >= m.pageID || (m.freelist >= m.pageID && m.freelist != boltNoFreelist) {
-		return fmt.Errorf("%w: meta page points past the end of the data", ErrCorrupt)
+		return fmt.Errorf("%w: meta page points past the end of the data", store.ErrCorrupt)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -6,13 +6,15 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/forcebind/forcebind/store"
 )
 
 func TestCompactTo(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
-	old := bytes.Repeat([]byte{1}, KeySize)
-	ring, err := NewKeyring(old)
+	old := bytes.Repeat([]byte{1}, store.KeySize)
+	ring, err := store.NewKeyring(old)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,7 +23,7 @@ func TestCompactTo(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 300 {
-		b := Binding{TeamID: "T1", UserID: fmt.Sprintf("U%d", i), AccessToken: "access", RefreshToken: "refresh"}
+		b := store.Binding{TeamID: "T1", UserID: fmt.Sprintf("U%d", i), AccessToken: "access", RefreshToken: "refresh"}
 		if err := db.PutBinding(ctx, b); err != nil {
 			t.Fatal(err)
 		}

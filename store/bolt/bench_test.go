@@ -1,19 +1,20 @@
-package store
+package bolt
 
 import (
-	"context"
 	"os"
 	"strconv"
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/forcebind/forcebind/store"
 )
 
 func BenchmarkGetBinding(b *testing.B) {
 	db := mustNewDB(b, nil)
 	mustPutBinding(b, db, sampleBinding("T1", "U1"))
-	ctx := context.Background()
+	ctx := b.Context()
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := db.GetBinding(ctx, "T1", "U1"); err != nil {
@@ -25,7 +26,7 @@ func BenchmarkGetBinding(b *testing.B) {
 // BenchmarkPutBinding measures a durable write: one fsync'd transaction each.
 func BenchmarkPutBinding(b *testing.B) {
 	db := mustNewDB(b, nil)
-	ctx := context.Background()
+	ctx := b.Context()
 	bs := sampleBinding("T1", "U1")
 	b.ReportAllocs()
 	i := 0
@@ -42,7 +43,7 @@ func BenchmarkPutBinding(b *testing.B) {
 func BenchmarkRedeemPending(b *testing.B) {
 	clock := newTestClock()
 	db := mustNewDB(b, clock)
-	ctx := context.Background()
+	ctx := b.Context()
 	p := samplePending(clock, "U1")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -64,7 +65,7 @@ func BenchmarkFileSize100k(b *testing.B) {
 		b.Skip("slow: writes 100,000 bindings")
 	}
 	const n = 100_000
-	bs := make([]Binding, n)
+	bs := make([]store.Binding, n)
 	for i := range bs {
 		bs[i] = sampleBinding("T0123456789", "U0"+strconv.Itoa(10_000_000+i))
 	}
@@ -73,7 +74,7 @@ func BenchmarkFileSize100k(b *testing.B) {
 	mustPutBindings(b, db, bs)
 	batch := time.Since(start)
 	var used int64
-	if err := db.bolt.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil }); err != nil {
+	if err := db.bolt.View(func(tx *bbolt.Tx) error { used = tx.Size(); return nil }); err != nil {
 		b.Fatal(err)
 	}
 	fi, err := os.Stat(db.Path())
@@ -81,7 +82,7 @@ func BenchmarkFileSize100k(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	ctx := context.Background()
+	ctx := b.Context()
 	i := 0
 	for b.Loop() {
 		u := bs[(i*7919)%n]
@@ -104,7 +105,7 @@ func BenchmarkOpen100k(b *testing.B) {
 		b.Skip("slow: writes 100,000 bindings")
 	}
 	const n = 100_000
-	bs := make([]Binding, n)
+	bs := make([]store.Binding, n)
 	for i := range bs {
 		bs[i] = sampleBinding("T0123456789", "U0"+strconv.Itoa(10_000_000+i))
 	}

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -9,26 +9,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/forcebind/forcebind/store"
 )
-
-// A RotateReport says what [DB.Rotate] did.
-type RotateReport struct {
-	// Resealed counts the records now sealed under the primary key, the
-	// canary included.
-	Resealed int
-
-	// Left lists the records that did not open and were left as they
-	// were, grouped by the key id in their header: InRing false for a key
-	// the ring lacks, true for a record that names a key in the ring but
-	// does not authenticate or decode (it was altered), and an empty KeyID
-	// for one too damaged to name a key. The order is SealedBy's.
-	Left []KeyRecords
-}
 
 // Rotate re-seals every record (bindings, pending links and the canary)
 // under the keyring's primary key, in one transaction. A record that does
@@ -42,13 +29,16 @@ type RotateReport struct {
 // a writable store (opened with Options.AllowMissingKeys, to reach a store
 // whose ring lacks a key), blocks other writers while it runs, and is safe
 // for concurrent use.
-func (db *DB) Rotate(ctx context.Context) (RotateReport, error) {
+func (db *DB) Rotate(ctx context.Context) (store.RotateReport, error) {
 	if err := ctx.Err(); err != nil {
-		return RotateReport{}, err
+		return store.RotateReport{}, err
 	}
-	var rep RotateReport
-	err := db.update(func(tx *bolt.Tx) error {
-		rep = RotateReport{}
+	var (
+		rep  store.RotateReport
+		left *store.KeyTally
+	)
+	err := db.update(func(tx *bbolt.Tx) error {
+		rep, left = store.RotateReport{}, db.keyring.Tally()
 		type update struct{ key, val []byte }
 
 		// bbolt cursors must not see the bucket change under them, so each
@@ -58,12 +48,12 @@ func (db *DB) Rotate(ctx context.Context) (RotateReport, error) {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			pt, err := db.keyring.open(bucketBindings, k, nil, v)
+			rec, err := db.keyring.ResealBinding(k, v)
 			if err != nil {
-				rep.Left = db.keyring.tally(rep.Left, v, false)
+				left.AddBinding(v)
 				return nil
 			}
-			ups = append(ups, update{bytes.Clone(k), db.keyring.seal(bucketBindings, k, nil, pt)})
+			ups = append(ups, update{bytes.Clone(k), rec})
 			return nil
 		})
 		if err != nil {
@@ -82,17 +72,12 @@ func (db *DB) Rotate(ctx context.Context) (RotateReport, error) {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if len(v) < expiryLen {
-				rep.Left = db.keyring.tally(rep.Left, nil, true)
-				return nil
-			}
-			exp := bytes.Clone(v[:expiryLen])
-			pt, err := db.keyring.open(bucketPending, k, exp, v[expiryLen:])
+			val, err := db.keyring.ResealPending(k, v)
 			if err != nil {
-				rep.Left = db.keyring.tally(rep.Left, v[expiryLen:], true)
+				left.AddPending(v)
 				return nil
 			}
-			ups = append(ups, update{bytes.Clone(k), append(exp, db.keyring.seal(bucketPending, k, exp, pt)...)})
+			ups = append(ups, update{bytes.Clone(k), val})
 			return nil
 		})
 		if err != nil {
@@ -115,11 +100,11 @@ func (db *DB) Rotate(ctx context.Context) (RotateReport, error) {
 		return nil
 	})
 	if err != nil {
-		return RotateReport{}, fmt.Errorf("rotate to key %s: %w", db.keyring.PrimaryID(), err)
+		return store.RotateReport{}, fmt.Errorf("rotate to key %s: %w", db.keyring.PrimaryID(), err)
 	}
-	db.keyring.sortReport(rep.Left)
+	rep.Left = left.Records()
 	if len(rep.Left) > 0 {
-		return rep, fmt.Errorf("rotate to key %s: re-sealed %d records, but %w", db.keyring.PrimaryID(), rep.Resealed, db.keyring.unopened(rep.Left, "left as they were"))
+		return rep, fmt.Errorf("rotate to key %s: re-sealed %d records, but %w", db.keyring.PrimaryID(), rep.Resealed, left.UnopenedError("left as they were"))
 	}
 	return rep, nil
 }
@@ -133,17 +118,17 @@ func (db *DB) Rotate(ctx context.Context) (RotateReport, error) {
 // the ring. Their owners connect again; the grants they held cannot be
 // revoked from here, because their tokens cannot be read. It needs a
 // writable store and is safe for concurrent use.
-func (db *DB) DeleteUnopenable(ctx context.Context) ([]KeyRecords, error) {
+func (db *DB) DeleteUnopenable(ctx context.Context) ([]store.KeyRecords, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var gone []KeyRecords
-	err := db.update(func(tx *bolt.Tx) error {
-		gone = nil
+	var gone *store.KeyTally
+	err := db.update(func(tx *bbolt.Tx) error {
+		gone = db.keyring.Tally()
 		var bindings, pending [][]byte
 		err := tx.Bucket(bucketBindings).ForEach(func(k, v []byte) error {
-			if _, err := db.keyring.open(bucketBindings, k, nil, v); err != nil {
-				gone = db.keyring.tally(gone, v, false)
+			if _, err := db.keyring.Open(store.TableBindings, k, nil, v); err != nil {
+				gone.AddBinding(v)
 				bindings = append(bindings, bytes.Clone(k))
 			}
 			return nil
@@ -152,12 +137,8 @@ func (db *DB) DeleteUnopenable(ctx context.Context) ([]KeyRecords, error) {
 			return err
 		}
 		err = tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
-			if _, err := db.openPending(k, v); err != nil {
-				var rec []byte
-				if len(v) >= expiryLen {
-					rec = v[expiryLen:]
-				}
-				gone = db.keyring.tally(gone, rec, true)
+			if _, err := db.keyring.OpenPending(k, v); err != nil {
+				gone.AddPending(v)
 				pending = append(pending, bytes.Clone(k))
 			}
 			return nil
@@ -176,33 +157,13 @@ func (db *DB) DeleteUnopenable(ctx context.Context) ([]KeyRecords, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delete records that do not open: %w", err)
 	}
-	db.keyring.sortReport(gone)
-	return gone, nil
-}
-
-// unopened describes records that did not open, per key id, as an error
-// that matches ErrWrongKey when a key is missing and ErrCorrupt otherwise.
-func (k *Keyring) unopened(rs []KeyRecords, what string) error {
-	sentinel := ErrCorrupt
-	parts := make([]string, len(rs))
-	for i, r := range rs {
-		switch {
-		case r.KeyID == "":
-			parts[i] = fmt.Sprintf("%s too damaged to name a key", r)
-		case !r.InRing:
-			parts[i] = fmt.Sprintf("%s sealed under key id %s, which %s does not hold", r, r.KeyID, k.name())
-			sentinel = ErrWrongKey
-		default:
-			parts[i] = fmt.Sprintf("%s under key id %s, in the ring, that do not authenticate (altered or damaged)", r, r.KeyID)
-		}
-	}
-	return fmt.Errorf("%w: %s %s", sentinel, strings.Join(parts, "; "), what)
+	return gone.Records(), nil
 }
 
 // putValue puts v at k in b. A nested bucket in its place (which forcebind
 // never writes, so the file was damaged) is deleted first rather than
 // refusing the write for ever.
-func putValue(b *bolt.Bucket, k, v []byte) error {
+func putValue(b *bbolt.Bucket, k, v []byte) error {
 	err := b.Put(k, v)
 	if errors.Is(err, berrors.ErrIncompatibleValue) {
 		if err = b.DeleteBucket(k); err == nil {
@@ -214,7 +175,7 @@ func putValue(b *bolt.Bucket, k, v []byte) error {
 
 // deleteKeys deletes keys from b; a key that holds a nested bucket (which
 // forcebind never writes, so the file was damaged) goes with its bucket.
-func deleteKeys(b *bolt.Bucket, keys [][]byte) error {
+func deleteKeys(b *bbolt.Bucket, keys [][]byte) error {
 	for _, k := range keys {
 		err := b.Delete(k)
 		if errors.Is(err, berrors.ErrIncompatibleValue) {
@@ -239,7 +200,7 @@ func (db *DB) Backup(ctx context.Context, w io.Writer) (int64, error) {
 		return 0, err
 	}
 	var n int64
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bbolt.Tx) error {
 		var err error
 		n, err = tx.WriteTo(w)
 		return err
@@ -259,13 +220,13 @@ func (db *DB) CompactTo(ctx context.Context, path string) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	dst, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
+	dst, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
 		return os.OpenFile(name, flag|os.O_EXCL, mode)
 	}})
 	if err != nil {
 		return 0, fmt.Errorf("compact to %s: %w", path, err)
 	}
-	if err := bolt.Compact(dst, db.bolt, 4<<20); err != nil {
+	if err := bbolt.Compact(dst, db.bolt, 4<<20); err != nil {
 		dst.Close()
 		os.Remove(path)
 		return 0, fmt.Errorf("compact to %s: %w", path, err)

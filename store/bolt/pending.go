@@ -1,67 +1,17 @@
-package store
+package bolt
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/forcebind/forcebind/store"
 )
-
-const (
-	stateLen  = 32
-	expiryLen = 8
-)
-
-// A Pending is a link that has been handed to a Slack user and not yet
-// completed. It is a plain value, not safe to modify from several goroutines
-// at once. Its String and GoString methods leave out the verifier and any
-// tokens, and its MarshalJSON redacts them.
-type Pending struct {
-	TeamID      string // Slack team of the person the link was made for
-	TeamName    string
-	UserID      string // Slack user the link was made for
-	ChannelID   string // where they asked, for the reply
-	DisplayName string
-
-	Verifier string // PKCE code verifier
-
-	Created time.Time
-	Expires time.Time
-
-	// Binding is nil for a fresh link. It is set once the callback has
-	// obtained tokens and the link waits for the person to confirm; the
-	// tokens are then held only sealed, inside the pending record.
-	Binding *Binding
-}
-
-// String describes the pending link without its verifier or tokens.
-func (p Pending) String() string {
-	return fmt.Sprintf("Pending{%s/%s expires %s, awaiting confirm: %t}", p.TeamID, p.UserID, p.Expires.Format(time.RFC3339), p.Binding != nil)
-}
-
-// GoString is String, so that %#v hides the verifier and tokens too.
-func (p Pending) GoString() string {
-	return p.String()
-}
-
-// MarshalJSON encodes the pending link with its verifier and the tokens of
-// its Binding replaced by "[redacted]"; like Binding's, it is for logs, not
-// for persisting.
-func (p Pending) MarshalJSON() ([]byte, error) {
-	type plain Pending // Binding keeps its own redacting MarshalJSON
-	r := plain(p)
-	r.Verifier = redact(r.Verifier)
-	return json.Marshal(r)
-}
 
 // CreatePending stores p and returns the state that redeems it: 32 random
 // bytes in unpadded base64url. Only SHA-256 of the state is stored. Each
@@ -74,11 +24,11 @@ func (p Pending) MarshalJSON() ([]byte, error) {
 // left for SweepExpired too. TeamID and UserID are required; a zero Created
 // means now; Expires must be after both Created and now. It is safe for
 // concurrent use.
-func (db *DB) CreatePending(ctx context.Context, p Pending) (state string, err error) {
+func (db *DB) CreatePending(ctx context.Context, p store.Pending) (state string, err error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	userKey, err := bindingKey(p.TeamID, p.UserID)
+	userKey, err := store.BindingKey(p.TeamID, p.UserID)
 	if err != nil {
 		return "", fmt.Errorf("create pending: %w", err)
 	}
@@ -91,19 +41,17 @@ func (db *DB) CreatePending(ctx context.Context, p Pending) (state string, err e
 			userKey, p.Expires.Format(time.RFC3339Nano), p.Created.Format(time.RFC3339Nano), now.Format(time.RFC3339Nano))
 	}
 
-	raw := make([]byte, stateLen)
-	if _, err := rand.Read(raw); err != nil {
+	state, key, err := store.NewState()
+	if err != nil {
 		return "", fmt.Errorf("create pending: %w", err)
 	}
-	sum := sha256.Sum256(raw)
-	key := sum[:]
 
-	val, err := db.sealPending(key, p)
+	val, err := db.keyring.SealPending(key, p)
 	if err != nil {
 		return "", fmt.Errorf("create pending for %s: %w", userKey, err)
 	}
 
-	err = db.update(func(tx *bolt.Tx) error {
+	err = db.update(func(tx *bbolt.Tx) error {
 		pending, byUser := tx.Bucket(bucketPending), tx.Bucket(bucketByUser)
 		if old := byUser.Get(userKey); old != nil {
 			if err := db.retirePending(pending, bytes.Clone(old), now); err != nil {
@@ -118,7 +66,7 @@ func (db *DB) CreatePending(ctx context.Context, p Pending) (state string, err e
 	if err != nil {
 		return "", fmt.Errorf("create pending for %s: %w", userKey, err)
 	}
-	return base64.RawURLEncoding.EncodeToString(raw), nil
+	return state, nil
 }
 
 // RedeemPending spends a state: the pending link is found, checked and
@@ -130,46 +78,44 @@ func (db *DB) CreatePending(ctx context.Context, p Pending) (state string, err e
 // the caller should revoke the tokens in its Binding, which no one else
 // will see again. Any string is safe to pass. It is safe for concurrent
 // use.
-func (db *DB) RedeemPending(ctx context.Context, state string) (Pending, error) {
+func (db *DB) RedeemPending(ctx context.Context, state string) (store.Pending, error) {
 	if err := ctx.Err(); err != nil {
-		return Pending{}, err
+		return store.Pending{}, err
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(state)
-	if err != nil || len(raw) != stateLen {
-		return Pending{}, fmt.Errorf("redeem pending: %w", ErrNotFound)
+	key, ok := store.StateKey(state)
+	if !ok {
+		return store.Pending{}, fmt.Errorf("redeem pending: %w", store.ErrNotFound)
 	}
-	sum := sha256.Sum256(raw)
-	key := sum[:]
 
 	var (
-		p       Pending
+		p       store.Pending
 		openErr error
 	)
-	err = db.update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bbolt.Tx) error {
 		pending := tx.Bucket(bucketPending)
 		val := pending.Get(key)
 		if val == nil {
-			return ErrNotFound
+			return store.ErrNotFound
 		}
 		// Open before deleting: val points into pages the delete may free.
-		p, openErr = db.openPending(key, val)
+		p, openErr = db.keyring.OpenPending(key, val)
 		if err := pending.Delete(key); err != nil {
 			return err
 		}
 		// Whatever happens next, the link is spent: commit the delete.
 		var userKey []byte
 		if openErr == nil {
-			userKey, _ = bindingKey(p.TeamID, p.UserID)
+			userKey, _ = store.BindingKey(p.TeamID, p.UserID)
 		}
 		return dropIndex(tx.Bucket(bucketByUser), userKey, [][]byte{key})
 	})
 	switch {
 	case err != nil:
-		return Pending{}, fmt.Errorf("redeem pending: %w", err)
+		return store.Pending{}, fmt.Errorf("redeem pending: %w", err)
 	case openErr != nil:
-		return Pending{}, fmt.Errorf("redeem pending: %w", openErr)
+		return store.Pending{}, fmt.Errorf("redeem pending: %w", openErr)
 	case !db.now().Before(p.Expires):
-		return p, fmt.Errorf("redeem pending for %s/%s: %w at %s", p.TeamID, p.UserID, ErrExpired, p.Expires.Format(time.RFC3339))
+		return p, fmt.Errorf("redeem pending for %s/%s: %w at %s", p.TeamID, p.UserID, store.ErrExpired, p.Expires.Format(time.RFC3339))
 	}
 	return p, nil
 }
@@ -182,16 +128,16 @@ func (db *DB) RedeemPending(ctx context.Context, state string) (Pending, error) 
 // joined into the returned error alongside the full list. The store does
 // not sweep by itself; the caller runs this on its own schedule. It is safe
 // for concurrent use.
-func (db *DB) SweepExpired(ctx context.Context) ([]Pending, error) {
+func (db *DB) SweepExpired(ctx context.Context) ([]store.Pending, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	now := db.now()
 	var (
-		removed []Pending
+		removed []store.Pending
 		errs    []error
 	)
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bbolt.Tx) error {
 		removed, errs = nil, nil // in case bbolt ever retries
 		pending := tx.Bucket(bucketPending)
 		var keys [][]byte
@@ -201,13 +147,13 @@ func (db *DB) SweepExpired(ctx context.Context) ([]Pending, error) {
 			// nested bucket, whose v is nil) is reported and removed, never
 			// sliced blindly, so that one bad record neither panics the
 			// sweep nor stops it for ever.
-			exp, ok := decodeExpiry(v)
+			exp, ok := store.PendingExpiry(v)
 			if ok && now.Before(exp) {
 				continue
 			}
-			p, err := db.openPending(k, v)
+			p, err := db.keyring.OpenPending(k, v)
 			if err != nil {
-				p = Pending{Expires: exp}
+				p = store.Pending{Expires: exp}
 				errs = append(errs, fmt.Errorf("pending %s: %w", printableKey(k), err))
 			}
 			removed = append(removed, p)
@@ -227,19 +173,6 @@ func (db *DB) SweepExpired(ctx context.Context) ([]Pending, error) {
 	return removed, nil
 }
 
-// An ExpiredLink is a pending link whose expiry has passed, as ListExpired
-// returns it. It is a plain value.
-type ExpiredLink struct {
-	// ID names the link for DeletePending. It is the hex of the record key
-	// (a hash of the state), which is no secret: it cannot redeem the link.
-	ID string
-	// Pending is the link. When it did not open, only Expires is set (and
-	// only if the plaintext expiry could be read).
-	Pending Pending
-	// Err is why the link did not open, or nil.
-	Err error
-}
-
 // ListExpired returns every pending link whose expiry has passed, without
 // removing any: the caller revokes the tokens a link holds in its Binding
 // first, then removes the link with DeletePending, so that a revocation
@@ -247,23 +180,24 @@ type ExpiredLink struct {
 // SweepExpired it decides from the plaintext expiry, so a link that does
 // not open is listed too, with its error. Nothing read from the file makes
 // it panic. It is safe for concurrent use.
-func (db *DB) ListExpired(ctx context.Context) ([]ExpiredLink, error) {
+func (db *DB) ListExpired(ctx context.Context) ([]store.ExpiredLink, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	now := db.now()
-	var links []ExpiredLink
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	var links []store.ExpiredLink
+	err := db.view(func(tx *bbolt.Tx) error {
+		links = nil
 		c := tx.Bucket(bucketPending).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
-			exp, ok := decodeExpiry(v)
+			exp, ok := store.PendingExpiry(v)
 			if ok && now.Before(exp) {
 				continue
 			}
-			l := ExpiredLink{ID: hex.EncodeToString(k)}
-			l.Pending, l.Err = db.openPending(k, v)
+			l := store.ExpiredLink{ID: hex.EncodeToString(k)}
+			l.Pending, l.Err = db.keyring.OpenPending(k, v)
 			if l.Err != nil {
-				l.Pending = Pending{Expires: exp}
+				l.Pending = store.Pending{Expires: exp}
 				l.Err = fmt.Errorf("pending %s: %w", shortID(l.ID), l.Err)
 			}
 			links = append(links, l)
@@ -285,12 +219,12 @@ func (db *DB) DeletePending(ctx context.Context, id string) error {
 	}
 	key, err := hex.DecodeString(id)
 	if err != nil || len(key) == 0 {
-		return fmt.Errorf("delete pending link: %w", ErrNotFound)
+		return fmt.Errorf("delete pending link: %w", store.ErrNotFound)
 	}
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.update(func(tx *bbolt.Tx) error {
 		pending := tx.Bucket(bucketPending)
 		if pending.Get(key) == nil {
-			return ErrNotFound
+			return store.ErrNotFound
 		}
 		if err := pending.Delete(key); err != nil {
 			return err
@@ -318,12 +252,12 @@ func shortID(id string) string {
 // refuses it with ErrExpired and SweepExpired returns it. A link that does
 // not open may hold tokens too, so it is left as it is, and SweepExpired
 // removes and reports it at its own expiry.
-func (db *DB) retirePending(pending *bolt.Bucket, key []byte, now time.Time) error {
+func (db *DB) retirePending(pending *bbolt.Bucket, key []byte, now time.Time) error {
 	val := pending.Get(key)
 	if val == nil {
 		return nil
 	}
-	p, err := db.openPending(key, val)
+	p, err := db.keyring.OpenPending(key, val)
 	switch {
 	case err != nil:
 		return nil
@@ -335,7 +269,7 @@ func (db *DB) retirePending(pending *bolt.Bucket, key []byte, now time.Time) err
 	if past := now.Add(-time.Nanosecond); past.Before(p.Expires) {
 		p.Expires = past
 	}
-	val, err = db.sealPending(key, p)
+	val, err = db.keyring.SealPending(key, p)
 	if err != nil {
 		return err
 	}
@@ -345,7 +279,7 @@ func (db *DB) retirePending(pending *bolt.Bucket, key []byte, now time.Time) err
 // pruneIndex removes the per-user index entries that point at no pending
 // link: those of the links just swept, and any a damaged file holds. The
 // index has one entry per live link, so the scan stays small.
-func pruneIndex(byUser, pending *bolt.Bucket) error {
+func pruneIndex(byUser, pending *bbolt.Bucket) error {
 	var users [][]byte
 	err := byUser.ForEach(func(u, k []byte) error {
 		if k == nil || pending.Get(k) == nil {
@@ -362,7 +296,7 @@ func pruneIndex(byUser, pending *bolt.Bucket) error {
 // dropIndex removes the per-user index entries that point at the given
 // pending keys. With userKey known it is one lookup; otherwise it scans the
 // index, which holds one entry per live link and stays small.
-func dropIndex(byUser *bolt.Bucket, userKey []byte, keys [][]byte) error {
+func dropIndex(byUser *bbolt.Bucket, userKey []byte, keys [][]byte) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -392,85 +326,4 @@ func dropIndex(byUser *bolt.Bucket, userKey []byte, keys [][]byte) error {
 		}
 	}
 	return nil
-}
-
-// pendingRecord is the sealed form of a Pending; its field names are the
-// file format. Like bindingRecord it has no methods, so it encodes the real
-// verifier and tokens.
-type pendingRecord struct {
-	TeamID      string         `json:"team_id"`
-	TeamName    string         `json:"team_name"`
-	UserID      string         `json:"user_id"`
-	ChannelID   string         `json:"channel_id"`
-	DisplayName string         `json:"display_name"`
-	Verifier    string         `json:"verifier"`
-	Created     time.Time      `json:"created"`
-	Expires     time.Time      `json:"expires"`
-	Binding     *bindingRecord `json:"binding,omitempty"`
-}
-
-func toPendingRecord(p Pending) pendingRecord {
-	r := pendingRecord{
-		TeamID: p.TeamID, TeamName: p.TeamName, UserID: p.UserID,
-		ChannelID: p.ChannelID, DisplayName: p.DisplayName,
-		Verifier: p.Verifier, Created: p.Created, Expires: p.Expires,
-	}
-	if p.Binding != nil {
-		b := toBindingRecord(*p.Binding)
-		r.Binding = &b
-	}
-	return r
-}
-
-func (r pendingRecord) pending() Pending {
-	p := Pending{
-		TeamID: r.TeamID, TeamName: r.TeamName, UserID: r.UserID,
-		ChannelID: r.ChannelID, DisplayName: r.DisplayName,
-		Verifier: r.Verifier, Created: r.Created, Expires: r.Expires,
-	}
-	if r.Binding != nil {
-		b := r.Binding.binding()
-		p.Binding = &b
-	}
-	return p
-}
-
-// sealPending makes a pending value: plaintext expiry ‖ sealed record.
-func (db *DB) sealPending(key []byte, p Pending) ([]byte, error) {
-	pt, err := json.Marshal(toPendingRecord(p))
-	if err != nil {
-		return nil, fmt.Errorf("encode pending link: %w", err)
-	}
-	exp := encodeExpiry(p.Expires)
-	return append(exp, db.keyring.seal(bucketPending, key, exp, pt)...), nil
-}
-
-// openPending opens a pending value: plaintext expiry ‖ sealed record. The
-// expiry is part of the associated data, so editing it breaks the seal.
-func (db *DB) openPending(key, val []byte) (Pending, error) {
-	if len(val) < expiryLen {
-		return Pending{}, fmt.Errorf("%w: pending value is %d bytes", ErrCorrupt, len(val))
-	}
-	pt, err := db.keyring.open(bucketPending, key, val[:expiryLen], val[expiryLen:])
-	if err != nil {
-		return Pending{}, err
-	}
-	var r pendingRecord
-	if err := json.Unmarshal(pt, &r); err != nil {
-		return Pending{}, fmt.Errorf("%w: pending link sealed under key id %s does not decode: %v", ErrCorrupt, sealedBy(val[expiryLen:]), err)
-	}
-	return r.pending(), nil
-}
-
-func encodeExpiry(t time.Time) []byte {
-	return binary.BigEndian.AppendUint64(make([]byte, 0, expiryLen), uint64(t.UnixNano()))
-}
-
-// decodeExpiry reads the plaintext expiry; ok is false for a value too short
-// to hold one, which the sweep treats as expired.
-func decodeExpiry(v []byte) (t time.Time, ok bool) {
-	if len(v) < expiryLen {
-		return time.Time{}, false
-	}
-	return time.Unix(0, int64(binary.BigEndian.Uint64(v))), true
 }

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -7,7 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/forcebind/forcebind/store"
 )
 
 // FuzzDamagedRecords writes one arbitrary key and value by hand into a
@@ -18,7 +20,7 @@ import (
 // to act) and every error must be one of the store's.
 func FuzzDamagedRecords(f *testing.F) {
 	good := mustKeyring(f, testKey(1))
-	rec := good.seal(bucketBindings, []byte("T1/U9"), nil, []byte(`{"team_id":"T1","user_id":"U9"}`))
+	rec := good.Seal(store.TableBindings, []byte("T1/U9"), nil, []byte(`{"team_id":"T1","user_id":"U9"}`))
 	exp := encodeExpiry(newTestClock().Now())
 	f.Add(uint8(0), []byte("T1/U9"), rec)
 	f.Add(uint8(0), []byte("T1/U9"), rec[:headerLen])
@@ -35,7 +37,7 @@ func FuzzDamagedRecords(f *testing.F) {
 
 	buckets := [][]byte{bucketBindings, bucketPending, bucketByUser, bucketMeta}
 	f.Fuzz(func(t *testing.T, which uint8, key, value []byte) {
-		if len(key) == 0 || len(key) > bolt.MaxKeySize {
+		if len(key) == 0 || len(key) > bbolt.MaxKeySize {
 			return // bbolt itself refuses to write these
 		}
 		ctx := t.Context()
@@ -47,7 +49,7 @@ func FuzzDamagedRecords(f *testing.F) {
 		mustPutBinding(t, db, sampleBinding("T1", "U1"))
 		mustCreatePending(t, db, samplePending(clock, "U2"))
 		bucket := buckets[int(which&0x0f)%len(buckets)]
-		err := db.bolt.Update(func(tx *bolt.Tx) error {
+		err := db.bolt.Update(func(tx *bbolt.Tx) error {
 			b := tx.Bucket(bucket)
 			if err := b.Put(key, value); err != nil {
 				return err
@@ -70,7 +72,7 @@ func FuzzDamagedRecords(f *testing.F) {
 			if strings.Contains(err.Error(), "panicked") {
 				t.Fatalf("%s: a panic was recovered: %v", what, err)
 			}
-			for _, ok := range []error{ErrNotFound, ErrCorrupt, ErrWrongKey, ErrExpired, ErrConflict, ErrSchema} {
+			for _, ok := range []error{store.ErrNotFound, store.ErrCorrupt, store.ErrWrongKey, store.ErrExpired, store.ErrConflict, store.ErrSchema} {
 				if errors.Is(err, ok) {
 					return
 				}
@@ -80,7 +82,7 @@ func FuzzDamagedRecords(f *testing.F) {
 		team, user, _ := strings.Cut(string(key), "/")
 		state, _ := damagedState()
 		for _, u := range [][2]string{{"T1", "U1"}, {"T1", "U2"}, {team, user}} {
-			if _, err := bindingKey(u[0], u[1]); err != nil {
+			if _, err := store.BindingKey(u[0], u[1]); err != nil {
 				continue // ids the store refuses before reading anything
 			}
 			_, err := db.GetBinding(ctx, u[0], u[1])

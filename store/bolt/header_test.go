@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -12,7 +12,9 @@ import (
 	"strings"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/forcebind/forcebind/store"
 )
 
 // TestOpenPageSizes checks that the pre-bbolt check accepts every page size
@@ -21,7 +23,7 @@ func TestOpenPageSizes(t *testing.T) {
 	for _, size := range []int{1024, 3000, 4096, 5000, 65536} {
 		t.Run(strconv.Itoa(size), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "s.db")
-			bdb, err := bolt.Open(path, 0o600, &bolt.Options{PageSize: size})
+			bdb, err := bbolt.Open(path, 0o600, &bbolt.Options{PageSize: size})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,7 +77,7 @@ func TestCheckBoltFileHugePageID(t *testing.T) {
 	}
 
 	err = checkBoltFile(bytes.NewReader(raw), int64(len(raw)))
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "truncated") {
+	if !errors.Is(err, store.ErrCorrupt) || !strings.Contains(err.Error(), "truncated") {
 		t.Errorf("checkBoltFile with page id %d: %v, want ErrCorrupt for a truncated file", huge, err)
 	}
 	for _, ro := range []bool{false, true} {
@@ -84,7 +86,7 @@ func TestCheckBoltFileHugePageID(t *testing.T) {
 			db.Close()
 			t.Fatalf("Open(readonly=%t) with page id %d: no error", ro, huge)
 		}
-		if !errors.Is(err, ErrCorrupt) {
+		if !errors.Is(err, store.ErrCorrupt) {
 			t.Errorf("Open(readonly=%t) error = %v, want ErrCorrupt", ro, err)
 		}
 	}

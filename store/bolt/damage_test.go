@@ -1,8 +1,7 @@
-package store
+package bolt
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -11,7 +10,10 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/storetest"
 )
 
 // A damaged state whose link the tests can redeem: its key in the pending
@@ -29,24 +31,24 @@ type damagedStore struct {
 	db    *DB
 	path  string
 	clock *testClock
-	ring  *Keyring
+	ring  *store.Keyring
 }
 
-func mustDamagedStore(t *testing.T, edit func(tx *bolt.Tx, d *damagedStore) error) *damagedStore {
+func mustDamagedStore(t *testing.T, edit func(tx *bbolt.Tx, d *damagedStore) error) *damagedStore {
 	t.Helper()
 	d := &damagedStore{path: filepath.Join(t.TempDir(), "s.db"), clock: newTestClock(), ring: mustKeyring(t, testKey(1))}
 	db := mustOpen(t, d.path, Options{Keyring: d.ring, Now: d.clock.Now})
 	mustPutBinding(t, db, sampleBinding("T1", "U1"))
 	mustCreatePending(t, db, samplePending(d.clock, "U2"))
 	mustClose(t, db)
-	mustEditRaw(t, d.path, func(tx *bolt.Tx) error { return edit(tx, d) })
+	mustEditRaw(t, d.path, func(tx *bbolt.Tx) error { return edit(tx, d) })
 	d.db = mustOpen(t, d.path, Options{Keyring: d.ring, Now: d.clock.Now})
 	return d
 }
 
 // sealFor seals plaintext as the store would for a record of bucket at key.
 func (d *damagedStore) sealFor(bucket, key, extra []byte, plaintext string) []byte {
-	return d.ring.seal(bucket, key, extra, []byte(plaintext))
+	return d.ring.Seal(string(bucket), key, extra, []byte(plaintext))
 }
 
 // expired is a plaintext expiry in the past.
@@ -70,7 +72,7 @@ func noPanicNet(t *testing.T, what string, err error) {
 func wantKind(t *testing.T, what string, err error) {
 	t.Helper()
 	noPanicNet(t, what, err)
-	for _, ok := range []error{ErrNotFound, ErrCorrupt, ErrWrongKey, ErrExpired, ErrConflict} {
+	for _, ok := range []error{store.ErrNotFound, store.ErrCorrupt, store.ErrWrongKey, store.ErrExpired, store.ErrConflict} {
 		if errors.Is(err, ok) {
 			return
 		}
@@ -92,7 +94,7 @@ func exerciseAll(t *testing.T, d *damagedStore, users ...string) {
 	for _, u := range append([]string{"U1", "U2", "U3"}, users...) {
 		_, err := db.GetBinding(ctx, "T1", u)
 		wantKind(t, "GetBinding "+u, err)
-		_, err = db.UpdateTokens(ctx, "T1", u, "r", Tokens{AccessToken: "a"})
+		_, err = db.UpdateTokens(ctx, "T1", u, "r", store.Tokens{AccessToken: "a"})
 		wantKind(t, "UpdateTokens "+u, err)
 		wantKind(t, "DeleteBindingIf "+u, db.DeleteBindingIf(ctx, "T1", u, "r"))
 	}
@@ -140,50 +142,50 @@ func exerciseAll(t *testing.T, d *damagedStore, users ...string) {
 func TestDamagedPending(t *testing.T) {
 	tests := []struct {
 		name string
-		edit func(tx *bolt.Tx, d *damagedStore) error
+		edit func(tx *bbolt.Tx, d *damagedStore) error
 		// swept is true when the first sweep, before anything expires, must
 		// remove the damaged link.
 		swept bool
 		// redeem is the error RedeemPending of damagedState must give.
 		redeem error
 	}{
-		{"key of 1 byte", func(tx *bolt.Tx, d *damagedStore) error {
+		{"key of 1 byte", func(tx *bbolt.Tx, d *damagedStore) error {
 			return tx.Bucket(bucketPending).Put([]byte{1}, []byte{1, 2, 3})
-		}, true, ErrNotFound},
-		{"key of 3 bytes, expired", func(tx *bolt.Tx, d *damagedStore) error {
+		}, true, store.ErrNotFound},
+		{"key of 3 bytes, expired", func(tx *bbolt.Tx, d *damagedStore) error {
 			return tx.Bucket(bucketPending).Put([]byte{1, 2, 3}, append(d.expired(), 1, 2))
-		}, true, ErrNotFound},
-		{"value shorter than the expiry", func(tx *bolt.Tx, d *damagedStore) error {
+		}, true, store.ErrNotFound},
+		{"value shorter than the expiry", func(tx *bbolt.Tx, d *damagedStore) error {
 			_, key := damagedState()
 			return tx.Bucket(bucketPending).Put(key, []byte{1, 2, 3})
-		}, true, ErrCorrupt},
-		{"value an expiry only", func(tx *bolt.Tx, d *damagedStore) error {
+		}, true, store.ErrCorrupt},
+		{"value an expiry only", func(tx *bbolt.Tx, d *damagedStore) error {
 			_, key := damagedState()
 			return tx.Bucket(bucketPending).Put(key, d.live())
-		}, false, ErrCorrupt},
-		{"record of an unknown version", func(tx *bolt.Tx, d *damagedStore) error {
+		}, false, store.ErrCorrupt},
+		{"record of an unknown version", func(tx *bbolt.Tx, d *damagedStore) error {
 			_, key := damagedState()
 			return tx.Bucket(bucketPending).Put(key, append(d.live(), bytes.Repeat([]byte{9}, minRecordLen)...))
-		}, false, ErrCorrupt},
-		{"record that does not decode", func(tx *bolt.Tx, d *damagedStore) error {
+		}, false, store.ErrCorrupt},
+		{"record that does not decode", func(tx *bbolt.Tx, d *damagedStore) error {
 			_, key := damagedState()
 			exp := d.live()
 			return tx.Bucket(bucketPending).Put(key, append(exp, d.sealFor(bucketPending, key, exp, "not json")...))
-		}, false, ErrCorrupt},
-		{"expiry edited", func(tx *bolt.Tx, d *damagedStore) error {
+		}, false, store.ErrCorrupt},
+		{"expiry edited", func(tx *bbolt.Tx, d *damagedStore) error {
 			_, key := damagedState()
 			exp := d.live()
 			rec := d.sealFor(bucketPending, key, exp, "{}")
 			return tx.Bucket(bucketPending).Put(key, append(d.expired(), rec...))
-		}, true, ErrCorrupt},
-		{"a nested bucket", func(tx *bolt.Tx, d *damagedStore) error {
+		}, true, store.ErrCorrupt},
+		{"a nested bucket", func(tx *bbolt.Tx, d *damagedStore) error {
 			_, key := damagedState()
 			b, err := tx.Bucket(bucketPending).CreateBucket(key)
 			if err != nil {
 				return err
 			}
 			return b.Put([]byte("x"), []byte("y"))
-		}, true, ErrNotFound},
+		}, true, store.ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -191,7 +193,7 @@ func TestDamagedPending(t *testing.T) {
 			d := mustDamagedStore(t, tt.edit)
 			removed, err := d.db.SweepExpired(ctx)
 			noPanicNet(t, "SweepExpired", err)
-			if tt.swept && !errors.Is(err, ErrCorrupt) {
+			if tt.swept && !errors.Is(err, store.ErrCorrupt) {
 				t.Errorf("SweepExpired = %v, want ErrCorrupt for the damaged link", err)
 			}
 			if !tt.swept && err != nil {
@@ -220,40 +222,40 @@ func TestDamagedPending(t *testing.T) {
 func TestDamagedIndex(t *testing.T) {
 	tests := []struct {
 		name string
-		edit func(tx *bolt.Tx, d *damagedStore) error
+		edit func(tx *bbolt.Tx, d *damagedStore) error
 	}{
-		{"empty value", func(tx *bolt.Tx, d *damagedStore) error {
+		{"empty value", func(tx *bbolt.Tx, d *damagedStore) error {
 			return tx.Bucket(bucketByUser).Put([]byte("T1/U3"), []byte{})
 		}},
-		{"value of 1 byte", func(tx *bolt.Tx, d *damagedStore) error {
+		{"value of 1 byte", func(tx *bbolt.Tx, d *damagedStore) error {
 			return tx.Bucket(bucketByUser).Put([]byte("T1/U3"), []byte{1})
 		}},
-		{"points at no link", func(tx *bolt.Tx, d *damagedStore) error {
+		{"points at no link", func(tx *bbolt.Tx, d *damagedStore) error {
 			return tx.Bucket(bucketByUser).Put([]byte("T1/U3"), bytes.Repeat([]byte{5}, 32))
 		}},
-		{"points at another user's link", func(tx *bolt.Tx, d *damagedStore) error {
+		{"points at another user's link", func(tx *bbolt.Tx, d *damagedStore) error {
 			idx := tx.Bucket(bucketByUser)
 			return idx.Put([]byte("T1/U3"), bytes.Clone(idx.Get([]byte("T1/U2"))))
 		}},
-		{"points at a damaged link", func(tx *bolt.Tx, d *damagedStore) error {
+		{"points at a damaged link", func(tx *bbolt.Tx, d *damagedStore) error {
 			_, key := damagedState()
 			if err := tx.Bucket(bucketPending).Put(key, []byte{1}); err != nil {
 				return err
 			}
 			return tx.Bucket(bucketByUser).Put([]byte("T1/U3"), key)
 		}},
-		{"points at a nested bucket", func(tx *bolt.Tx, d *damagedStore) error {
+		{"points at a nested bucket", func(tx *bbolt.Tx, d *damagedStore) error {
 			_, key := damagedState()
 			if _, err := tx.Bucket(bucketPending).CreateBucket(key); err != nil {
 				return err
 			}
 			return tx.Bucket(bucketByUser).Put([]byte("T1/U3"), key)
 		}},
-		{"entry a nested bucket", func(tx *bolt.Tx, d *damagedStore) error {
+		{"entry a nested bucket", func(tx *bbolt.Tx, d *damagedStore) error {
 			_, err := tx.Bucket(bucketByUser).CreateBucket([]byte("T1/U3"))
 			return err
 		}},
-		{"key of 1 byte", func(tx *bolt.Tx, d *damagedStore) error {
+		{"key of 1 byte", func(tx *bbolt.Tx, d *damagedStore) error {
 			return tx.Bucket(bucketByUser).Put([]byte{0}, []byte{1})
 		}},
 	}
@@ -281,39 +283,39 @@ func TestDamagedBindings(t *testing.T) {
 	id := mustKeyring(t, testKey(1)).PrimaryID()
 	tests := []struct {
 		name   string
-		edit   func(tx *bolt.Tx, d *damagedStore) error
+		edit   func(tx *bbolt.Tx, d *damagedStore) error
 		get    error  // what GetBinding of T1/U3 returns
 		names  string // what its message must name
 		exists bool   // DeleteBinding finds something to delete
 	}{
-		{"empty", func(tx *bolt.Tx, d *damagedStore) error {
+		{"empty", func(tx *bbolt.Tx, d *damagedStore) error {
 			return tx.Bucket(bucketBindings).Put([]byte("T1/U3"), []byte{})
-		}, ErrCorrupt, "0 bytes", true},
-		{"2 bytes", func(tx *bolt.Tx, d *damagedStore) error {
+		}, store.ErrCorrupt, "0 bytes", true},
+		{"2 bytes", func(tx *bbolt.Tx, d *damagedStore) error {
 			return tx.Bucket(bucketBindings).Put([]byte("T1/U3"), []byte{1, 2})
-		}, ErrCorrupt, "2 bytes", true},
-		{"header only", func(tx *bolt.Tx, d *damagedStore) error {
+		}, store.ErrCorrupt, "2 bytes", true},
+		{"header only", func(tx *bbolt.Tx, d *damagedStore) error {
 			rec := d.sealFor(bucketBindings, []byte("T1/U3"), nil, "{}")
 			return tx.Bucket(bucketBindings).Put([]byte("T1/U3"), rec[:headerLen])
-		}, ErrCorrupt, id, true},
-		{"unknown version", func(tx *bolt.Tx, d *damagedStore) error {
+		}, store.ErrCorrupt, id, true},
+		{"unknown version", func(tx *bbolt.Tx, d *damagedStore) error {
 			return tx.Bucket(bucketBindings).Put([]byte("T1/U3"), bytes.Repeat([]byte{9}, minRecordLen+10))
-		}, ErrCorrupt, "version 9", true},
-		{"altered", func(tx *bolt.Tx, d *damagedStore) error {
+		}, store.ErrCorrupt, "version 9", true},
+		{"altered", func(tx *bbolt.Tx, d *damagedStore) error {
 			rec := d.sealFor(bucketBindings, []byte("T1/U3"), nil, "{}")
 			rec[len(rec)-1] ^= 1
 			return tx.Bucket(bucketBindings).Put([]byte("T1/U3"), rec)
-		}, ErrCorrupt, id, true},
-		{"does not decode", func(tx *bolt.Tx, d *damagedStore) error {
+		}, store.ErrCorrupt, id, true},
+		{"does not decode", func(tx *bbolt.Tx, d *damagedStore) error {
 			return tx.Bucket(bucketBindings).Put([]byte("T1/U3"), d.sealFor(bucketBindings, []byte("T1/U3"), nil, "[1, 2"))
-		}, ErrCorrupt, id, true},
-		{"a nested bucket", func(tx *bolt.Tx, d *damagedStore) error {
+		}, store.ErrCorrupt, id, true},
+		{"a nested bucket", func(tx *bbolt.Tx, d *damagedStore) error {
 			_, err := tx.Bucket(bucketBindings).CreateBucket([]byte("T1/U3"))
 			return err
-		}, ErrNotFound, "", false},
-		{"key of 1 byte", func(tx *bolt.Tx, d *damagedStore) error {
+		}, store.ErrNotFound, "", false},
+		{"key of 1 byte", func(tx *bbolt.Tx, d *damagedStore) error {
 			return tx.Bucket(bucketBindings).Put([]byte{0xff}, []byte{1})
-		}, ErrNotFound, "", false},
+		}, store.ErrNotFound, "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -324,9 +326,9 @@ func TestDamagedBindings(t *testing.T) {
 			if !errors.Is(err, tt.get) || !strings.Contains(err.Error(), tt.names) {
 				t.Errorf("GetBinding = %v, want %v naming %q", err, tt.get, tt.names)
 			}
-			assertNoKeyMaterial(t, err.Error(), "", testKey(1))
-			if tt.get == ErrCorrupt {
-				if err := d.db.DeleteBindingIf(ctx, "T1", "U3", "r"); !errors.Is(err, ErrCorrupt) {
+			storetest.AssertNoKeyMaterial(t, err.Error(), testKey(1))
+			if tt.get == store.ErrCorrupt {
+				if err := d.db.DeleteBindingIf(ctx, "T1", "U3", "r"); !errors.Is(err, store.ErrCorrupt) {
 					t.Errorf("DeleteBindingIf = %v, want ErrCorrupt", err)
 				}
 			}
@@ -336,7 +338,7 @@ func TestDamagedBindings(t *testing.T) {
 			if tt.exists && err != nil {
 				t.Errorf("DeleteBinding of the damaged binding: %v", err)
 			}
-			if _, err := d.db.GetBinding(ctx, "T1", "U3"); tt.exists && !errors.Is(err, ErrNotFound) {
+			if _, err := d.db.GetBinding(ctx, "T1", "U3"); tt.exists && !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("GetBinding after DeleteBinding = %v, want ErrNotFound", err)
 			}
 			exerciseAll(t, d)
@@ -347,16 +349,16 @@ func TestDamagedBindings(t *testing.T) {
 // TestPutBindingReplacesDamaged: connect can always write a fresh binding
 // over one that does not open, whatever is in its place.
 func TestPutBindingReplacesDamaged(t *testing.T) {
-	edits := map[string]func(tx *bolt.Tx, d *damagedStore) error{
-		"short": func(tx *bolt.Tx, d *damagedStore) error {
+	edits := map[string]func(tx *bbolt.Tx, d *damagedStore) error{
+		"short": func(tx *bbolt.Tx, d *damagedStore) error {
 			return tx.Bucket(bucketBindings).Put([]byte("T1/U3"), []byte{1})
 		},
-		"altered": func(tx *bolt.Tx, d *damagedStore) error {
+		"altered": func(tx *bbolt.Tx, d *damagedStore) error {
 			rec := d.sealFor(bucketBindings, []byte("T1/U3"), nil, "{}")
 			rec[headerLen] ^= 1
 			return tx.Bucket(bucketBindings).Put([]byte("T1/U3"), rec)
 		},
-		"a nested bucket": func(tx *bolt.Tx, d *damagedStore) error {
+		"a nested bucket": func(tx *bbolt.Tx, d *damagedStore) error {
 			b, err := tx.Bucket(bucketBindings).CreateBucket([]byte("T1/U3"))
 			if err != nil {
 				return err
@@ -366,7 +368,7 @@ func TestPutBindingReplacesDamaged(t *testing.T) {
 	}
 	for name, edit := range edits {
 		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
+			ctx := t.Context()
 			d := mustDamagedStore(t, edit)
 			want := sampleBinding("T1", "U3")
 			if err := d.db.PutBinding(ctx, want); err != nil {
@@ -383,29 +385,29 @@ func TestPutBindingReplacesDamaged(t *testing.T) {
 // TestDamagedMeta: a damaged meta bucket is refused at Open as corrupt,
 // never with a panic.
 func TestDamagedMeta(t *testing.T) {
-	tests := map[string]func(tx *bolt.Tx) error{
-		"schema garbage": func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte{0xff, 0}) },
-		"schema empty":   func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte{}) },
-		"schema huge": func(tx *bolt.Tx) error {
+	tests := map[string]func(tx *bbolt.Tx) error{
+		"schema garbage": func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte{0xff, 0}) },
+		"schema empty":   func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte{}) },
+		"schema huge": func(tx *bbolt.Tx) error {
 			return tx.Bucket(bucketMeta).Put(keySchema, []byte("99999999999999999999999"))
 		},
-		"canary of 1 byte": func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyCanary, []byte{1}) },
-		"canary empty":     func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyCanary, []byte{}) },
-		"canary a bucket": func(tx *bolt.Tx) error {
+		"canary of 1 byte": func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyCanary, []byte{1}) },
+		"canary empty":     func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyCanary, []byte{}) },
+		"canary a bucket": func(tx *bbolt.Tx) error {
 			if err := tx.Bucket(bucketMeta).Delete(keyCanary); err != nil {
 				return err
 			}
 			_, err := tx.Bucket(bucketMeta).CreateBucket(keyCanary)
 			return err
 		},
-		"meta a value": func(tx *bolt.Tx) error {
+		"meta a value": func(tx *bbolt.Tx) error {
 			if err := tx.DeleteBucket(bucketMeta); err != nil {
 				return err
 			}
 			_, err := tx.CreateBucket([]byte("m")) // keep the root non-empty
 			return err
 		},
-		"pending missing": func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketPending) },
+		"pending missing": func(tx *bbolt.Tx) error { return tx.DeleteBucket(bucketPending) },
 	}
 	for name, edit := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -419,7 +421,7 @@ func TestDamagedMeta(t *testing.T) {
 					t.Fatalf("Open(readonly=%t) of a store with %s: no error", ro, name)
 				}
 				noPanicNet(t, "Open", err)
-				if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrSchema) {
+				if !errors.Is(err, store.ErrCorrupt) && !errors.Is(err, store.ErrSchema) {
 					t.Errorf("Open(readonly=%t) = %v, want ErrCorrupt", ro, err)
 				}
 			}

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -10,8 +10,10 @@ import (
 	"strconv"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/forcebind/forcebind/store"
 )
 
 // SchemaVersion is the version of the file layout this build reads and
@@ -21,14 +23,15 @@ const SchemaVersion = 1
 const (
 	defaultLockTimeout = time.Second
 	fileMode           = 0o600
-	canaryPlaintext    = "forcebind canary v1"
 )
 
+// The buckets that hold sealed records carry the names of the tables they
+// were sealed for, which are part of each record's associated data.
 var (
-	bucketBindings = []byte("bindings")
-	bucketPending  = []byte("pending")
+	bucketBindings = []byte(store.TableBindings)
+	bucketPending  = []byte(store.TablePending)
 	bucketByUser   = []byte("pending_by_user")
-	bucketMeta     = []byte("meta")
+	bucketMeta     = []byte(store.TableMeta)
 	keySchema      = []byte("schema")
 	keyCanary      = []byte("canary")
 )
@@ -42,7 +45,7 @@ func allBuckets() [][]byte {
 // usable. An Options is read by Open and not kept.
 type Options struct {
 	// Keyring seals and opens records. Required.
-	Keyring *Keyring
+	Keyring *store.Keyring
 
 	// LockTimeout is how long Open waits for another process to release
 	// the file before it returns ErrLocked. Zero means one second.
@@ -70,8 +73,8 @@ type Options struct {
 // A DB is an open store file. It is safe for concurrent use by many
 // goroutines. It holds the file's lock until Close.
 type DB struct {
-	bolt    *bolt.DB
-	keyring *Keyring
+	bolt    *bbolt.DB
+	keyring *store.Keyring
 	now     func() time.Time
 	path    string
 }
@@ -184,7 +187,7 @@ func (db *DB) Path() string {
 func openFile(path string, readOnly bool) (f *os.File, created bool, err error) {
 	// Opening a FIFO read-only would block until a writer came along.
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
-		return nil, false, fmt.Errorf("%w: %s is not a regular file", ErrCorrupt, path)
+		return nil, false, fmt.Errorf("%w: %s is not a regular file", store.ErrCorrupt, path)
 	}
 	if readOnly {
 		f, err = os.Open(path)
@@ -235,7 +238,7 @@ func checkFile(f *os.File, created bool) error {
 		// bbolt treats a zero-length file as new and would initialise it; a
 		// file that exists but is empty has lost its contents, so say so
 		// instead.
-		return fmt.Errorf("%w: the file exists but is empty; restore it from a backup, or remove it to start a new store", ErrCorrupt)
+		return fmt.Errorf("%w: the file exists but is empty; restore it from a backup, or remove it to start a new store", store.ErrCorrupt)
 	}
 	return nil
 }
@@ -254,7 +257,7 @@ func waitLock(f *os.File, timeout time.Duration, deadline time.Time, readOnly bo
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return fmt.Errorf("%w (waited %s)", ErrLocked, timeout)
+			return fmt.Errorf("%w (waited %s)", store.ErrLocked, timeout)
 		}
 		time.Sleep(min(retry, left))
 	}
@@ -265,7 +268,7 @@ func waitLock(f *os.File, timeout time.Duration, deadline time.Time, readOnly bo
 // make bbolt touch pages past the end of the mapping, which raises SIGBUS;
 // SetPanicOnFault turns that into a panic we can recover. bbolt takes f
 // over: it closes it when it fails or when the DB is closed.
-func openBolt(path string, f *os.File, timeout time.Duration, readOnly bool) (bdb *bolt.DB, err error) {
+func openBolt(path string, f *os.File, timeout time.Duration, readOnly bool) (bdb *bbolt.DB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
@@ -275,10 +278,10 @@ func openBolt(path string, f *os.File, timeout time.Duration, readOnly bool) (bd
 			// this process would report ErrLocked instead of the damage.
 			forceUnlock(f)
 			_ = f.Close()
-			bdb, err = nil, fmt.Errorf("open store %s: %w: bbolt failed on the file: %v", path, ErrCorrupt, r)
+			bdb, err = nil, fmt.Errorf("open store %s: %w: bbolt failed on the file: %v", path, store.ErrCorrupt, r)
 		}
 	}()
-	bdb, err = bolt.Open(path, fileMode, &bolt.Options{
+	bdb, err = bbolt.Open(path, fileMode, &bbolt.Options{
 		// Where the lock is a flock it is already held on f, and bbolt's
 		// own attempt succeeds at once; elsewhere bbolt does the waiting.
 		// Never zero, which would make bbolt wait forever.
@@ -290,15 +293,15 @@ func openBolt(path string, f *os.File, timeout time.Duration, readOnly bool) (bd
 	case err == nil:
 		return bdb, nil
 	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("open store %s: %w (waited %s)", path, ErrLocked, timeout)
+		return nil, fmt.Errorf("open store %s: %w (waited %s)", path, store.ErrLocked, timeout)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
-		return nil, fmt.Errorf("open store %s: %w: not a valid bbolt file: %v", path, ErrCorrupt, err)
+		return nil, fmt.Errorf("open store %s: %w: not a valid bbolt file: %v", path, store.ErrCorrupt, err)
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	default:
 		// The remaining bbolt open errors ("file size too small", mmap
 		// failures on a short file) mean the file cannot be a store.
-		return nil, fmt.Errorf("open store %s: %w: %v", path, ErrCorrupt, err)
+		return nil, fmt.Errorf("open store %s: %w: %v", path, store.ErrCorrupt, err)
 	}
 }
 
@@ -309,7 +312,7 @@ func (db *DB) validate(readOnly, allowMissingKeys bool) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: bbolt failed reading the file: %v", ErrCorrupt, r)
+			err = fmt.Errorf("%w: bbolt failed reading the file: %v", store.ErrCorrupt, r)
 		}
 	}()
 
@@ -318,7 +321,7 @@ func (db *DB) validate(readOnly, allowMissingKeys bool) (err error) {
 	case err != nil:
 		return err
 	case fresh && readOnly:
-		return fmt.Errorf("%w: the file has no forcebind data (it was never initialised), and read-only mode cannot initialise it", ErrCorrupt)
+		return fmt.Errorf("%w: the file has no forcebind data (it was never initialised), and read-only mode cannot initialise it", store.ErrCorrupt)
 	case fresh:
 		return db.initialise()
 	case oldCanary && !readOnly:
@@ -346,7 +349,7 @@ func (db *DB) check(allowMissingKeys bool) (fresh, oldCanary bool, err error) {
 		return false, false, err
 	}
 	if tx.Size() > fi.Size() {
-		return false, false, fmt.Errorf("%w: the file is %d bytes but its pages need %d; it was truncated", ErrCorrupt, fi.Size(), tx.Size())
+		return false, false, fmt.Errorf("%w: the file is %d bytes but its pages need %d; it was truncated", store.ErrCorrupt, fi.Size(), tx.Size())
 	}
 
 	meta := tx.Bucket(bucketMeta)
@@ -354,44 +357,36 @@ func (db *DB) check(allowMissingKeys bool) (fresh, oldCanary bool, err error) {
 		if k, _ := tx.Cursor().First(); k == nil {
 			return true, false, nil
 		}
-		return false, false, fmt.Errorf("%w: a bbolt file, but not a forcebind store (no %q bucket)", ErrCorrupt, bucketMeta)
+		return false, false, fmt.Errorf("%w: a bbolt file, but not a forcebind store (no %q bucket)", store.ErrCorrupt, bucketMeta)
 	}
 	if err := checkSchema(meta.Get(keySchema)); err != nil {
 		return false, false, err
 	}
 	for _, name := range allBuckets() {
 		if tx.Bucket(name) == nil {
-			return false, false, fmt.Errorf("%w: bucket %q is missing", ErrCorrupt, name)
+			return false, false, fmt.Errorf("%w: bucket %q is missing", store.ErrCorrupt, name)
 		}
 	}
 	canary := meta.Get(keyCanary)
 	if canary == nil {
-		return false, false, fmt.Errorf("%w: no canary", ErrCorrupt)
+		return false, false, fmt.Errorf("%w: no canary", store.ErrCorrupt)
 	}
-	pt, err := db.keyring.open(bucketMeta, keyCanary, nil, canary)
+	primary, err := db.keyring.CheckCanary(canary)
 	if err != nil {
-		if errors.Is(err, ErrWrongKey) {
-			return false, false, fmt.Errorf("the canary: %w", err)
-		}
-		// The header names a key we hold but the seal does not open: the
-		// canary was altered, or a different key has a colliding id.
-		return false, false, fmt.Errorf("%w: the canary does not open with key id %s: %w", ErrWrongKey, sealedBy(canary), err)
-	}
-	if string(pt) != canaryPlaintext {
-		return false, false, fmt.Errorf("%w: the canary opens but holds the wrong value", ErrCorrupt)
+		return false, false, err
 	}
 	if !allowMissingKeys {
-		if err := db.keyring.missingKeys(tx); err != nil {
+		if err := countSealedBy(db.keyring, tx).MissingKeys(); err != nil {
 			return false, false, err
 		}
 	}
-	return false, !db.keyring.sealedByPrimary(canary), nil
+	return false, !primary, nil
 }
 
 // view runs fn in a read transaction, as bbolt's View does, but turns a
 // panic inside bbolt (a damaged page met past Open) into ErrCorrupt: nothing
 // read from the file may bring the daemon down.
-func (db *DB) view(fn func(*bolt.Tx) error) (err error) {
+func (db *DB) view(fn func(*bbolt.Tx) error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(&err)
 	return db.bolt.View(fn)
@@ -399,7 +394,7 @@ func (db *DB) view(fn func(*bolt.Tx) error) (err error) {
 
 // update is view for a write transaction. bbolt rolls the transaction back
 // as the panic passes through Update, so nothing half-done is committed.
-func (db *DB) update(fn func(*bolt.Tx) error) (err error) {
+func (db *DB) update(fn func(*bbolt.Tx) error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer recoverCorrupt(&err)
 	return db.bolt.Update(fn)
@@ -408,13 +403,13 @@ func (db *DB) update(fn func(*bolt.Tx) error) (err error) {
 // recoverCorrupt turns a panic into an ErrCorrupt in *err.
 func recoverCorrupt(err *error) {
 	if r := recover(); r != nil {
-		*err = fmt.Errorf("%w: reading the file panicked: %v", ErrCorrupt, r)
+		*err = fmt.Errorf("%w: reading the file panicked: %v", store.ErrCorrupt, r)
 	}
 }
 
 // initialise creates the buckets, schema version and canary of a new file.
 func (db *DB) initialise() error {
-	return db.update(func(tx *bolt.Tx) error {
+	return db.update(func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketMeta) != nil {
 			return nil
 		}
@@ -427,30 +422,29 @@ func (db *DB) initialise() error {
 		if err := meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion))); err != nil {
 			return err
 		}
-		return meta.Put(keyCanary, db.keyring.seal(bucketMeta, keyCanary, nil, []byte(canaryPlaintext)))
+		return meta.Put(keyCanary, db.keyring.SealCanary())
 	})
 }
 
 // resealCanary seals the canary again under the primary key.
-func (db *DB) resealCanary(tx *bolt.Tx) error {
+func (db *DB) resealCanary(tx *bbolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
-	pt, err := db.keyring.open(bucketMeta, keyCanary, nil, meta.Get(keyCanary))
-	if err != nil {
-		return fmt.Errorf("canary: %w", err)
+	if _, err := db.keyring.CheckCanary(meta.Get(keyCanary)); err != nil {
+		return err
 	}
-	return meta.Put(keyCanary, db.keyring.seal(bucketMeta, keyCanary, nil, pt))
+	return meta.Put(keyCanary, db.keyring.SealCanary())
 }
 
 func checkSchema(v []byte) error {
 	if v == nil {
-		return fmt.Errorf("%w: no schema version", ErrCorrupt)
+		return fmt.Errorf("%w: no schema version", store.ErrCorrupt)
 	}
 	n, err := strconv.Atoi(string(v))
 	if err != nil || n < 1 || !bytes.Equal(v, []byte(strconv.Itoa(n))) {
-		return fmt.Errorf("%w: schema version %q is not a version number", ErrCorrupt, v)
+		return fmt.Errorf("%w: schema version %q is not a version number", store.ErrCorrupt, v)
 	}
 	if n > SchemaVersion {
-		return fmt.Errorf("%w: the file has schema version %d, this build supports up to %d; upgrade forcebind", ErrSchema, n, SchemaVersion)
+		return fmt.Errorf("%w: the file has schema version %d, this build supports up to %d; upgrade forcebind", store.ErrSchema, n, SchemaVersion)
 	}
 	return nil
 }

@@ -1,12 +1,14 @@
 //go:build !windows && !plan9 && !solaris && !aix && !android
 
-package store
+package bolt
 
 import (
 	"errors"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/forcebind/forcebind/store"
 )
 
 // TestOpenLockedWhileBeingCreated has another process hold the lock on a
@@ -26,7 +28,7 @@ func TestOpenLockedWhileBeingCreated(t *testing.T) {
 			db.Close()
 			t.Fatalf("Open(readonly=%t) of a file another process is creating: no error", ro)
 		}
-		if !errors.Is(err, ErrLocked) || errors.Is(err, ErrCorrupt) {
+		if !errors.Is(err, store.ErrLocked) || errors.Is(err, store.ErrCorrupt) {
 			t.Errorf("Open(readonly=%t) error = %v, want ErrLocked", ro, err)
 		}
 	}
@@ -38,7 +40,7 @@ func TestOpenLockedWhileBeingCreated(t *testing.T) {
 		t.Fatalf("helper: %v", err)
 	}
 	_, err := Open(path, Options{Keyring: mustKeyring(t, testKey(1)), LockTimeout: timeout})
-	if !errors.Is(err, ErrCorrupt) {
+	if !errors.Is(err, store.ErrCorrupt) {
 		t.Errorf("Open of the empty file once unlocked: %v, want ErrCorrupt", err)
 	}
 }

@@ -1,8 +1,7 @@
-package store
+package bolt
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/forcebind/forcebind/store"
 )
 
 // The helper process is this test binary re-run with these variables set.
@@ -57,7 +58,7 @@ func TestHelperProcess(t *testing.T) {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		os.Exit(0)
 	}
-	kr, err := KeyringFromEnv(os.Getenv(helperKeyEnv))
+	kr, err := store.KeyringFromEnv(os.Getenv(helperKeyEnv))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -66,7 +67,7 @@ func TestHelperProcess(t *testing.T) {
 	case "try":
 		db, err := Open(os.Getenv(helperPathEnv), Options{Keyring: kr, LockTimeout: 100 * time.Millisecond})
 		switch {
-		case errors.Is(err, ErrLocked):
+		case errors.Is(err, store.ErrLocked):
 			fmt.Println("locked")
 		case err != nil:
 			fmt.Fprintln(os.Stderr, err)
@@ -79,7 +80,7 @@ func TestHelperProcess(t *testing.T) {
 	case "put":
 		db, err := Open(os.Getenv(helperPathEnv), Options{Keyring: kr, LockTimeout: time.Minute})
 		if err == nil {
-			err = db.PutBinding(context.Background(), sampleBinding("T1", "child"))
+			err = db.PutBinding(t.Context(), sampleBinding("T1", "child"))
 		}
 		if err == nil {
 			err = db.Close()
@@ -102,7 +103,7 @@ func TestHelperProcess(t *testing.T) {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 	case "writer":
 		for i := 0; ; i++ {
-			if err := db.PutBinding(context.Background(), sampleBinding("T1", "U"+strconv.Itoa(i))); err != nil {
+			if err := db.PutBinding(t.Context(), sampleBinding("T1", "U"+strconv.Itoa(i))); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				os.Exit(2)
 			}
@@ -166,7 +167,7 @@ func TestOpenLockedByAnotherProcess(t *testing.T) {
 			db.Close()
 			t.Fatalf("Open(readonly=%t) while another process holds the file: no error", ro)
 		}
-		if !errors.Is(err, ErrLocked) {
+		if !errors.Is(err, store.ErrLocked) {
 			t.Fatalf("Open(readonly=%t) error = %v, want ErrLocked", ro, err)
 		}
 		if !strings.Contains(err.Error(), "locked by another process") {
@@ -223,7 +224,7 @@ func TestKilledWriterLosesNothingCommitted(t *testing.T) {
 	}
 	_ = cmd.Wait()
 
-	ctx := context.Background()
+	ctx := t.Context()
 	db := mustOpen(t, path, Options{Keyring: mustKeyring(t, testKey(1))})
 	for i := 0; i <= last; i++ {
 		want := sampleBinding("T1", "U"+strconv.Itoa(i))

@@ -1,0 +1,193 @@
+package bolt
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/forcebind/forcebind/store"
+)
+
+// GetBinding returns the binding of a Slack user, or ErrNotFound. It is safe
+// for concurrent use.
+func (db *DB) GetBinding(ctx context.Context, teamID, userID string) (store.Binding, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Binding{}, err
+	}
+	key, err := store.BindingKey(teamID, userID)
+	if err != nil {
+		return store.Binding{}, fmt.Errorf("get binding: %w", err)
+	}
+	var b store.Binding
+	err = db.view(func(tx *bbolt.Tx) error {
+		rec := tx.Bucket(bucketBindings).Get(key)
+		if rec == nil {
+			return store.ErrNotFound
+		}
+		b, err = db.keyring.OpenBinding(key, rec)
+		return err
+	})
+	if err != nil {
+		return store.Binding{}, fmt.Errorf("get binding %s: %w", key, err)
+	}
+	return b, nil
+}
+
+// PutBinding stores b, replacing any binding of the same Slack user without
+// opening it, so a binding that does not open (damaged, or sealed under a
+// key the ring lacks) is replaced too. TeamID and UserID are required and
+// may not contain '/'. The write is durable
+// (fsynced) when PutBinding returns. It is safe for concurrent use.
+func (db *DB) PutBinding(ctx context.Context, b store.Binding) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	key, err := store.BindingKey(b.TeamID, b.UserID)
+	if err != nil {
+		return fmt.Errorf("put binding: %w", err)
+	}
+	rec, err := db.keyring.SealBinding(key, b)
+	if err != nil {
+		return fmt.Errorf("put binding %s: %w", key, err)
+	}
+	// Whatever the old record was, it is not opened: a binding that no
+	// longer opens (damaged, or under a key the ring lacks) must not keep
+	// its owner from connecting again.
+	err = db.update(func(tx *bbolt.Tx) error {
+		return putValue(tx.Bucket(bucketBindings), key, rec)
+	})
+	if err != nil {
+		return fmt.Errorf("put binding %s: %w", key, err)
+	}
+	return nil
+}
+
+// DeleteBinding removes the binding of a Slack user, or returns ErrNotFound
+// when there was none. It does not open the record, so it also removes one
+// that does not open (GetBinding's ErrCorrupt or ErrWrongKey). It is safe
+// for concurrent use.
+func (db *DB) DeleteBinding(ctx context.Context, teamID, userID string) error {
+	return db.deleteBinding(ctx, teamID, userID, nil)
+}
+
+// DeleteBindingIf removes the binding of a Slack user, but only if its
+// refresh token is still refreshToken; the check and the delete happen in
+// one transaction. It is for deleting a binding whose grant was found dead
+// (the refresh token was revoked or expired) without clobbering a newer
+// binding stored in the meantime, such as one from a relink or a refresh
+// that won a race. It returns ErrConflict, and changes nothing, when the
+// stored refresh token differs, and ErrNotFound when there is no binding.
+// It is safe for concurrent use.
+func (db *DB) DeleteBindingIf(ctx context.Context, teamID, userID, refreshToken string) error {
+	return db.deleteBinding(ctx, teamID, userID, func(b store.Binding) error {
+		if subtle.ConstantTimeCompare([]byte(b.RefreshToken), []byte(refreshToken)) != 1 {
+			return store.ErrConflict
+		}
+		return nil
+	})
+}
+
+// deleteBinding removes a binding in one write transaction, after cond (if
+// set) has accepted the stored value.
+func (db *DB) deleteBinding(ctx context.Context, teamID, userID string, cond func(store.Binding) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	key, err := store.BindingKey(teamID, userID)
+	if err != nil {
+		return fmt.Errorf("delete binding: %w", err)
+	}
+	err = db.update(func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucketBindings)
+		rec := bk.Get(key)
+		if rec == nil {
+			return store.ErrNotFound
+		}
+		if cond != nil {
+			b, err := db.keyring.OpenBinding(key, rec)
+			if err != nil {
+				return err
+			}
+			if err := cond(b); err != nil {
+				return err
+			}
+		}
+		return bk.Delete(key)
+	})
+	if err != nil {
+		return fmt.Errorf("delete binding %s: %w", key, err)
+	}
+	return nil
+}
+
+// UpdateTokens stores the result of a refresh, but only if the binding's
+// refresh token is still usedRefreshToken, the one the refresh spent; the
+// check and the write happen in one transaction. Otherwise it returns
+// ErrConflict and changes nothing: someone else refreshed (or relinked) in
+// the meantime, and the caller should re-read the binding. A zero
+// t.IssuedAt means now; an empty t.RefreshToken or t.InstanceURL keeps the
+// stored one. It returns the binding as stored, or ErrNotFound
+// when the binding is gone. It is safe for concurrent use.
+func (db *DB) UpdateTokens(ctx context.Context, teamID, userID, usedRefreshToken string, t store.Tokens) (store.Binding, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Binding{}, err
+	}
+	key, err := store.BindingKey(teamID, userID)
+	if err != nil {
+		return store.Binding{}, fmt.Errorf("update tokens: %w", err)
+	}
+	if t.IssuedAt.IsZero() {
+		t.IssuedAt = db.now()
+	}
+	var b store.Binding
+	err = db.update(func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucketBindings)
+		rec := bk.Get(key)
+		if rec == nil {
+			return store.ErrNotFound
+		}
+		b, err = db.keyring.OpenBinding(key, rec)
+		if err != nil {
+			return err
+		}
+		if subtle.ConstantTimeCompare([]byte(b.RefreshToken), []byte(usedRefreshToken)) != 1 {
+			return store.ErrConflict
+		}
+		b.AccessToken = t.AccessToken
+		if t.RefreshToken != "" {
+			b.RefreshToken = t.RefreshToken
+		}
+		if t.InstanceURL != "" {
+			b.InstanceURL = t.InstanceURL
+		}
+		b.IssuedAt = t.IssuedAt
+		rec, err := db.keyring.SealBinding(key, b)
+		if err != nil {
+			return err
+		}
+		return bk.Put(key, rec)
+	})
+	if err != nil {
+		return store.Binding{}, fmt.Errorf("update tokens of %s: %w", key, err)
+	}
+	return b, nil
+}
+
+// CountBindings returns how many bindings the store holds, without opening
+// them. It is safe for concurrent use.
+func (db *DB) CountBindings(ctx context.Context) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var n int
+	err := db.view(func(tx *bbolt.Tx) error {
+		n = tx.Bucket(bucketBindings).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count bindings: %w", err)
+	}
+	return n, nil
+}
