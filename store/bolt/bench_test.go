@@ -124,3 +124,71 @@ func BenchmarkOpen100k(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkStore100k: what a store of 100,000 bindings (written through
+// PutBindings) costs the daemon per lookup, count, open and sweep. count is
+// what /readyz and every /metrics scrape pay; count-walk is walking the
+// bucket, as counting did before the count was kept, measured in the same
+// run for the ratio.
+func BenchmarkStore100k(b *testing.B) {
+	if testing.Short() {
+		b.Skip("slow: writes 100,000 bindings")
+	}
+	const n = 100_000
+	bs := make([]store.Binding, n)
+	for i := range bs {
+		bs[i] = sampleBinding("T0123456789", "U0"+strconv.Itoa(10_000_000+i))
+	}
+	clock := newTestClock()
+	db := mustNewDB(b, clock)
+	mustPutBindings(b, db, bs)
+	for i := range 100 { // a few links waiting, as a running daemon has
+		mustCreatePending(b, db, samplePending(clock, "P"+strconv.Itoa(i)))
+	}
+	ctx := b.Context()
+	b.Run("lookup", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			u := bs[(i*7919)%n]
+			i++
+			if _, err := db.GetBinding(ctx, u.TeamID, u.UserID); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("count", func(b *testing.B) {
+		for b.Loop() {
+			if c, err := db.CountBindings(ctx); err != nil || c != n {
+				b.Fatalf("CountBindings = %d, %v", c, err)
+			}
+		}
+	})
+	b.Run("count-walk", func(b *testing.B) {
+		for b.Loop() {
+			if err := db.bolt.View(func(tx *bbolt.Tx) error { _ = tx.Bucket(bucketBindings).Stats().KeyN; return nil }); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("sweep", func(b *testing.B) { // nothing expired: the daemon's usual minute
+		for b.Loop() {
+			if l, err := db.ListExpired(ctx); err != nil || len(l) != 0 {
+				b.Fatalf("ListExpired = %d, %v", len(l), err)
+			}
+		}
+	})
+	path := db.Path()
+	mustClose(b, db)
+	b.Run("open", func(b *testing.B) {
+		opts := Options{Keyring: mustKeyring(b, testKey(1))}
+		for b.Loop() {
+			db, err := Open(path, opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

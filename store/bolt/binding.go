@@ -10,6 +10,54 @@ import (
 	"github.com/forcebind/forcebind/store"
 )
 
+// putBinding stores a sealed binding record at key, replacing whatever
+// was there, and counts it if it is new.
+func putBinding(tx *bbolt.Tx, key, rec []byte) error {
+	bk := tx.Bucket(bucketBindings)
+	existed := bk.Get(key) != nil || bk.Bucket(key) != nil
+	if err := putValue(bk, key, rec); err != nil {
+		return err
+	}
+	if existed {
+		return nil
+	}
+	return addBindings(tx, 1)
+}
+
+// PutBindings stores bs as PutBinding would, all in one transaction: one
+// fsync for the lot, for copying a store and for tests that need many
+// bindings. Either all are stored or none is. It is safe for concurrent use.
+func (db *DB) PutBindings(ctx context.Context, bs []store.Binding) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	type sealed struct{ key, rec []byte }
+	recs := make([]sealed, len(bs))
+	for i, b := range bs {
+		key, err := store.BindingKey(b.TeamID, b.UserID)
+		if err != nil {
+			return fmt.Errorf("put bindings: %w", err)
+		}
+		rec, err := db.keyring.SealBinding(key, b)
+		if err != nil {
+			return fmt.Errorf("put bindings %s: %w", key, err)
+		}
+		recs[i] = sealed{key, rec}
+	}
+	err := db.update(func(tx *bbolt.Tx) error {
+		for _, r := range recs {
+			if err := putBinding(tx, r.key, r.rec); err != nil {
+				return fmt.Errorf("%s: %w", r.key, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("put bindings: %w", err)
+	}
+	return nil
+}
+
 // GetBinding returns the binding of a Slack user, or ErrNotFound. It is safe
 // for concurrent use.
 func (db *DB) GetBinding(ctx context.Context, teamID, userID string) (store.Binding, error) {
@@ -56,7 +104,7 @@ func (db *DB) PutBinding(ctx context.Context, b store.Binding) error {
 	// longer opens (damaged, or under a key the ring lacks) must not keep
 	// its owner from connecting again.
 	err = db.update(func(tx *bbolt.Tx) error {
-		return putValue(tx.Bucket(bucketBindings), key, rec)
+		return putBinding(tx, key, rec)
 	})
 	if err != nil {
 		return fmt.Errorf("put binding %s: %w", key, err)
@@ -114,7 +162,10 @@ func (db *DB) deleteBinding(ctx context.Context, teamID, userID string, cond fun
 				return err
 			}
 		}
-		return bk.Delete(key)
+		if err := bk.Delete(key); err != nil {
+			return err
+		}
+		return addBindings(tx, -1)
 	})
 	if err != nil {
 		return fmt.Errorf("delete binding %s: %w", key, err)
@@ -183,7 +234,7 @@ func (db *DB) CountBindings(ctx context.Context) (int, error) {
 	}
 	var n int
 	err := db.view(func(tx *bbolt.Tx) error {
-		n = tx.Bucket(bucketBindings).Stats().KeyN
+		n = countBindings(tx)
 		return nil
 	})
 	if err != nil {

@@ -324,10 +324,18 @@ func (db *DB) validate(readOnly, allowMissingKeys bool) (err error) {
 		return fmt.Errorf("%w: the file has no forcebind data (it was never initialised), and read-only mode cannot initialise it", store.ErrCorrupt)
 	case fresh:
 		return db.initialise()
-	case oldCanary && !readOnly:
-		return db.update(db.resealCanary)
+	case readOnly:
+		return nil
+	case oldCanary:
+		if err := db.update(db.resealCanary); err != nil {
+			return err
+		}
 	}
-	return nil
+	var kept bool
+	if err := db.view(func(tx *bbolt.Tx) error { _, kept = bindingCount(tx); return nil }); err != nil || kept {
+		return err
+	}
+	return db.update(keepCount)
 }
 
 // check validates the file in a read transaction. It reports fresh when the
@@ -420,6 +428,9 @@ func (db *DB) initialise() error {
 		}
 		meta := tx.Bucket(bucketMeta)
 		if err := meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion))); err != nil {
+			return err
+		}
+		if err := meta.Put(keyBindingCount, []byte("0")); err != nil {
 			return err
 		}
 		return meta.Put(keyCanary, db.keyring.SealCanary())

@@ -134,24 +134,7 @@ func bucketLen(tb testing.TB, db *DB, name []byte) int {
 // faster than one PutBinding each (one fsync instead of len(bs)).
 func mustPutBindings(tb testing.TB, db *DB, bs []store.Binding) {
 	tb.Helper()
-	err := db.bolt.Update(func(tx *bbolt.Tx) error {
-		bk := tx.Bucket(bucketBindings)
-		for _, b := range bs {
-			key, err := store.BindingKey(b.TeamID, b.UserID)
-			if err != nil {
-				return err
-			}
-			rec, err := db.keyring.SealBinding(key, b)
-			if err != nil {
-				return err
-			}
-			if err := bk.Put(key, rec); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := db.PutBindings(tb.Context(), bs); err != nil {
 		tb.Fatalf("put %d bindings: %v", len(bs), err)
 	}
 }

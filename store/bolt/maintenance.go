@@ -149,6 +149,9 @@ func (db *DB) DeleteUnopenable(ctx context.Context) ([]store.KeyRecords, error) 
 		if err := deleteKeys(tx.Bucket(bucketBindings), bindings); err != nil {
 			return err
 		}
+		if err := addBindings(tx, -len(bindings)); err != nil {
+			return err
+		}
 		if err := deleteKeys(tx.Bucket(bucketPending), pending); err != nil {
 			return err
 		}
