@@ -182,12 +182,13 @@ func BenchmarkBackupControlSocket(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	ctl, err := listenControl(controlSocketPath(path), controlConfig{db: db, log: zerolog.Nop()})
+	ctl, h, err := listenControl(controlSocketPath(path), controlConfig{db: db, log: zerolog.Nop()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	go ctl.serve()
-	defer ctl.shutdown(context.Background())
+	srvs := newServers(zerolog.Nop())
+	srvs.serve(ctl, h, nil)
+	defer srvs.shutdown(5 * time.Second)
 	fi, err := os.Stat(path)
 	if err != nil {
 		b.Fatal(err)

@@ -573,12 +573,13 @@ func TestPausedBackupDoesNotStallWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ctl, err := listenControl(controlSocketPath(path), controlConfig{db: db, log: zerolog.Nop()})
+	ctl, h, err := listenControl(controlSocketPath(path), controlConfig{db: db, log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go ctl.serve()
-	defer ctl.shutdown(context.Background())
+	srvs := newServers(zerolog.Nop())
+	srvs.serve(ctl, h, nil)
+	defer srvs.shutdown(5 * time.Second)
 
 	conn, err := net.Dial("unix", controlSocketPath(path))
 	if err != nil {

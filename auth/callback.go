@@ -20,13 +20,18 @@ import (
 	"github.com/forcebind/forcebind/store"
 )
 
-// Handler returns the callback listener's routes: GET /oauth/callback,
+// CallbackPath is the path of the callback route: a callback URL (and the
+// connected app's) ends in it.
+const CallbackPath = "/oauth/callback"
+
+// Handler returns the callback listener's routes: GET CallbackPath,
 // POST /oauth/confirm and GET /healthz. Every answer carries no-store,
 // no-referrer and a strict content security policy; a request whose Host is
-// not the callback URL's gets 421. Safe for concurrent use.
+// not the callback URL's gets 421. Safe for concurrent use. Serve it over
+// TLS with Certificate.TLSConfig, or behind a proxy that terminates TLS.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /oauth/callback", s.handleCallback)
+	mux.HandleFunc("GET "+CallbackPath, s.handleCallback)
 	mux.HandleFunc("POST /oauth/confirm", s.handleConfirm)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -235,11 +237,11 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 		}
 	})
 
-	srv, err := Listen("127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e.callback = "http://" + srv.Addr().String()
+	e.callback = "http://" + ln.Addr().String()
 	if o.linkTTL == 0 {
 		o.linkTTL = 10 * time.Minute
 	}
@@ -265,15 +267,16 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 	if o.handler != nil {
 		h = o.handler(h)
 	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(h) }()
+	go func() { done <- srv.Serve(ln) }()
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			tb.Errorf("shutdown: %v", err)
 		}
-		if err := <-done; err != nil {
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
 			tb.Errorf("serve: %v", err)
 		}
 	})

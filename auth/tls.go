@@ -55,9 +55,10 @@ var errCertExpired = errors.New("expired")
 // Leaf is the certificate in use, parsed; for logs and checks.
 func (c *Certificate) Leaf() *x509.Certificate { return c.cur.Load().Leaf }
 
-// config is the server side TLS configuration: TLS 1.2 or later, with the
-// certificate looked up per handshake so that Reload takes effect at once.
-func (c *Certificate) config() *tls.Config {
+// TLSConfig is the server side TLS configuration for an http.Server's
+// ServeTLS: TLS 1.2 or later, with the certificate looked up per handshake,
+// so that Reload takes effect at once.
+func (c *Certificate) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
