@@ -546,7 +546,7 @@ func TestStopWhileConnecting(t *testing.T) {
 	sf := sftest.NewServer(sftest.Options{})
 	defer sf.Close()
 	env := daemonEnv(t, s, sf)
-	cfg, _, err := parseConfig("run", nil, func(k string) string { return env[k] }, io.Discard, groupLog, groupStore, groupSlack, groupSalesforce)
+	cfg, _, err := parseConfig("run", nil, func(k string) string { return env[k] }, io.Discard, groupLog, groupStore, groupSlack, groupSalesforce, groupListen)
 	if err != nil {
 		t.Fatal(err)
 	}

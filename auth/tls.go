@@ -43,14 +43,15 @@ func (c *Certificate) Reload() error {
 		}
 	}
 	if time.Now().After(pair.Leaf.NotAfter) {
-		return fmt.Errorf("tls certificate %s: %w on %s", c.certFile, errCertExpired, pair.Leaf.NotAfter.UTC().Format(time.DateOnly))
+		return fmt.Errorf("tls certificate %s: %w on %s", c.certFile, ErrCertExpired, pair.Leaf.NotAfter.UTC().Format(time.DateOnly))
 	}
 	c.cur.Store(&pair)
 	return nil
 }
 
-// errCertExpired is returned by Reload for a certificate past its NotAfter.
-var errCertExpired = errors.New("expired")
+// ErrCertExpired is returned by LoadCertificate and Reload for a
+// certificate past its NotAfter; the error says when it expired.
+var ErrCertExpired = errors.New("expired")
 
 // Leaf is the certificate in use, parsed; for logs and checks.
 func (c *Certificate) Leaf() *x509.Certificate { return c.cur.Load().Leaf }
