@@ -36,10 +36,10 @@ func mustBound(tb testing.TB, h *harness) {
 	tb.Helper()
 	mark := len(h.slack.Messages())
 	link := mustLink(tb, h)
-	if _, err := h.browse(mustCtx(tb), link, "approve", "jane@acme.example"); err != nil {
+	if _, err := h.browse(tb.Context(), link, "approve", "jane@acme.example"); err != nil {
 		tb.Fatal(err)
 	}
-	if err := h.waitFor(mustCtx(tb), func(m []slacktest.Message) bool { return len(m) > mark+1 }); err != nil {
+	if err := h.waitFor(tb.Context(), func(m []slacktest.Message) bool { return len(m) > mark+1 }); err != nil {
 		tb.Fatal("no confirmation DM")
 	}
 }
@@ -461,7 +461,7 @@ func TestDeviceFlowEndToEnd(t *testing.T) {
 	if err := h.sf.ApproveDevice(codes[0], "sam@acme.example"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.waitFor(mustCtx(t), func(m []slacktest.Message) bool { return len(m) > mark }); err != nil {
+	if err := h.waitFor(t.Context(), func(m []slacktest.Message) bool { return len(m) > mark }); err != nil {
 		t.Fatal("jane was not told the link failed")
 	}
 	mustContain(t, h.slack.Messages()[mark], "email address is not the one on your Slack profile")
@@ -480,7 +480,7 @@ func TestDeviceFlowEndToEnd(t *testing.T) {
 	if err := h.sf.ApproveDevice(codes[0], "jane@acme.example"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.waitFor(mustCtx(t), func(m []slacktest.Message) bool { return len(m) > mark }); err != nil {
+	if err := h.waitFor(t.Context(), func(m []slacktest.Message) bool { return len(m) > mark }); err != nil {
 		t.Fatal("no confirmation DM")
 	}
 	mustContain(t, h.slack.Messages()[mark], "connected to Salesforce as *jane@acme.example*")
