@@ -45,43 +45,6 @@ const (
 	certWarnBefore = 14 * 24 * time.Hour
 )
 
-// checkStatus is the outcome of one check.
-type checkStatus string
-
-const (
-	statusOK   checkStatus = "ok"
-	statusWarn checkStatus = "warn"
-	statusFail checkStatus = "FAIL"
-	// statusSkip marks a check that could not run because of an earlier
-	// failure; it does not change the exit code by itself.
-	statusSkip checkStatus = "skip"
-)
-
-// checkResult is one line of the checklist. Fix is printed for failures.
-type checkResult struct {
-	Status checkStatus
-	Name   string
-	Detail string
-	Fix    string
-}
-
-// passed, warned, skipped and failed make a checklist line of each status.
-func passed(name, format string, a ...any) checkResult {
-	return checkResult{Status: statusOK, Name: name, Detail: fmt.Sprintf(format, a...)}
-}
-
-func warned(name, format string, a ...any) checkResult {
-	return checkResult{Status: statusWarn, Name: name, Detail: fmt.Sprintf(format, a...)}
-}
-
-func skipped(name, format string, a ...any) checkResult {
-	return checkResult{Status: statusSkip, Name: name, Detail: fmt.Sprintf(format, a...)}
-}
-
-func failed(name, detail, fix string) checkResult {
-	return checkResult{Status: statusFail, Name: name, Detail: detail, Fix: fix}
-}
-
 // doctor holds what the checks share. It is used by one goroutine.
 type doctor struct {
 	cfg Config
@@ -297,6 +260,26 @@ func (d doctor) checkStore(ctx context.Context, ring *store.Keyring) checkResult
 	return passed(name, "%s", detail)
 }
 
+// storeFailure turns an error of store.Open into a checklist line.
+func storeFailure(path string, err error) checkResult {
+	const name = "store"
+	switch {
+	case errors.Is(err, store.ErrLocked):
+		return warned(name, "%s is in use by a running forcebind; not opened", path)
+	case errors.Is(err, store.ErrWrongKey):
+		return failed(name, err.Error(),
+			"use the key the store was sealed with; after adding a new key, keep the old one below it until 'forcebind key rotate' has run")
+	case errors.Is(err, store.ErrSchema):
+		return failed(name, err.Error(), "run the forcebind version that wrote the file, or a newer one")
+	case errors.Is(err, store.ErrCorrupt):
+		return failed(name, err.Error(), fmt.Sprintf(
+			"with forcebind stopped, restore %s from a backup ('forcebind backup' makes them); moving it aside starts an empty store, and everyone connects again", path))
+	case errors.Is(err, fs.ErrPermission):
+		return failed(name, err.Error(), "run doctor as the user forcebind runs as: the store is mode 0600")
+	}
+	return failed(name, err.Error(), "check that FORCEBIND_DB names a forcebind store")
+}
+
 // missingKeysFix says how to repair a keyring that lacks keys records are
 // sealed under: put them back and rotate, or, for a key lost for good,
 // delete what only it opened.
@@ -341,52 +324,6 @@ func checkBackupSocket(path string) checkResult {
 	return passed(name, "%s: hot backups reach the running daemon here", path)
 }
 
-// scopesVerdict compares the bot token's scopes with those forcebind uses.
-// The email scope matters only with the email check on: without it Slack
-// leaves emails out, and every link would fail.
-func scopesVerdict(who bot.BotUser, emailMatch bool) checkResult {
-	const name = "slack scopes"
-	if who.Scopes == nil {
-		return warned(name, "Slack did not name the bot token's scopes (X-OAuth-Scopes); compare them with slack-app-manifest.yaml by hand")
-	}
-	var missing, optional []string
-	for _, s := range who.Missing() {
-		if s == bot.EmailScope && !emailMatch {
-			optional = append(optional, s)
-		} else {
-			missing = append(missing, s)
-		}
-	}
-	fix := "add them to the app (slack-app-manifest.yaml lists every scope), then reinstall it to the workspace: the bot token keeps its scopes until then"
-	switch {
-	case len(missing) > 0:
-		return failed(name, "the bot token lacks "+strings.Join(missing, ", "), fix)
-	case len(optional) > 0:
-		return warned(name, "the bot token lacks %s, which FORCEBIND_REQUIRE_EMAIL_MATCH needs (it is off)", strings.Join(optional, ", "))
-	}
-	return passed(name, "the bot token has every scope forcebind uses")
-}
-
-// storeFailure turns an error of store.Open into a checklist line.
-func storeFailure(path string, err error) checkResult {
-	const name = "store"
-	switch {
-	case errors.Is(err, store.ErrLocked):
-		return warned(name, "%s is in use by a running forcebind; not opened", path)
-	case errors.Is(err, store.ErrWrongKey):
-		return failed(name, err.Error(),
-			"use the key the store was sealed with; after adding a new key, keep the old one below it until 'forcebind key rotate' has run")
-	case errors.Is(err, store.ErrSchema):
-		return failed(name, err.Error(), "run the forcebind version that wrote the file, or a newer one")
-	case errors.Is(err, store.ErrCorrupt):
-		return failed(name, err.Error(), fmt.Sprintf(
-			"with forcebind stopped, restore %s from a backup ('forcebind backup' makes them); moving it aside starts an empty store, and everyone connects again", path))
-	case errors.Is(err, fs.ErrPermission):
-		return failed(name, err.Error(), "run doctor as the user forcebind runs as: the store is mode 0600")
-	}
-	return failed(name, err.Error(), "check that FORCEBIND_DB names a forcebind store")
-}
-
 // checkSlack checks the bot token and the app-level token with bot.Probe,
 // which dials no websocket.
 func (d doctor) checkSlack(ctx context.Context) []checkResult {
@@ -416,6 +353,32 @@ func (d doctor) checkSlack(ctx context.Context) []checkResult {
 		rs = append(rs, passed(appName, "apps.connections.open accepts it: Socket Mode is on"))
 	}
 	return rs
+}
+
+// scopesVerdict compares the bot token's scopes with those forcebind uses.
+// The email scope matters only with the email check on: without it Slack
+// leaves emails out, and every link would fail.
+func scopesVerdict(who bot.BotUser, emailMatch bool) checkResult {
+	const name = "slack scopes"
+	if who.Scopes == nil {
+		return warned(name, "Slack did not name the bot token's scopes (X-OAuth-Scopes); compare them with slack-app-manifest.yaml by hand")
+	}
+	var missing, optional []string
+	for _, s := range who.Missing() {
+		if s == bot.EmailScope && !emailMatch {
+			optional = append(optional, s)
+		} else {
+			missing = append(missing, s)
+		}
+	}
+	fix := "add them to the app (slack-app-manifest.yaml lists every scope), then reinstall it to the workspace: the bot token keeps its scopes until then"
+	switch {
+	case len(missing) > 0:
+		return failed(name, "the bot token lacks "+strings.Join(missing, ", "), fix)
+	case len(optional) > 0:
+		return warned(name, "the bot token lacks %s, which FORCEBIND_REQUIRE_EMAIL_MATCH needs (it is off)", strings.Join(optional, ", "))
+	}
+	return passed(name, "the bot token has every scope forcebind uses")
 }
 
 // slackFixes are the fixes for Slack's error codes, for the bot token and
@@ -532,6 +495,18 @@ func (d doctor) checkSalesforce(ctx context.Context) []checkResult {
 		rs = append(rs, d.tokenVerdict(probe.Refresh(ctx), true))
 	}
 	return rs
+}
+
+// customLoginHost is the warning for FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST=true:
+// the check that keeps secrets on Salesforce's hosts is off.
+func customLoginHost(loginURL string) checkResult {
+	const name = "login host"
+	if _, err := auth.ParseLoginURL(loginURL, false); !errors.Is(err, auth.ErrNotSalesforceHost) {
+		return warned(name, "FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST is true, but %s needs no exception: unset it, so that a mistyped "+
+			"SALESFORCE_LOGIN_URL is refused instead of receiving every secret", loginURL)
+	}
+	return warned(name, "FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST is true: %s, which is not a Salesforce domain, receives the client secret, "+
+		"every authorization code and refresh token, and is trusted to name where access tokens go; be sure it is yours", loginURL)
 }
 
 // said is what Salesforce said in an OAuth error: its code and description.
@@ -705,18 +680,6 @@ func callbackChecks(cb *url.URL, lhost, lport, listen string, tlsOn bool) []chec
 	return rs
 }
 
-// customLoginHost is the warning for FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST=true:
-// the check that keeps secrets on Salesforce's hosts is off.
-func customLoginHost(loginURL string) checkResult {
-	const name = "login host"
-	if _, err := auth.ParseLoginURL(loginURL, false); !errors.Is(err, auth.ErrNotSalesforceHost) {
-		return warned(name, "FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST is true, but %s needs no exception: unset it, so that a mistyped "+
-			"SALESFORCE_LOGIN_URL is refused instead of receiving every secret", loginURL)
-	}
-	return warned(name, "FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST is true: %s, which is not a Salesforce domain, receives the client secret, "+
-		"every authorization code and refresh token, and is trusted to name where access tokens go; be sure it is yours", loginURL)
-}
-
 // checkCert loads the listener's certificate and key as the daemon does,
 // and checks that the certificate is current and, when host is set, names
 // the callback host.
@@ -816,60 +779,4 @@ func networkProblem(err error, timeout time.Duration) string {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
-
-// secretsOf lists the secret values of cfg, for scrubbing the checklist.
-func secretsOf(cfg Config) []string {
-	s := []string{cfg.SlackAppToken, cfg.SlackBotToken, cfg.ClientSecret, cfg.Key}
-	for k := range strings.SplitSeq(cfg.Key, ",") {
-		s = append(s, strings.TrimSpace(k))
-	}
-	return s
-}
-
-// writeChecklist prints one line per result, a fix line under each
-// failure, and a summary; it returns the number of failures. Every line is
-// scrubbed of the secrets as a second line of defence: no check puts one
-// in a detail, and a test holds them to it.
-func writeChecklist(w io.Writer, rs []checkResult, secrets []string) int {
-	scrub := func(s string) string {
-		for _, v := range secrets {
-			if len(v) >= 8 {
-				s = strings.ReplaceAll(s, v, "[redacted]")
-			}
-		}
-		return s
-	}
-	count := make(map[checkStatus]int)
-	fmt.Fprintf(w, "forcebind doctor (%s)\n", version)
-	for _, r := range rs {
-		count[r.Status]++
-		fmt.Fprintf(w, "%-4s  %-20s  %s\n", r.Status, r.Name, scrub(r.Detail))
-		if r.Status == statusFail && r.Fix != "" {
-			fmt.Fprintf(w, "%-4s  %-20s  fix: %s\n", "", "", scrub(r.Fix))
-		}
-	}
-	var parts []string
-	for _, st := range []checkStatus{statusFail, statusWarn, statusSkip} {
-		if n := count[st]; n > 0 {
-			word := map[checkStatus]string{statusFail: "failed", statusWarn: plural(n, "warning", "warnings"), statusSkip: "skipped"}[st]
-			parts = append(parts, fmt.Sprintf("%d %s", n, word))
-		}
-	}
-	summary := "all checks passed"
-	if count[statusFail] > 0 {
-		summary = "some checks failed"
-	}
-	if len(parts) > 0 {
-		summary += " (" + strings.Join(parts, ", ") + ")"
-	}
-	fmt.Fprintf(w, "\n%s: %d ok of %d\n", summary, count[statusOK], len(rs))
-	return count[statusFail]
 }
