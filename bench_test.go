@@ -40,13 +40,13 @@ func mustBindUsers(tb testing.TB, h *harness, n int) []string {
 			defer func() { <-sem }()
 			dm := h.slack.DMChannel(u)
 			h.slack.SendDM(u, "connect")
-			m, err := h.slack.WaitMessage(mustCtx(tb), func(m slacktest.Message) bool { return m.Channel == dm })
+			m, err := h.slack.WaitMessage(tb.Context(), func(m slacktest.Message) bool { return m.Channel == dm })
 			if err != nil {
 				tb.Errorf("%s got no link: %v", u, err)
 				return
 			}
 			link := authorizeLink.FindString(m.Text)
-			if _, err := h.browse(mustCtx(tb), link, "approve", "jane@acme.example"); err != nil {
+			if _, err := h.browse(tb.Context(), link, "approve", "jane@acme.example"); err != nil {
 				tb.Errorf("bind %s: %v", u, err)
 			}
 		})
@@ -96,7 +96,7 @@ func BenchmarkAckLatencySlowSalesforce(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		d := h.slack.SendDM(users[i%len(users)], "search acme")
-		a, err := h.slack.WaitAck(mustCtx(b), d.EnvelopeID)
+		a, err := h.slack.WaitAck(b.Context(), d.EnvelopeID)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -183,12 +183,13 @@ func BenchmarkBackupControlSocket(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	ctl, err := listenControl(controlSocketPath(path), controlConfig{db: db, log: zerolog.Nop()})
+	ctl, h, err := listenControl(controlSocketPath(path), controlConfig{db: db, log: zerolog.Nop()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	go ctl.serve()
-	defer ctl.shutdown(context.Background())
+	srvs := newServers(zerolog.Nop())
+	srvs.serve(ctl, h, nil)
+	defer srvs.shutdown(5 * time.Second)
 	fi, err := os.Stat(path)
 	if err != nil {
 		b.Fatal(err)

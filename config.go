@@ -71,10 +71,15 @@ type Config struct {
 type group int
 
 const (
-	groupLog group = iota
-	groupStore
-	groupSlack
+	groupLog   group = iota
+	groupStore       // the store file and its keys
+	groupSlack       // the Slack tokens and API
+	// groupSalesforce is the org, the connected app and how people connect
+	// to it.
 	groupSalesforce
+	// groupListen is what the daemon listens on (see listenerPlan) and how:
+	// the addresses, TLS, pprof.
+	groupListen
 )
 
 // setting is one row of the configuration contract in DESIGN.md: an
@@ -103,16 +108,16 @@ func settings() []setting {
 		{"SALESFORCE_CLIENT_SECRET_FILE", "salesforce-client-secret-file", "", "file holding SALESFORCE_CLIENT_SECRET instead", groupSalesforce, func(c *Config) *string { return &c.clientSecretFile }},
 		{"SALESFORCE_LOGIN_URL", "salesforce-login-url", "https://login.salesforce.com", "login host: login, test, or a My Domain URL", groupSalesforce, func(c *Config) *string { return &c.LoginURL }},
 		{"SALESFORCE_API_VERSION", "salesforce-api-version", salesforce.DefaultAPIVersion, "Salesforce REST API version", groupSalesforce, func(c *Config) *string { return &c.APIVersion }},
-		{"FORCEBIND_LISTEN", "listen", "127.0.0.1:8787", "address of the OAuth callback listener", groupSalesforce, func(c *Config) *string { return &c.Listen }},
-		{"FORCEBIND_CALLBACK_URL", "callback-url", "http://localhost:8787/oauth/callback", "callback URL; must equal the connected app's", groupSalesforce, func(c *Config) *string { return &c.CallbackURL }},
+		{"FORCEBIND_LISTEN", "listen", "127.0.0.1:8787", "address of the OAuth callback listener", groupListen, func(c *Config) *string { return &c.Listen }},
+		{"FORCEBIND_CALLBACK_URL", "callback-url", "http://localhost:8787" + auth.CallbackPath, "callback URL; must equal the connected app's", groupSalesforce, func(c *Config) *string { return &c.CallbackURL }},
 		{"FORCEBIND_LINK_TTL", "link-ttl", "10m", "lifetime of a binding link", groupSalesforce, func(c *Config) *string { return &c.linkTTLString }},
 		{"FORCEBIND_CONNECT_FLOW", "connect-flow", "web", "how people sign in: web (link and callback) or device (code, no inbound path)", groupSalesforce, func(c *Config) *string { return &c.connectFlowString }},
 		{"FORCEBIND_REQUIRE_EMAIL_MATCH", "require-email-match", "", "bind only when the Salesforce email equals the Slack one: true or false (default true for device, false for web)", groupSalesforce, func(c *Config) *string { return &c.requireEmailString }},
-		{"FORCEBIND_TLS_CERT_FILE", "tls-cert-file", "", "PEM certificate chain; with the key file, the listener serves TLS (reloaded on SIGHUP)", groupSalesforce, func(c *Config) *string { return &c.TLSCertFile }},
-		{"FORCEBIND_TLS_KEY_FILE", "tls-key-file", "", "PEM private key for FORCEBIND_TLS_CERT_FILE", groupSalesforce, func(c *Config) *string { return &c.TLSKeyFile }},
-		{"FORCEBIND_ADMIN_LISTEN", "admin-listen", "", "separate address for /healthz, /readyz and /metrics (default: on FORCEBIND_LISTEN)", groupSalesforce, func(c *Config) *string { return &c.AdminListen }},
+		{"FORCEBIND_TLS_CERT_FILE", "tls-cert-file", "", "PEM certificate chain; with the key file, the listener serves TLS (reloaded on SIGHUP)", groupListen, func(c *Config) *string { return &c.TLSCertFile }},
+		{"FORCEBIND_TLS_KEY_FILE", "tls-key-file", "", "PEM private key for FORCEBIND_TLS_CERT_FILE", groupListen, func(c *Config) *string { return &c.TLSKeyFile }},
+		{"FORCEBIND_ADMIN_LISTEN", "admin-listen", "", "separate address for /healthz, /readyz and /metrics (default: on FORCEBIND_LISTEN)", groupListen, func(c *Config) *string { return &c.AdminListen }},
 		{"FORCEBIND_ALLOWED_ORG_IDS", "allowed-org-ids", "", "comma-separated Salesforce org ids (15 or 18 characters) people may bind; empty means any", groupSalesforce, func(c *Config) *string { return &c.allowedOrgIDsString }},
-		{"FORCEBIND_PPROF", "pprof", "false", "serve net/http/pprof under /debug/pprof/ on FORCEBIND_ADMIN_LISTEN (never on FORCEBIND_LISTEN): true or false", groupSalesforce, func(c *Config) *string { return &c.pprofString }},
+		{"FORCEBIND_PPROF", "pprof", "false", "serve net/http/pprof under /debug/pprof/ on FORCEBIND_ADMIN_LISTEN (never on FORCEBIND_LISTEN): true or false", groupListen, func(c *Config) *string { return &c.pprofString }},
 		{"FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST", "allow-custom-login-host", "false", "accept a SALESFORCE_LOGIN_URL that is not a Salesforce domain or loopback: true or false", groupSalesforce, func(c *Config) *string { return &c.allowCustomString }},
 	}
 }
@@ -168,6 +173,9 @@ func bindConfig(fs *flag.FlagSet, cfg *Config, getenv func(string) string, group
 		}
 		if slices.Contains(groups, groupSalesforce) {
 			problems = append(problems, cfg.checkSalesforce()...)
+		}
+		if slices.Contains(groups, groupListen) {
+			problems = append(problems, cfg.checkListen()...)
 		}
 		return problems
 	}
@@ -228,16 +236,6 @@ func (c *Config) checkSalesforce() []string {
 		p = append(p, problem)
 	}
 	c.AllowCustomLoginHost = custom
-	pprofOn, problem := parseBool("FORCEBIND_PPROF", c.pprofString, false)
-	switch {
-	case problem != "":
-		p = append(p, problem)
-	case pprofOn && c.AdminListen == "":
-		// The callback listener is reachable by browsers; profiles name
-		// code paths and can be made to cost CPU, so they stay off it.
-		p = append(p, "FORCEBIND_PPROF=true needs FORCEBIND_ADMIN_LISTEN: profiles are served only on the admin listener")
-	}
-	c.Pprof = pprofOn
 	switch _, err := auth.ParseLoginURL(c.LoginURL, c.AllowCustomLoginHost); {
 	case errors.Is(err, auth.ErrNotSalesforceHost):
 		p = append(p, "SALESFORCE_LOGIN_URL: "+err.Error()+
@@ -253,14 +251,11 @@ func (c *Config) checkSalesforce() []string {
 	if !apiVersion.MatchString(c.APIVersion) {
 		p = append(p, fmt.Sprintf("SALESFORCE_API_VERSION %q is not a version like 62.0", c.APIVersion))
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		p = append(p, fmt.Sprintf("FORCEBIND_LISTEN %q is not host:port", c.Listen))
-	}
 	switch u, err := auth.ParseCallbackURL(c.CallbackURL); {
 	case err != nil:
 		p = append(p, "FORCEBIND_CALLBACK_URL: "+err.Error())
-	case u.Path != "/oauth/callback":
-		p = append(p, fmt.Sprintf("FORCEBIND_CALLBACK_URL %q must end in /oauth/callback, the listener's route", c.CallbackURL))
+	case u.Path != auth.CallbackPath:
+		p = append(p, fmt.Sprintf("FORCEBIND_CALLBACK_URL %q must end in %s, the listener's route", c.CallbackURL, auth.CallbackPath))
 	}
 	ttl, err := time.ParseDuration(c.linkTTLString)
 	switch {
@@ -280,6 +275,14 @@ func (c *Config) checkSalesforce() []string {
 	if c.RequireEmailMatch, problem = parseBool("FORCEBIND_REQUIRE_EMAIL_MATCH", c.requireEmailString, c.ConnectFlow == auth.FlowDevice); problem != "" {
 		p = append(p, problem)
 	}
+	return p
+}
+
+func (c *Config) checkListen() []string {
+	var p []string
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		p = append(p, fmt.Sprintf("FORCEBIND_LISTEN %q is not host:port", c.Listen))
+	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		p = append(p, "FORCEBIND_TLS_CERT_FILE and FORCEBIND_TLS_KEY_FILE must be set together")
 	}
@@ -288,6 +291,16 @@ func (c *Config) checkSalesforce() []string {
 			p = append(p, fmt.Sprintf("FORCEBIND_ADMIN_LISTEN %q is not host:port", c.AdminListen))
 		}
 	}
+	pprofOn, problem := parseBool("FORCEBIND_PPROF", c.pprofString, false)
+	switch {
+	case problem != "":
+		p = append(p, problem)
+	case pprofOn && c.AdminListen == "":
+		// The callback listener is reachable by browsers; profiles name
+		// code paths and can be made to cost CPU, so they stay off it.
+		p = append(p, "FORCEBIND_PPROF=true needs FORCEBIND_ADMIN_LISTEN: profiles are served only on the admin listener")
+	}
+	c.Pprof = pprofOn
 	return p
 }
 

@@ -53,7 +53,7 @@ func TestConfigConnectSettings(t *testing.T) {
 			for k, v := range tt.env {
 				env[k] = v
 			}
-			cfg, _, err := parseConfig("run", tt.args, func(k string) string { return env[k] }, io.Discard, groupSalesforce)
+			cfg, _, err := parseConfig("run", tt.args, func(k string) string { return env[k] }, io.Discard, groupSalesforce, groupListen)
 			if tt.problem != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.problem) {
 					t.Fatalf("error %v, want one saying %q", err, tt.problem)
@@ -178,7 +178,7 @@ func TestConfigHardening(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			env := maps.Clone(base)
 			maps.Copy(env, tt.env)
-			cfg, _, err := parseConfig("run", tt.args, func(k string) string { return env[k] }, io.Discard, groupSalesforce)
+			cfg, _, err := parseConfig("run", tt.args, func(k string) string { return env[k] }, io.Discard, groupSalesforce, groupListen)
 			if tt.problem != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.problem) {
 					t.Fatalf("error %v, want one saying %q", err, tt.problem)

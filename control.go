@@ -32,13 +32,6 @@ func controlSocketPath(db string) string { return db + ".sock" }
 // (sun_path is 108 bytes, NUL included).
 const maxSocketPath = 107
 
-// controlServer answers GET /backup on the control socket.
-type controlServer struct {
-	path string
-	ln   net.Listener
-	srv  *http.Server
-}
-
 // controlConfig is what the control socket needs.
 type controlConfig struct {
 	db  *bolt.DB
@@ -48,37 +41,38 @@ type controlConfig struct {
 	freeSpace func(dir string) (uint64, error)
 }
 
-// listenControl binds the control socket for cfg.db at path. It must be
+// listenControl binds the control socket for cfg.db at path, and returns
+// it with the handler of GET /backup, for servers to serve. It must be
 // called while holding the store (so no other daemon owns the socket): a
 // socket left by a daemon that died is replaced. The socket is created in a
 // private directory and renamed into place, so it is never reachable with
-// looser permissions.
-func listenControl(path string, cfg controlConfig) (*controlServer, error) {
+// looser permissions; shutdown removes it.
+func listenControl(path string, cfg controlConfig) (*server, http.Handler, error) {
 	db, log := cfg.db, cfg.log
 	freeSpace := cfg.freeSpace
 	if freeSpace == nil {
 		freeSpace = statfsFree
 	}
 	if len(path) > maxSocketPath {
-		return nil, fmt.Errorf("control socket %s: path longer than %d bytes; use a shorter FORCEBIND_DB path", path, maxSocketPath)
+		return nil, nil, fmt.Errorf("control socket %s: path longer than %d bytes; use a shorter FORCEBIND_DB path", path, maxSocketPath)
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
-			return nil, fmt.Errorf("control socket %s: a file that is not a socket is in the way", path)
+			return nil, nil, fmt.Errorf("control socket %s: a file that is not a socket is in the way", path)
 		}
 		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("control socket: remove stale %s: %w", path, err)
+			return nil, nil, fmt.Errorf("control socket: remove stale %s: %w", path, err)
 		}
 	}
 	private, err := os.MkdirTemp(filepath.Dir(path), ".forcebind-ctl-")
 	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, nil, fmt.Errorf("control socket: %w", err)
 	}
 	defer os.RemoveAll(private)
 	tmp := filepath.Join(private, "s")
 	ln, err := net.Listen("unix", tmp)
 	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, nil, fmt.Errorf("control socket: %w", err)
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false) // it is renamed; shutdown removes it
 	err = os.Chmod(tmp, 0o600)
@@ -87,7 +81,7 @@ func listenControl(path string, cfg controlConfig) (*controlServer, error) {
 	}
 	if err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, nil, fmt.Errorf("control socket: %w", err)
 	}
 	// One backup at a time: each holds a snapshot as large as the store
 	// beside it until its client has read it all.
@@ -126,10 +120,16 @@ func listenControl(path string, cfg controlConfig) (*controlServer, error) {
 		}
 		log.Info().Str("audit", "backup taken").Int64("bytes", n).Dur("took", time.Since(start)).Msg("backup taken")
 	})
+	remove := func() error {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
 	// A client that stops reading (a paused `forcebind backup`) holds only
 	// its snapshot file, and only this long.
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: backupTimeout}
-	return &controlServer{path: path, ln: ln, srv: srv}, nil
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, WriteTimeout: backupTimeout}
+	return &server{name: "control socket", ln: ln, http: srv, closed: remove}, mux, nil
 }
 
 // snapshot copies the store to an unnamed file beside it (created 0600 and
@@ -153,26 +153,4 @@ func snapshot(ctx context.Context, db *bolt.DB) (*os.File, int64, error) {
 		return nil, 0, fmt.Errorf("snapshot: %w", err)
 	}
 	return f, n, nil
-}
-
-// serve answers until shutdown.
-func (c *controlServer) serve() error {
-	if err := c.srv.Serve(c.ln); !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("control socket: %w", err)
-	}
-	return nil
-}
-
-// shutdown lets a backup in progress finish until ctx ends, then removes the
-// socket.
-func (c *controlServer) shutdown(ctx context.Context) error {
-	err := c.srv.Shutdown(ctx)
-	if err != nil {
-		_ = c.srv.Close()
-	}
-	_ = c.ln.Close()
-	if rerr := os.Remove(c.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
-		err = rerr
-	}
-	return err
 }

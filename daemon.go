@@ -47,73 +47,135 @@ type daemon struct {
 	freeSpace func(dir string) (uint64, error)
 }
 
-// run starts every part, blocks until ctx ends or a part fails, and closes
-// them in reverse order. A configuration or start-up error (a wrong key, a
-// taken port, Slack refusing the tokens) returns before anything is left
-// running.
+// run is the daemon's life, one phase after the other: open the store,
+// bind the listeners, build the parts, serve until ctx ends or a part
+// fails, and stop, which the deferred calls do in reverse order (the
+// parts, then the listeners, then the store). A configuration or start-up
+// error (a wrong key, a taken port, Slack refusing the tokens) returns
+// before anything is left running.
 func (d daemon) run(ctx context.Context) (err error) {
+	db, err := d.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeWith(&err, "close store", db.Close)
+	// Everything is bound before anything talks to Slack, so a taken port
+	// fails at once. Every server, once bound, is shut down after the bot
+	// has stopped.
+	servers := newServers(d.log)
+	defer servers.shutdown(10 * time.Second)
+	ls, err := d.bindListeners(servers, db)
+	if err != nil {
+		return err
+	}
+	if d.cfg.CallbackURL == "" && ls.callback != nil {
+		// Only the demo and tests leave it empty, with a port chosen at bind time.
+		d.cfg.CallbackURL = ls.callbackURL()
+	}
+	p, err := d.buildParts(db)
+	if err != nil {
+		return err
+	}
+	// Runs once the bot has stopped, before the listeners shut down and
+	// the store closes.
+	defer p.close(d.log)
+	return d.serve(ctx, servers, ls, p, db)
+}
+
+// openStore opens the store with the configured keyring and reads it once.
+func (d daemon) openStore(ctx context.Context) (*bolt.DB, error) {
 	cfg, log := d.cfg, d.log
 	ring, err := cfg.keyring()
 	if err != nil {
-		return usageError{err}
+		return nil, usageError{err}
 	}
 	db, err := bolt.Open(cfg.DB, bolt.Options{Keyring: ring})
 	if err != nil {
-		return fmt.Errorf("open store %s: %w", cfg.DB, err)
+		return nil, fmt.Errorf("open store %s: %w", cfg.DB, err)
 	}
-	defer closeWith(&err, "close store", db.Close)
 	n, err := db.CountBindings(ctx)
 	if err != nil {
-		return fmt.Errorf("read store: %w", err)
+		db.Close()
+		return nil, fmt.Errorf("read store: %w", err)
 	}
 	log.Info().Str("db", cfg.DB).Str("key_id", ring.PrimaryID()).Int("bindings", n).Msg("store open")
+	return db, nil
+}
 
-	var cert *auth.Certificate
+// bound is the daemon's listeners, bound but not yet answering.
+type bound struct {
+	cert *auth.Certificate // nil: plain HTTP
+	// plan is listenerPlan's, and each of its servers is in srv.
+	plan []listener
+	srv  []*server
+	// callback is the listener of the callback, nil in the device flow.
+	callback *server
+	// tls: some listener serves TLS with cert.
+	tls bool
+	// control is the control socket, nil when it could not be made, and
+	// controlHandler what it serves.
+	control        *server
+	controlHandler http.Handler
+}
+
+// callbackURL is the callback URL of the callback listener's address.
+func (b bound) callbackURL() string {
+	scheme := "http"
+	if b.cert != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + b.callback.ln.Addr().String() + auth.CallbackPath
+}
+
+// bindListeners loads the TLS certificate, binds the control socket and
+// every listener of the plan, and keeps them in servers for shutdown.
+func (d daemon) bindListeners(servers *servers, db *bolt.DB) (bound, error) {
+	cfg, log := d.cfg, d.log
+	var ls bound
 	if cfg.TLSCertFile != "" {
-		if cert, err = auth.LoadCertificate(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
-			return usageError{err}
+		cert, err := auth.LoadCertificate(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return bound{}, usageError{err}
 		}
 		log.Info().Time("not_after", cert.Leaf().NotAfter).Strs("names", cert.Leaf().DNSNames).Msg("tls certificate loaded")
+		ls.cert = cert
 	}
-
-	// Everything is bound before anything talks to Slack, so a taken port
-	// fails at once. Every server, once started, is shut down by servers
-	// after the bot has stopped (deferred calls run last-first).
-	servers := newServers(log)
-	defer servers.shutdown(10 * time.Second)
 	// Without the control socket forcebind works; only hot backups do not.
-	if ctl, err := listenControl(controlSocketPath(cfg.DB), controlConfig{db: db, log: log, freeSpace: d.freeSpace}); err != nil {
+	if ctl, h, err := listenControl(controlSocketPath(cfg.DB), controlConfig{db: db, log: log, freeSpace: d.freeSpace}); err != nil {
 		log.Error().Err(err).Msg("no control socket: `forcebind backup` will not work while the daemon runs")
 	} else {
-		servers.start("control socket", ctl.serve, ctl.shutdown)
+		servers.keep(ctl)
+		ls.control, ls.controlHandler = ctl, h
 	}
-	web := cfg.ConnectFlow != auth.FlowDevice
-	var main, admin *auth.Server
-	if web || cfg.AdminListen == "" {
-		if main, err = auth.Listen(cfg.Listen); err != nil {
-			return fmt.Errorf("listener %s: %w", cfg.Listen, err)
+	ls.plan = listenerPlan(cfg)
+	for _, l := range ls.plan {
+		sv, err := servers.listen(l.name, l.addr)
+		if err != nil {
+			return bound{}, err
 		}
-	}
-	if cfg.AdminListen != "" {
-		if admin, err = auth.Listen(cfg.AdminListen); err != nil {
-			if main != nil {
-				_ = main.Shutdown(context.Background())
-			}
-			return fmt.Errorf("admin listener %s: %w", cfg.AdminListen, err)
+		ls.srv = append(ls.srv, sv)
+		if l.callback {
+			ls.callback = sv
 		}
+		ls.tls = ls.tls || (ls.cert != nil && !l.admin)
 	}
-	if cert != nil && main == nil {
+	if ls.cert != nil && !ls.tls {
 		log.Warn().Msg("FORCEBIND_TLS_CERT_FILE is set, but in the device flow with FORCEBIND_ADMIN_LISTEN no listener uses it (the admin listener is plain HTTP)")
 	}
-	if web && cfg.CallbackURL == "" {
-		// Only the demo and tests leave it empty, with a port chosen at bind time.
-		scheme := "http"
-		if cert != nil {
-			scheme = "https"
-		}
-		cfg.CallbackURL = scheme + "://" + main.Addr().String() + "/oauth/callback"
-	}
+	return ls, nil
+}
 
+// parts are what the daemon runs, built once the listeners are bound.
+type parts struct {
+	mx  *metrics
+	svc *auth.Service
+	b   *bot.Bot
+}
+
+// buildParts builds the metrics, the Slack client, the auth service and
+// the bot.
+func (d daemon) buildParts(db *bolt.DB) (parts, error) {
+	cfg, log := d.cfg, d.log
 	mx := newMetrics(prometheus.NewRegistry(), func() (int, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -134,8 +196,7 @@ func (d daemon) run(ctx context.Context) (err error) {
 		Observer: mx, APIObserver: mx,
 	})
 	if err != nil {
-		shutdownAll(main, admin)
-		return usageError{err}
+		return parts{}, usageError{err}
 	}
 	bc := bot.Config{API: api, APIURL: cfg.SlackAPIURL, Auth: svc, Messages: msgs, Logger: log, Observer: mx}
 	if d.botTuning != nil {
@@ -143,81 +204,38 @@ func (d daemon) run(ctx context.Context) (err error) {
 	}
 	b, err := bot.New(bc)
 	if err != nil {
-		shutdownAll(main, admin)
-		return err
+		return parts{}, err
 	}
+	return parts{mx: mx, svc: svc, b: b}, nil
+}
 
-	ops := opsHandler(func(ctx context.Context) error {
-		if !b.Ready() {
-			return errors.New("not connected to Slack")
-		}
-		if _, err := db.CountBindings(ctx); err != nil {
-			return errors.New("store not readable")
-		}
-		return nil
-	}, mx.handler())
-	var callback, opsAddr net.Addr
-	switch {
-	case main != nil && web && admin == nil:
-		mux := http.NewServeMux()
-		mux.Handle("/", svc.Handler())
-		// Probes skip the Host check, so they can use the address; /metrics
-		// keeps it (see hostOnly), and FORCEBIND_ADMIN_LISTEN scrapes by address.
-		for _, p := range opsPaths {
-			h := ops
-			if p == "/metrics" {
-				h = hostOnly(cfg.CallbackURL, ops)
-			}
-			mux.Handle("GET "+p, h)
-		}
-		callback, opsAddr = main.Addr(), main.Addr()
-		servers.startHTTP("callback listener", main, mux, cert)
-	case main != nil && web:
-		callback = main.Addr()
-		servers.startHTTP("callback listener", main, svc.Handler(), cert)
-	case main != nil:
-		opsAddr = main.Addr()
-		servers.startHTTP("listener", main, ops, cert)
+// close waits for the auth service's refreshes and device links: each may
+// hold tokens Salesforce has issued and the store does not have yet.
+func (p parts) close(log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.svc.Close(ctx); err != nil {
+		log.Error().Err(err).Msg("stopping with a refresh unfinished; its user may have to connect again")
 	}
-	if admin != nil {
-		opsAddr = admin.Addr()
-		adminOps := ops
-		if cfg.Pprof {
-			adminOps = withPprof(ops)
-		}
-		servers.startHTTP("admin listener", admin, adminOps, nil)
-	}
-	ev := log.Info().Str("flow", string(cfg.ConnectFlow)).Bool("require_email_match", cfg.RequireEmailMatch).Bool("tls", cert != nil && main != nil)
-	if callback != nil {
-		ev = ev.Str("listen", callback.String()).Str("callback_url", cfg.CallbackURL)
-	}
-	if opsAddr != nil {
-		ev = ev.Str("ops_listen", opsAddr.String())
-	}
-	ev.Msg("listeners up")
-	if d.listening != nil {
-		d.listening(callback, opsAddr)
-	}
+}
 
-	// Deferred calls run last-first: this one runs once the bot has stopped,
-	// before the listeners shut down and the store closes.
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if cerr := svc.Close(cctx); cerr != nil {
-			log.Error().Err(cerr).Msg("stopping with a refresh unfinished; its user may have to connect again")
-		}
-	}()
+// serve answers on every bound listener and runs the bot, the sweep and
+// the certificate reloads until ctx ends or a part fails. It returns with
+// the bot stopped; the listeners are still up.
+func (d daemon) serve(ctx context.Context, servers *servers, ls bound, p parts, db *bolt.DB) error {
+	d.startServers(servers, ls, p, db)
+	log := d.log
 	bg, stopBG := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { sweep(bg, svc, log) })
-	wg.Go(func() { reloadOnHUP(bg, d.hup, cert, log) })
+	wg.Go(func() { sweep(bg, p.svc, log) })
+	wg.Go(func() { reloadOnHUP(bg, d.hup, ls.cert, log) })
 	defer func() { stopBG(); wg.Wait() }()
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	botErr := make(chan error, 1)
-	go func() { botErr <- b.Run(runCtx) }()
+	go func() { botErr <- p.b.Run(runCtx) }()
+	var err error
 	select {
 	case err = <-botErr:
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
@@ -234,13 +252,72 @@ func (d daemon) run(ctx context.Context) (err error) {
 	return nil
 }
 
-// shutdownAll closes listeners that were bound but never served.
-func shutdownAll(ss ...*auth.Server) {
-	for _, s := range ss {
-		if s != nil {
-			_ = s.Shutdown(context.Background())
+// startServers serves the control socket and each listener of the plan
+// with what the plan says it serves, and says where.
+func (d daemon) startServers(servers *servers, ls bound, p parts, db *bolt.DB) {
+	cfg := d.cfg
+	if ls.control != nil {
+		servers.serve(ls.control, ls.controlHandler, nil)
+	}
+	ops := opsHandler(func(ctx context.Context) error {
+		if !p.b.Ready() {
+			return errors.New("not connected to Slack")
+		}
+		if _, err := db.CountBindings(ctx); err != nil {
+			return errors.New("store not readable")
+		}
+		return nil
+	}, p.mx.handler())
+	var callback, opsAddr net.Addr
+	for i, l := range ls.plan {
+		sv, cert := ls.srv[i], ls.cert
+		if l.admin {
+			cert = nil
+		}
+		servers.serve(sv, d.handler(l, p.svc.Handler(), ops), cert)
+		if l.callback {
+			callback = sv.ln.Addr()
+		}
+		if l.ops {
+			opsAddr = sv.ln.Addr()
 		}
 	}
+	ev := d.log.Info().Str("flow", string(cfg.ConnectFlow)).Bool("require_email_match", cfg.RequireEmailMatch).Bool("tls", ls.tls)
+	if callback != nil {
+		ev = ev.Str("listen", callback.String()).Str("callback_url", cfg.CallbackURL)
+	}
+	if opsAddr != nil {
+		ev = ev.Str("ops_listen", opsAddr.String())
+	}
+	ev.Msg("listeners up")
+	if d.listening != nil {
+		d.listening(callback, opsAddr)
+	}
+}
+
+// handler is what listener l serves: the callback pages, the operator's
+// endpoints, or both.
+func (d daemon) handler(l listener, pages, ops http.Handler) http.Handler {
+	switch {
+	case l.callback && l.ops:
+		mux := http.NewServeMux()
+		mux.Handle("/", pages)
+		// Probes skip the Host check, so they can use the address; /metrics
+		// keeps it (see hostOnly), and FORCEBIND_ADMIN_LISTEN scrapes by address.
+		for _, path := range opsPaths {
+			h := ops
+			if path == "/metrics" {
+				h = hostOnly(d.cfg.CallbackURL, ops)
+			}
+			mux.Handle("GET "+path, h)
+		}
+		return mux
+	case l.callback:
+		return pages
+	case l.admin && d.cfg.Pprof:
+		return withPprof(ops)
+	}
+	return ops
 }
 
 // reloadOnHUP reloads the TLS certificate on each signal from hup until ctx

@@ -5,9 +5,11 @@
 // builds the parts (store, auth, salesforce, bot), runs them under a context
 // that SIGINT/SIGTERM cancel (SIGHUP reloads the TLS certificate), and closes
 // them in reverse order. No other package reads the environment. It also
-// holds what only the daemon as a whole has: the probes and Prometheus
-// metrics (ops.go, metrics.go), the control socket that serves hot backups
-// (control.go, backup.go), and the checks of `forcebind doctor`.
+// holds what only the daemon as a whole has: the listeners and their
+// servers (listeners.go), the health endpoints and Prometheus metrics
+// (ops.go, metrics.go), the control socket that serves hot backups
+// (control.go, backup.go), and the checklist of `forcebind doctor`, whose
+// probes are auth's and bot's.
 //
 // Subcommands:
 //

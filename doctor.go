@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,12 +14,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/slack-go/slack"
 
 	"github.com/forcebind/forcebind/auth"
 	"github.com/forcebind/forcebind/bot"
@@ -37,7 +30,10 @@ import (
 // stopping at the first one, and changes nothing: the store is opened
 // read-only (and not at all when it is missing or a daemon holds it), no
 // listener is kept, and the Salesforce and Slack calls are ones that do not
-// create anything a person could use.
+// create anything a person could use. Each probe belongs to the package
+// that speaks the protocol (auth.Probe, bot.Probe) and reads the answer as
+// `forcebind run` would; doctor holds the list of checks and the fixes,
+// which name the settings.
 
 const (
 	// defaultDoctorTimeout bounds each network check.
@@ -49,42 +45,6 @@ const (
 	// reported.
 	certWarnBefore = 14 * 24 * time.Hour
 )
-
-// checkStatus is the outcome of one check.
-type checkStatus string
-
-const (
-	statusOK   checkStatus = "ok"
-	statusWarn checkStatus = "warn"
-	statusFail checkStatus = "FAIL"
-	// statusSkip marks a check that could not run because of an earlier
-	// failure; it does not change the exit code by itself.
-	statusSkip checkStatus = "skip"
-)
-
-// checkResult is one line of the checklist. Fix is printed for failures.
-type checkResult struct {
-	Status checkStatus
-	Name   string
-	Detail string
-	Fix    string
-}
-
-func ok(name, format string, a ...any) checkResult {
-	return checkResult{Status: statusOK, Name: name, Detail: fmt.Sprintf(format, a...)}
-}
-
-func warn(name, format string, a ...any) checkResult {
-	return checkResult{Status: statusWarn, Name: name, Detail: fmt.Sprintf(format, a...)}
-}
-
-func skip(name, format string, a ...any) checkResult {
-	return checkResult{Status: statusSkip, Name: name, Detail: fmt.Sprintf(format, a...)}
-}
-
-func fail(name, detail, fix string) checkResult {
-	return checkResult{Status: statusFail, Name: name, Detail: detail, Fix: fix}
-}
 
 // doctor holds what the checks share. It is used by one goroutine.
 type doctor struct {
@@ -114,8 +74,8 @@ func runDoctor(ctx context.Context, args []string, getenv func(string) string, s
 	defer hc.CloseIdleConnections()
 	d := doctor{cfg: cfg, problems: problems, timeout: timeout, lockTimeout: doctorLockTimeout, hc: hc, now: time.Now}
 	results := d.run(ctx)
-	if failed := writeChecklist(stdout, results, secretsOf(cfg)); failed > 0 {
-		return fmt.Errorf("doctor: %d of %d checks failed", failed, len(results))
+	if n := writeChecklist(stdout, results, secretsOf(cfg)); n > 0 {
+		return fmt.Errorf("doctor: %d of %d checks failed", n, len(results))
 	}
 	return nil
 }
@@ -129,7 +89,7 @@ func parseDoctorConfig(args []string, getenv func(string) string, stderr io.Writ
 	flags := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	timeout := flags.Duration("timeout", defaultDoctorTimeout, "bound on each network check")
-	finish := bindConfig(flags, &cfg, getenv, groupLog, groupStore, groupSlack, groupSalesforce)
+	finish := bindConfig(flags, &cfg, getenv, groupLog, groupStore, groupSlack, groupSalesforce, groupListen)
 	if err := flags.Parse(args); err != nil {
 		return Config{}, nil, 0, err
 	}
@@ -163,7 +123,7 @@ func (d doctor) run(ctx context.Context) []checkResult {
 
 // web reports whether people connect with the web server flow, which needs
 // the callback URL. An unreadable FORCEBIND_CONNECT_FLOW counts as web, the
-// default.
+// default, as in listenerPlan.
 func (d doctor) web() bool { return d.cfg.ConnectFlow != auth.FlowDevice }
 
 // checkConfig reports each configuration problem on its own line.
@@ -171,11 +131,11 @@ func (d doctor) checkConfig() []checkResult {
 	const name = "configuration"
 	if len(d.problems) == 0 {
 		flow := d.cfg.ConnectFlow
-		return []checkResult{ok(name, "every setting is valid (%s flow)", flow)}
+		return []checkResult{passed(name, "every setting is valid (%s flow)", flow)}
 	}
 	rs := make([]checkResult, 0, len(d.problems))
 	for _, p := range d.problems {
-		rs = append(rs, fail(name, p, configFix(p)))
+		rs = append(rs, failed(name, p, configFix(p)))
 	}
 	return rs
 }
@@ -191,7 +151,7 @@ var configFixes = []struct{ setting, fix string }{
 	{"SLACK_API_URL", "leave SLACK_API_URL unset (https://slack.com/api/) unless you route Slack through a proxy"},
 	{"SALESFORCE_CLIENT_ID", "set SALESFORCE_CLIENT_ID to the connected app's Consumer Key (see docs/salesforce-setup.md)"},
 	{"SALESFORCE_LOGIN_URL", "set SALESFORCE_LOGIN_URL to https://login.salesforce.com, https://test.salesforce.com or your My Domain URL, with no path"},
-	{"FORCEBIND_CALLBACK_URL", "set FORCEBIND_CALLBACK_URL to the connected app's callback URL, ending in /oauth/callback: https, or http only on localhost"},
+	{"FORCEBIND_CALLBACK_URL", "set FORCEBIND_CALLBACK_URL to the connected app's callback URL, ending in " + auth.CallbackPath + ": https, or http only on localhost"},
 	{"FORCEBIND_ALLOWED_ORG_IDS", "set FORCEBIND_ALLOWED_ORG_IDS to org ids separated by commas, as Setup → Company Information shows them (00D…), or leave it empty for any org"},
 	{"FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST", "set FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST to true or false"},
 	{"FORCEBIND_TLS_CERT_FILE", "set both FORCEBIND_TLS_CERT_FILE and FORCEBIND_TLS_KEY_FILE, or neither"},
@@ -216,7 +176,7 @@ func (d doctor) checkKey() (*store.Keyring, checkResult) {
 	const name = "key"
 	c := d.cfg
 	if (c.KeyFile == "") == (c.Key == "") {
-		return nil, skip(name, "no single key setting (see configuration)")
+		return nil, skipped(name, "no single key setting (see configuration)")
 	}
 	ring, err := c.keyring()
 	if err == nil {
@@ -224,11 +184,11 @@ func (d doctor) checkKey() (*store.Keyring, checkResult) {
 		if c.KeyFile != "" {
 			from = c.KeyFile
 		}
-		return ring, ok(name, "keyring from %s loads; primary key id %s", from, ring.PrimaryID())
+		return ring, passed(name, "keyring from %s loads; primary key id %s", from, ring.PrimaryID())
 	}
 	// The keyring's errors name the variable, the file and the line, never
 	// key material.
-	return nil, fail(name, err.Error(), keyFix(c.KeyFile, err))
+	return nil, failed(name, err.Error(), keyFix(c.KeyFile, err))
 }
 
 // keyFix returns the fix for a keyring that does not load.
@@ -261,24 +221,24 @@ func (d doctor) checkStore(ctx context.Context, ring *store.Keyring) checkResult
 	path := d.cfg.DB
 	switch {
 	case path == "":
-		return skip(name, "FORCEBIND_DB is empty (see configuration)")
+		return skipped(name, "FORCEBIND_DB is empty (see configuration)")
 	case ring == nil:
-		return skip(name, "%s not opened: no usable key", path)
+		return skipped(name, "%s not opened: no usable key", path)
 	}
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		dir := filepath.Dir(path)
 		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-			return fail(name, fmt.Sprintf("%s does not exist, nor does its directory %s", path, dir),
+			return failed(name, fmt.Sprintf("%s does not exist, nor does its directory %s", path, dir),
 				fmt.Sprintf("create %s, writable by the user forcebind runs as, or point FORCEBIND_DB elsewhere", dir))
 		}
-		return warn(name, "%s does not exist yet; it will be created on first run", path)
+		return warned(name, "%s does not exist yet; it will be created on first run", path)
 	} else if err != nil {
-		return fail(name, err.Error(), "make the file and its directory readable by the user forcebind runs as")
+		return failed(name, err.Error(), "make the file and its directory readable by the user forcebind runs as")
 	}
 	db, err := bolt.Open(path, bolt.Options{Keyring: ring, ReadOnly: true, LockTimeout: d.lockTimeout})
 	var missing *store.MissingKeysError
 	if errors.As(err, &missing) {
-		return fail(name, err.Error(), missingKeysFix(missing, keySetting(d.cfg)))
+		return failed(name, err.Error(), missingKeysFix(missing, keySetting(d.cfg)))
 	}
 	if err != nil {
 		return storeFailure(path, err)
@@ -292,13 +252,33 @@ func (d doctor) checkStore(ctx context.Context, ring *store.Keyring) checkResult
 		err = cerr
 	}
 	if err != nil {
-		return fail(name, fmt.Sprintf("read %s: %v", path, err), "restore the file from a backup (with forcebind stopped)")
+		return failed(name, fmt.Sprintf("read %s: %v", path, err), "restore the file from a backup (with forcebind stopped)")
 	}
 	detail := fmt.Sprintf("%s opens with the keyring; %d %s", path, n, plural(n, "binding", "bindings"))
 	if w := sealedWarning(sealed, ring); w != "" {
-		return warn(name, "%s, but %s", detail, w)
+		return warned(name, "%s, but %s", detail, w)
 	}
-	return ok(name, "%s", detail)
+	return passed(name, "%s", detail)
+}
+
+// storeFailure turns an error of bolt.Open into a checklist line.
+func storeFailure(path string, err error) checkResult {
+	const name = "store"
+	switch {
+	case errors.Is(err, store.ErrLocked):
+		return warned(name, "%s is in use by a running forcebind; not opened", path)
+	case errors.Is(err, store.ErrWrongKey):
+		return failed(name, err.Error(),
+			"use the key the store was sealed with; after adding a new key, keep the old one below it until 'forcebind key rotate' has run")
+	case errors.Is(err, store.ErrSchema):
+		return failed(name, err.Error(), "run the forcebind version that wrote the file, or a newer one")
+	case errors.Is(err, store.ErrCorrupt):
+		return failed(name, err.Error(), fmt.Sprintf(
+			"with forcebind stopped, restore %s from a backup ('forcebind backup' makes them); moving it aside starts an empty store, and everyone connects again", path))
+	case errors.Is(err, fs.ErrPermission):
+		return failed(name, err.Error(), "run doctor as the user forcebind runs as: the store is mode 0600")
+	}
+	return failed(name, err.Error(), "check that FORCEBIND_DB names a forcebind store")
 }
 
 // missingKeysFix says how to repair a keyring that lacks keys records are
@@ -337,86 +317,16 @@ func sealedWarning(sealed []store.KeyRecords, ring *store.Keyring) string {
 func checkBackupSocket(path string) checkResult {
 	const name = "backup socket"
 	if len(path) > maxSocketPath {
-		return warn(name, "%s is longer than %d bytes, so the daemon cannot make it and `forcebind backup` will work only while the daemon is stopped; use a shorter FORCEBIND_DB path", path, maxSocketPath)
+		return warned(name, "%s is longer than %d bytes, so the daemon cannot make it and `forcebind backup` will work only while the daemon is stopped; use a shorter FORCEBIND_DB path", path, maxSocketPath)
 	}
 	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
-		return skip(name, "the store's directory is missing (see store)")
+		return skipped(name, "the store's directory is missing (see store)")
 	}
-	return ok(name, "%s: hot backups reach the running daemon here", path)
+	return passed(name, "%s: hot backups reach the running daemon here", path)
 }
 
-// scopeRecorder keeps the X-OAuth-Scopes header of the answers it passes
-// on: Slack names the token's scopes there, and slack-go does not expose it.
-type scopeRecorder struct {
-	next   http.RoundTripper
-	header string
-	seen   bool
-}
-
-func (r *scopeRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := r.next.RoundTrip(req)
-	if err == nil && strings.HasSuffix(req.URL.Path, "/auth.test") {
-		if v, ok := resp.Header["X-Oauth-Scopes"]; ok && len(v) > 0 {
-			r.header, r.seen = v[0], true
-		}
-	}
-	return resp, err
-}
-
-// scopesVerdict compares the bot token's scopes with those forcebind uses.
-// users:read.email matters only with the email check on: without it Slack
-// leaves emails out, and every link would fail.
-func scopesVerdict(header string, seen, emailMatch bool) checkResult {
-	const name = "slack scopes"
-	if !seen {
-		return warn(name, "Slack did not name the bot token's scopes (X-OAuth-Scopes); compare them with slack-app-manifest.yaml by hand")
-	}
-	have := make(map[string]bool)
-	for _, s := range strings.Split(header, ",") {
-		have[strings.TrimSpace(s)] = true
-	}
-	var missing, optional []string
-	for _, s := range bot.Scopes() {
-		switch {
-		case have[s]:
-		case s == "users:read.email" && !emailMatch:
-			optional = append(optional, s)
-		default:
-			missing = append(missing, s)
-		}
-	}
-	fix := "add them to the app (slack-app-manifest.yaml lists every scope), then reinstall it to the workspace: the bot token keeps its scopes until then"
-	switch {
-	case len(missing) > 0:
-		return fail(name, "the bot token lacks "+strings.Join(missing, ", "), fix)
-	case len(optional) > 0:
-		return warn(name, "the bot token lacks %s, which FORCEBIND_REQUIRE_EMAIL_MATCH needs (it is off)", strings.Join(optional, ", "))
-	}
-	return ok(name, "the bot token has every scope forcebind uses")
-}
-
-// storeFailure turns an error of bolt.Open into a checklist line.
-func storeFailure(path string, err error) checkResult {
-	const name = "store"
-	switch {
-	case errors.Is(err, store.ErrLocked):
-		return warn(name, "%s is in use by a running forcebind; not opened", path)
-	case errors.Is(err, store.ErrWrongKey):
-		return fail(name, err.Error(),
-			"use the key the store was sealed with; after adding a new key, keep the old one below it until 'forcebind key rotate' has run")
-	case errors.Is(err, store.ErrSchema):
-		return fail(name, err.Error(), "run the forcebind version that wrote the file, or a newer one")
-	case errors.Is(err, store.ErrCorrupt):
-		return fail(name, err.Error(), fmt.Sprintf(
-			"with forcebind stopped, restore %s from a backup ('forcebind backup' makes them); moving it aside starts an empty store, and everyone connects again", path))
-	case errors.Is(err, fs.ErrPermission):
-		return fail(name, err.Error(), "run doctor as the user forcebind runs as: the store is mode 0600")
-	}
-	return fail(name, err.Error(), "check that FORCEBIND_DB names a forcebind store")
-}
-
-// checkSlack calls auth.test with the bot token and apps.connections.open
-// with the app token. Neither dials the Socket Mode websocket.
+// checkSlack checks the bot token and the app-level token with bot.Probe,
+// which dials no websocket.
 func (d doctor) checkSlack(ctx context.Context) []checkResult {
 	const botName, appName = "slack bot token", "slack app token"
 	c := d.cfg
@@ -424,48 +334,52 @@ func (d doctor) checkSlack(ctx context.Context) []checkResult {
 	// http on a loopback host.
 	u, err := url.Parse(c.SlackAPIURL)
 	if err != nil || u.Host == "" || !salesforce.SecureScheme(u) {
-		return []checkResult{skip(botName, "SLACK_API_URL unusable (see configuration)"), skip(appName, "SLACK_API_URL unusable (see configuration)")}
+		return []checkResult{skipped(botName, "SLACK_API_URL unusable (see configuration)"), skipped(appName, "SLACK_API_URL unusable (see configuration)")}
 	}
-	scopes := &scopeRecorder{next: d.hc.Transport}
-	if scopes.next == nil {
-		scopes.next = http.DefaultTransport
-	}
-	hc := *d.hc
-	hc.Transport = scopes
-	api := slack.New(c.SlackBotToken,
-		slack.OptionAppLevelToken(c.SlackAppToken),
-		slack.OptionAPIURL(c.SlackAPIURL),
-		slack.OptionHTTPClient(&hc),
-	)
+	probe := bot.NewProbe(bot.APIConfig{BotToken: c.SlackBotToken, AppToken: c.SlackAppToken, URL: c.SlackAPIURL, HTTPClient: d.hc}, d.timeout)
 	var rs []checkResult
 	if !strings.HasPrefix(c.SlackBotToken, "xoxb-") {
-		rs = append(rs, skip(botName, "no bot token (see configuration)"))
+		rs = append(rs, skipped(botName, "no bot token (see configuration)"))
+	} else if who, err := probe.BotToken(ctx); err != nil {
+		rs = append(rs, slackFailure(botName, err, d.timeout))
 	} else {
-		cctx, cancel := context.WithTimeout(ctx, d.timeout)
-		who, err := api.AuthTestContext(cctx)
-		cancel()
-		if err != nil {
-			rs = append(rs, slackFailure(botName, "auth.test", err, d.timeout))
-		} else {
-			rs = append(rs, ok(botName, "workspace %s (%s), bot user %s (%s)", who.Team, who.TeamID, who.User, who.UserID))
-			rs = append(rs, scopesVerdict(scopes.header, scopes.seen, c.RequireEmailMatch))
-		}
+		rs = append(rs, passed(botName, "workspace %s (%s), bot user %s (%s)", who.Team, who.TeamID, who.User, who.UserID),
+			scopesVerdict(who, c.RequireEmailMatch))
 	}
 	if !strings.HasPrefix(c.SlackAppToken, "xapp-") {
-		rs = append(rs, skip(appName, "no app-level token (see configuration)"))
+		rs = append(rs, skipped(appName, "no app-level token (see configuration)"))
+	} else if err := probe.AppToken(ctx); err != nil {
+		rs = append(rs, slackFailure(appName, err, d.timeout))
 	} else {
-		cctx, cancel := context.WithTimeout(ctx, d.timeout)
-		// The answer's websocket URL carries a one-time ticket: it is
-		// neither dialled nor printed.
-		_, _, err := api.StartSocketModeContext(cctx)
-		cancel()
-		if err != nil {
-			rs = append(rs, slackFailure(appName, "apps.connections.open", err, d.timeout))
-		} else {
-			rs = append(rs, ok(appName, "apps.connections.open accepts it: Socket Mode is on"))
-		}
+		rs = append(rs, passed(appName, "apps.connections.open accepts it: Socket Mode is on"))
 	}
 	return rs
+}
+
+// scopesVerdict compares the bot token's scopes with those forcebind uses.
+// The email scope matters only with the email check on: without it Slack
+// leaves emails out, and every link would fail.
+func scopesVerdict(who bot.BotUser, emailMatch bool) checkResult {
+	const name = "slack scopes"
+	if who.Scopes == nil {
+		return warned(name, "Slack did not name the bot token's scopes (X-OAuth-Scopes); compare them with slack-app-manifest.yaml by hand")
+	}
+	var missing, optional []string
+	for _, s := range who.Missing() {
+		if s == bot.EmailScope && !emailMatch {
+			optional = append(optional, s)
+		} else {
+			missing = append(missing, s)
+		}
+	}
+	fix := "add them to the app (slack-app-manifest.yaml lists every scope), then reinstall it to the workspace: the bot token keeps its scopes until then"
+	switch {
+	case len(missing) > 0:
+		return failed(name, "the bot token lacks "+strings.Join(missing, ", "), fix)
+	case len(optional) > 0:
+		return warned(name, "the bot token lacks %s, which FORCEBIND_REQUIRE_EMAIL_MATCH needs (it is off)", strings.Join(optional, ", "))
+	}
+	return passed(name, "the bot token has every scope forcebind uses")
 }
 
 // slackFixes are the fixes for Slack's error codes, for the bot token and
@@ -509,355 +423,231 @@ var slackFixes = map[string][2]string{
 	},
 }
 
-// slackFailure turns an error of a Slack Web API call into a checklist
-// line. slack-go's errors name the method and URL, never the token.
-func slackFailure(name, method string, err error, timeout time.Duration) checkResult {
+// slackFailure turns a failed bot.Probe call into a checklist line. Its
+// error names the method and what Slack answered, never the token.
+func slackFailure(name string, err error, timeout time.Duration) checkResult {
+	var ce *bot.CallError
+	if !errors.As(err, &ce) {
+		return failed(name, networkProblem(err, timeout), "check outbound HTTPS to slack.com (firewall, HTTPS_PROXY) and SLACK_API_URL")
+	}
 	app := 0
-	if method == "apps.connections.open" {
+	if ce.Method == "apps.connections.open" {
 		app = 1
 	}
-	var rl *slack.RateLimitedError
-	if errors.As(err, &rl) {
-		return warn(name, "%s: Slack is rate limiting; retry in %s", method, rl.RetryAfter)
-	}
-	var se slack.SlackErrorResponse
-	if errors.As(err, &se) {
-		detail := fmt.Sprintf("%s answered %s", method, se.Err)
-		if se.Needed != "" {
-			detail += " (needed: " + se.Needed + ")"
+	switch {
+	case ce.Status == http.StatusTooManyRequests:
+		return warned(name, "%s: Slack is rate limiting; retry in %s", ce.Method, ce.RetryAfter)
+	case ce.Code != "":
+		detail := fmt.Sprintf("%s answered %s", ce.Method, ce.Code)
+		if ce.Needed != "" {
+			detail += " (needed: " + ce.Needed + ")"
 		}
-		if f, ok := slackFixes[se.Err]; ok {
-			return fail(name, detail, f[app])
+		if f, ok := slackFixes[ce.Code]; ok {
+			return failed(name, detail, f[app])
 		}
-		return fail(name, detail, fmt.Sprintf("see https://api.slack.com/methods/%s for what %s means", method, se.Err))
+		if ce.Fatal {
+			return failed(name, detail, "Slack refuses the app for good, and 'forcebind run' would stop (exit 3): check the app at api.slack.com → Your Apps "+
+				"(Socket Mode on, installed to the workspace) and set its current tokens")
+		}
+		return failed(name, detail, fmt.Sprintf("see https://api.slack.com/methods/%s for what %s means", ce.Method, ce.Code))
+	case ce.Status != 0:
+		return failed(name, fmt.Sprintf("%s: HTTP %d", ce.Method, ce.Status), "check SLACK_API_URL and any proxy between forcebind and Slack")
 	}
-	var sc slack.StatusCodeError
-	if errors.As(err, &sc) {
-		return fail(name, fmt.Sprintf("%s: HTTP %d", method, sc.Code), "check SLACK_API_URL and any proxy between forcebind and Slack")
-	}
-	return fail(name, fmt.Sprintf("%s: %s", method, networkProblem(err, timeout)),
+	return failed(name, fmt.Sprintf("%s: %s", ce.Method, networkProblem(ce.Err, timeout)),
 		"check outbound HTTPS to slack.com (firewall, HTTPS_PROXY) and SLACK_API_URL")
 }
 
-// checkSalesforce checks that the login host answers and that it knows the
-// connected app: the consumer key, the callback URL (web flow) and the
-// secret.
+// checkSalesforce checks with auth.Probe that the login host answers and
+// that it knows the connected app: the consumer key, the callback URL (web
+// flow) and the secret.
 func (d doctor) checkSalesforce(ctx context.Context) []checkResult {
 	const hostName = "salesforce host"
-	login, err := auth.ParseLoginURL(d.cfg.LoginURL, d.cfg.AllowCustomLoginHost)
+	c := d.cfg
+	probe, err := auth.NewProbe(auth.ProbeConfig{
+		ClientID: c.ClientID, ClientSecret: c.ClientSecret, LoginURL: c.LoginURL, CallbackURL: c.CallbackURL,
+		AllowCustomLoginHost: c.AllowCustomLoginHost, HTTPClient: d.hc, Timeout: d.timeout,
+	})
 	if err != nil {
-		return []checkResult{skip(hostName, "SALESFORCE_LOGIN_URL unusable (see configuration)")}
+		return []checkResult{skipped(hostName, "SALESFORCE_LOGIN_URL unusable (see configuration)")}
 	}
-	base := login.String()
-	hc := salesforce.NoRedirects(d.hc) // as `forcebind run` sends them: never on to another host
-
 	var rs []checkResult
-	if d.cfg.AllowCustomLoginHost {
-		rs = append(rs, customLoginHost(d.cfg.LoginURL))
+	if c.AllowCustomLoginHost {
+		rs = append(rs, customLoginHost(c.LoginURL))
 	}
-	status, err := d.get(ctx, hc, base+"/")
+	base := probe.LoginURL()
+	status, err := probe.LoginHost(ctx)
 	if err != nil {
-		r := fail(hostName, fmt.Sprintf("%s: %s", base, networkProblem(err, d.timeout)),
+		r := failed(hostName, fmt.Sprintf("%s: %s", base, networkProblem(err, d.timeout)),
 			"check SALESFORCE_LOGIN_URL and outbound HTTPS to it (firewall, HTTPS_PROXY, a TLS-inspecting proxy's CA in the system trust store)")
-		return append(rs, r, skip("salesforce client", "the login host does not answer"))
+		return append(rs, r, skipped("salesforce client", "the login host does not answer"))
 	}
-	rs = append(rs, ok(hostName, "%s answers (HTTP %d)", base, status))
-	if d.cfg.ClientID == "" {
-		return append(rs, skip("salesforce client", "no SALESFORCE_CLIENT_ID (see configuration)"))
+	rs = append(rs, passed(hostName, "%s answers (HTTP %d)", base, status))
+	if c.ClientID == "" {
+		return append(rs, skipped("salesforce client", "no SALESFORCE_CLIENT_ID (see configuration)"))
 	}
 	if !d.web() {
 		// The device flow redeems no code, but refreshes like the web flow.
-		return append(rs, d.probeDeviceFlow(ctx, hc, base), d.probeToken(ctx, hc, base, true))
+		return append(rs, d.deviceVerdict(probe.DeviceCode(ctx)), d.tokenVerdict(probe.Refresh(ctx), true))
 	}
-	rs = append(rs, d.probeAuthorize(ctx, hc, base), d.probeToken(ctx, hc, base, false))
-	if d.cfg.ClientSecret == "" {
+	rs = append(rs, d.authorizeVerdict(probe.Authorize(ctx)), d.tokenVerdict(probe.Exchange(ctx), false))
+	if c.ClientSecret == "" {
 		// With a secret, the code probe has checked it for refreshes too;
 		// without one, the app may still require it for refreshes only.
-		rs = append(rs, d.probeToken(ctx, hc, base, true))
+		rs = append(rs, d.tokenVerdict(probe.Refresh(ctx), true))
 	}
 	return rs
 }
 
-// get sends a GET and returns the status; the body is discarded.
-func (d doctor) get(ctx context.Context, hc *http.Client, u string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return 0, err
+// customLoginHost is the warning for FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST=true:
+// the check that keeps secrets on Salesforce's hosts is off.
+func customLoginHost(loginURL string) checkResult {
+	const name = "login host"
+	if _, err := auth.ParseLoginURL(loginURL, false); !errors.Is(err, auth.ErrNotSalesforceHost) {
+		return warned(name, "FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST is true, but %s needs no exception: unset it, so that a mistyped "+
+			"SALESFORCE_LOGIN_URL is refused instead of receiving every secret", loginURL)
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	return warned(name, "FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST is true: %s, which is not a Salesforce domain, receives the client secret, "+
+		"every authorization code and refresh token, and is trusted to name where access tokens go; be sure it is yours", loginURL)
 }
 
-// probeAuthorize sends the browser's first request of the web server flow,
-// without following redirects, and reads Salesforce's verdict on the
-// consumer key and the callback URL. Nothing is approved: that would need
-// someone to log in.
-func (d doctor) probeAuthorize(ctx context.Context, hc *http.Client, base string) checkResult {
-	const name = "salesforce authorize"
-	verifier := randomString()
-	sum := sha256.Sum256([]byte(verifier))
-	q := url.Values{
-		"response_type":         {"code"},
-		"client_id":             {d.cfg.ClientID},
-		"redirect_uri":          {d.cfg.CallbackURL},
-		"code_challenge":        {base64.RawURLEncoding.EncodeToString(sum[:])},
-		"code_challenge_method": {"S256"},
-		"scope":                 {"api refresh_token"},
-		"state":                 {"doctor-" + randomString()},
+// said is what Salesforce said in an OAuth error: its code and description.
+func said(e *auth.OAuthError) string {
+	if e.Description == "" {
+		return e.Code
 	}
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/services/oauth2/authorize?"+q.Encode(), nil)
-	if err != nil {
-		return fail(name, err.Error(), "check SALESFORCE_LOGIN_URL")
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fail(name, networkProblem(err, d.timeout), "check outbound HTTPS to the login host")
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	return authorizeVerdict(resp.StatusCode, resp.Header.Get("Location"), body, d.cfg.CallbackURL, d.cfg.ClientID)
+	return e.Code + ": " + e.Description
 }
 
-// errorParam finds "error=code" in an error page, as Salesforce's Remote
-// Access error page (and the fake's) shows it.
-var errorParam = regexp.MustCompile(`error=([A-Za-z_]+)`)
-
-// fatalAuthorizeError finds the codes that mean the app or its callback is
-// unknown, in any page: a login page does not contain them.
-var fatalAuthorizeError = regexp.MustCompile(`error=(invalid_client_id|invalid_client|redirect_uri_mismatch)\b`)
-
-// authorizeVerdict reads an answer of the authorize endpoint: an error page
-// (Salesforce cannot redirect when it does not know the app or the
-// callback), a redirect to its own error page with error= in the query, a
-// redirect to the callback (the app and callback were accepted, whatever
-// else it says), or a login page.
-func authorizeVerdict(status int, location string, body []byte, callback, clientID string) checkResult {
+// authorizeVerdict reads what auth.Probe.Authorize made of the authorize
+// endpoint's answer.
+func (d doctor) authorizeVerdict(login bool, err error) checkResult {
 	const name = "salesforce authorize"
-	code := ""
-	toCallback := false
-	if status >= 300 && status < 400 && location != "" {
-		if u, err := url.Parse(location); err == nil {
-			code = u.Query().Get("error")
-			toCallback = strings.HasPrefix(location, callback)
-		}
-	}
-	if code == "" {
-		// A failed page is searched for any error code; a page that loaded
-		// (a login page, full of script) only for the codes that cannot
-		// appear in one.
-		re := errorParam
-		if status < 300 {
-			re = fatalAuthorizeError
-		}
-		if m := re.FindSubmatch(body); m != nil {
-			code = string(m[1])
-		}
-	}
+	callback := d.cfg.CallbackURL
+	var e *auth.OAuthError
 	switch {
-	case code == "invalid_client_id" || code == "invalid_client":
-		return fail(name, fmt.Sprintf("Salesforce does not know the consumer key %q (%s)", clientID, code), clientIDFix)
-	case code == "redirect_uri_mismatch":
-		return fail(name, fmt.Sprintf("the connected app's callback URL is not FORCEBIND_CALLBACK_URL %s (redirect_uri_mismatch)", callback),
-			fmt.Sprintf("add %s exactly as a Callback URL of the connected app, or set FORCEBIND_CALLBACK_URL to the one it has", callback))
-	case toCallback:
+	case err == nil && login:
+		return passed(name, "the consumer key and the callback URL are accepted (Salesforce offers a login)")
+	case err == nil:
 		// The flow reached the callback: the app and the URL are known.
-		return ok(name, "the consumer key and the callback URL are accepted")
-	case code != "":
-		return fail(name, fmt.Sprintf("authorize answered %s", code), "see docs/salesforce-setup.md; the connected app's OAuth settings are not what forcebind needs")
-	case status >= 500:
-		return fail(name, fmt.Sprintf("authorize answered HTTP %d", status), "Salesforce has trouble: check status.salesforce.com and try again")
-	case status >= 400:
-		return fail(name, fmt.Sprintf("authorize answered HTTP %d without an OAuth error", status), "check that SALESFORCE_LOGIN_URL is a Salesforce login host")
+		return passed(name, "the consumer key and the callback URL are accepted")
+	case !errors.As(err, &e):
+		return failed(name, networkProblem(err, d.timeout), "check outbound HTTPS to the login host")
+	case e.Code == "invalid_client_id" || e.Code == "invalid_client":
+		return failed(name, fmt.Sprintf("Salesforce does not know the consumer key %q (%s)", d.cfg.ClientID, e.Code), clientIDFix)
+	case e.Code == "redirect_uri_mismatch":
+		return failed(name, fmt.Sprintf("the connected app's callback URL is not FORCEBIND_CALLBACK_URL %s (redirect_uri_mismatch)", callback),
+			fmt.Sprintf("add %s exactly as a Callback URL of the connected app, or set FORCEBIND_CALLBACK_URL to the one it has", callback))
+	case e.Code != "":
+		return failed(name, fmt.Sprintf("authorize answered %s", e.Code), "see docs/salesforce-setup.md; the connected app's OAuth settings are not what forcebind needs")
+	case e.Status >= 500:
+		return failed(name, fmt.Sprintf("authorize answered HTTP %d", e.Status), "Salesforce has trouble: check status.salesforce.com and try again")
 	}
-	// A login page, or a redirect to one.
-	return ok(name, "the consumer key and the callback URL are accepted (Salesforce offers a login)")
+	return failed(name, fmt.Sprintf("authorize answered HTTP %d without an OAuth error", e.Status), "check that SALESFORCE_LOGIN_URL is a Salesforce login host")
 }
 
 // clientIDFix is the fix for a consumer key Salesforce does not know.
 const clientIDFix = "set SALESFORCE_CLIENT_ID to the connected app's Consumer Key (App Manager → the app → View → Manage Consumer Details); a new or edited app can take up to 10 minutes to be known"
 
-// probeDeviceFlow asks for a device code, as `connect` does in the device
-// flow. It proves the consumer key is known and the connected app has the
-// device flow on. The code it gets is never shown to anyone and expires
-// unused at Salesforce (after about 10 minutes).
-func (d doctor) probeDeviceFlow(ctx context.Context, hc *http.Client, base string) checkResult {
+// deviceVerdict reads what auth.Probe.DeviceCode made of the answer to a
+// device code request.
+func (d doctor) deviceVerdict(err error) checkResult {
 	const name = "salesforce device"
-	form := url.Values{"response_type": {"device_code"}, "client_id": {d.cfg.ClientID}, "scope": {"api refresh_token"}}
-	status, body, err := d.post(ctx, hc, base+"/services/oauth2/token", form)
-	if err != nil {
-		return fail(name, networkProblem(err, d.timeout), "check outbound HTTPS to the login host")
-	}
-	return deviceVerdict(status, body, d.cfg.ClientID)
-}
-
-// deviceVerdict reads the token endpoint's answer to a device code request.
-func deviceVerdict(status int, body []byte, clientID string) checkResult {
-	const name = "salesforce device"
-	var e struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-		DeviceCode  string `json:"device_code"`
-		UserCode    string `json:"user_code"`
-	}
-	if err := json.Unmarshal(body, &e); err != nil {
-		return fail(name, fmt.Sprintf("the token endpoint answered HTTP %d, not JSON", status),
-			"check that SALESFORCE_LOGIN_URL is a Salesforce login host")
-	}
+	var e *auth.OAuthError
 	switch {
-	case status == http.StatusOK && e.DeviceCode != "" && e.UserCode != "":
-		return ok(name, "the connected app offers the device flow")
-	case e.Error == "invalid_client_id":
-		return fail(name, fmt.Sprintf("Salesforce does not know the consumer key %q (%s)", clientID, e.Error), clientIDFix)
-	case e.Error == "invalid_request", e.Error == "unsupported_response_type", e.Error == "unauthorized_client":
-		return fail(name, fmt.Sprintf("Salesforce refused a device code (%s: %s)", e.Error, e.Description),
+	case err == nil:
+		return passed(name, "the connected app offers the device flow")
+	case !errors.As(err, &e):
+		return failed(name, networkProblem(err, d.timeout), "check outbound HTTPS to the login host")
+	case e.Code == "invalid_client_id":
+		return failed(name, fmt.Sprintf("Salesforce does not know the consumer key %q (%s)", d.cfg.ClientID, e.Code), clientIDFix)
+	case e.Code == "invalid_request", e.Code == "unsupported_response_type", e.Code == "unauthorized_client":
+		return failed(name, fmt.Sprintf("Salesforce refused a device code (%s)", said(e)),
 			`turn on "Enable for Device Flow" in the connected app's OAuth settings (docs/salesforce-setup.md), or set FORCEBIND_CONNECT_FLOW=web`)
-	case e.Error != "":
-		return fail(name, e.Error+": "+e.Description, "see docs/salesforce-setup.md for the connected app's OAuth settings")
+	case e.Code != "":
+		return failed(name, said(e), "see docs/salesforce-setup.md for the connected app's OAuth settings")
 	}
-	return fail(name, fmt.Sprintf("the token endpoint answered HTTP %d without a device code", status),
+	return failed(name, fmt.Sprintf("the token endpoint answered HTTP %d without a device code", e.Status),
 		"check that SALESFORCE_LOGIN_URL is a Salesforce login host")
 }
 
-// probeToken sends the token endpoint a made-up authorization code or, with
-// refresh, a made-up refresh token. Salesforce checks the client before
-// the grant, so "invalid_grant" means the consumer key (and the secret,
-// when one is sent or required) were accepted, while "invalid_client_id"
-// and "invalid_client" name what is wrong.
-func (d doctor) probeToken(ctx context.Context, hc *http.Client, base string, refresh bool) checkResult {
-	form := url.Values{"client_id": {d.cfg.ClientID}}
+// tokenVerdict reads what auth.Probe.Exchange or, with refresh,
+// auth.Probe.Refresh made of the token endpoint's answer to a made-up
+// grant.
+func (d doctor) tokenVerdict(err error, refresh bool) checkResult {
+	name, flow, requireSecret := "salesforce token", "the web server flow", "Require Secret for Web Server Flow"
 	if refresh {
-		form.Set("grant_type", "refresh_token")
-		form.Set("refresh_token", "doctor-"+randomString())
-	} else {
-		form.Set("grant_type", "authorization_code")
-		form.Set("code", "doctor-"+randomString())
-		form.Set("code_verifier", randomString()+randomString())
-		form.Set("redirect_uri", d.cfg.CallbackURL)
+		name, flow, requireSecret = "salesforce refresh", "the refresh token flow", "Require Secret for Refresh Token Flow"
 	}
-	if d.cfg.ClientSecret != "" {
-		form.Set("client_secret", d.cfg.ClientSecret)
+	withSecret := d.cfg.ClientSecret != ""
+	e := &auth.OAuthError{Status: http.StatusOK} // no error: a made-up grant was accepted
+	if err != nil && !errors.As(err, &e) {
+		return failed(name, networkProblem(err, d.timeout), "check outbound HTTPS to the login host")
 	}
-	status, body, err := d.post(ctx, hc, base+"/services/oauth2/token", form)
-	if err != nil {
-		return fail(tokenCheckName(refresh), networkProblem(err, d.timeout), "check outbound HTTPS to the login host")
-	}
-	return tokenVerdict(status, body, d.cfg.ClientSecret != "", d.cfg.ClientID, refresh)
-}
-
-// post sends a form, within the doctor's timeout, and returns the status
-// and up to 1 MiB of the body.
-func (d doctor) post(ctx context.Context, hc *http.Client, u string, form url.Values) (int, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, body, err
-}
-
-func tokenCheckName(refresh bool) string {
-	if refresh {
-		return "salesforce refresh"
-	}
-	return "salesforce token"
-}
-
-// tokenVerdict reads the token endpoint's answer to a made-up code or,
-// with refresh, a made-up refresh token.
-func tokenVerdict(status int, body []byte, withSecret bool, clientID string, refresh bool) checkResult {
-	name := tokenCheckName(refresh)
-	flow, requireSecret := "the web server flow", "Require Secret for Web Server Flow"
-	if refresh {
-		flow, requireSecret = "the refresh token flow", "Require Secret for Refresh Token Flow"
-	}
-	var e struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}
-	if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
-		if status == http.StatusOK {
-			return warn(name, "the token endpoint accepted a made-up grant (HTTP 200); is SALESFORCE_LOGIN_URL a Salesforce login host?")
+	switch e.Code {
+	case "":
+		if e.Status == http.StatusOK {
+			return warned(name, "the token endpoint accepted a made-up grant (HTTP 200); is SALESFORCE_LOGIN_URL a Salesforce login host?")
 		}
-		return fail(name, fmt.Sprintf("the token endpoint answered HTTP %d without an OAuth error", status),
+		return failed(name, fmt.Sprintf("the token endpoint answered HTTP %d without an OAuth error", e.Status),
 			"check that SALESFORCE_LOGIN_URL is a Salesforce login host; if it is, Salesforce has trouble (status.salesforce.com)")
-	}
-	said := e.Error
-	if e.Description != "" {
-		said += ": " + e.Description
-	}
-	switch e.Error {
 	case "invalid_grant":
 		if withSecret {
-			return ok(name, "%s accepts the consumer key and secret", flow)
+			return passed(name, "%s accepts the consumer key and secret", flow)
 		}
-		return ok(name, "%s accepts the consumer key without a secret", flow)
+		return passed(name, "%s accepts the consumer key without a secret", flow)
 	case "invalid_client_id":
-		return fail(name, fmt.Sprintf("Salesforce does not know the consumer key %q (%s)", clientID, said), clientIDFix)
+		return failed(name, fmt.Sprintf("Salesforce does not know the consumer key %q (%s)", d.cfg.ClientID, said(e)), clientIDFix)
 	case "invalid_client":
 		if withSecret {
-			return fail(name, "Salesforce refused the consumer secret ("+said+")",
+			return failed(name, "Salesforce refused the consumer secret ("+said(e)+")",
 				"set SALESFORCE_CLIENT_SECRET to the connected app's current Consumer Secret (Manage Consumer Details)")
 		}
-		return fail(name, fmt.Sprintf("the connected app requires a secret for %s and none is set (%s)", flow, said),
+		return failed(name, fmt.Sprintf("the connected app requires a secret for %s and none is set (%s)", flow, said(e)),
 			fmt.Sprintf("set SALESFORCE_CLIENT_SECRET to the Consumer Secret, or turn off %q", requireSecret))
 	case "redirect_uri_mismatch":
-		return fail(name, "the connected app's callback URL is not FORCEBIND_CALLBACK_URL ("+said+")",
+		return failed(name, "the connected app's callback URL is not FORCEBIND_CALLBACK_URL ("+said(e)+")",
 			"add FORCEBIND_CALLBACK_URL exactly as a Callback URL of the connected app")
 	case "inactive_org", "inactive_user":
-		return fail(name, said, "the org or user is inactive: check SALESFORCE_LOGIN_URL points at the right org")
+		return failed(name, said(e), "the org or user is inactive: check SALESFORCE_LOGIN_URL points at the right org")
 	}
-	return fail(name, said, "see docs/salesforce-setup.md for the connected app's OAuth settings")
+	return failed(name, said(e), "see docs/salesforce-setup.md for the connected app's OAuth settings")
 }
 
-// checkCallback compares the callback URL with the listener that must
-// receive it, and checks the TLS certificate the listener would serve.
+// checkCallback compares the callback URL with the listener of the plan
+// that must receive it, and checks the TLS certificate the listeners would
+// serve.
 func (d doctor) checkCallback() []checkResult {
 	c := d.cfg
 	var rs []checkResult
-	cb, cbErr := url.Parse(c.CallbackURL)
-	usable := cbErr == nil && cb.Host != "" && (cb.Scheme == "http" || cb.Scheme == "https")
-	lhost, lport, lerr := net.SplitHostPort(c.Listen)
+	cb, err := url.Parse(c.CallbackURL)
+	usable := err == nil && cb.Host != "" && (cb.Scheme == "http" || cb.Scheme == "https")
 	tlsOn := c.TLSCertFile != "" && c.TLSKeyFile != ""
-	if d.web() {
+	host := "" // the name the certificate must have
+	for _, l := range listenerPlan(c) {
+		if !l.callback {
+			continue
+		}
+		lhost, lport, err := net.SplitHostPort(l.addr)
 		switch {
 		case !usable:
-			rs = append(rs, skip("callback URL", "FORCEBIND_CALLBACK_URL unusable (see configuration)"))
-		case lerr != nil:
-			rs = append(rs, skip("callback URL", "FORCEBIND_LISTEN unusable (see configuration)"))
+			rs = append(rs, skipped("callback URL", "FORCEBIND_CALLBACK_URL unusable (see configuration)"))
+		case err != nil:
+			rs = append(rs, skipped("callback URL", "%s unusable (see configuration)", l.setting))
 		default:
-			rs = append(rs, callbackChecks(cb, lhost, lport, c.Listen, tlsOn)...)
+			rs = append(rs, callbackChecks(cb, lhost, lport, l.addr, tlsOn)...)
+		}
+		if usable {
+			host = cb.Hostname()
 		}
 	}
 	if tlsOn {
-		host := ""
-		if d.web() && usable {
-			host = cb.Hostname()
-		}
 		rs = append(rs, d.checkCert(host))
 	}
 	return rs
 }
 
 // callbackChecks finds where a browser sent to the callback URL ends up
-// with respect to the listener.
+// with respect to the listener at listen.
 func callbackChecks(cb *url.URL, lhost, lport, listen string, tlsOn bool) []checkResult {
 	const name = "callback URL"
 	port := cb.Port()
@@ -868,77 +658,60 @@ func callbackChecks(cb *url.URL, lhost, lport, listen string, tlsOn bool) []chec
 	var rs []checkResult
 	switch {
 	case cbLoop && port != lport:
-		rs = append(rs, fail(name, fmt.Sprintf("%s is on this machine, port %s, but FORCEBIND_LISTEN is %s: the browser's redirect misses the listener", cb, port, listen),
+		rs = append(rs, failed(name, fmt.Sprintf("%s is on this machine, port %s, but FORCEBIND_LISTEN is %s: the browser's redirect misses the listener", cb, port, listen),
 			fmt.Sprintf("set FORCEBIND_LISTEN to 127.0.0.1:%s, or use port %s in FORCEBIND_CALLBACK_URL and in the connected app", port, lport)))
 	case cbLoop && cb.Scheme == "https" && !tlsOn:
-		rs = append(rs, fail(name, fmt.Sprintf("%s is https, but the listener on this machine serves plain HTTP", cb),
+		rs = append(rs, failed(name, fmt.Sprintf("%s is https, but the listener on this machine serves plain HTTP", cb),
 			"set FORCEBIND_TLS_CERT_FILE and FORCEBIND_TLS_KEY_FILE, or use http://localhost in FORCEBIND_CALLBACK_URL and the connected app"))
 	case cbLoop && cb.Scheme == "http" && tlsOn:
-		rs = append(rs, fail(name, fmt.Sprintf("%s is http, but the listener serves TLS", cb),
+		rs = append(rs, failed(name, fmt.Sprintf("%s is http, but the listener serves TLS", cb),
 			"use https in FORCEBIND_CALLBACK_URL and in the connected app"))
 	case cbLoop:
-		rs = append(rs, ok(name, "%s reaches the listener %s (from a browser on this machine only)", cb, listen))
+		rs = append(rs, passed(name, "%s reaches the listener %s (from a browser on this machine only)", cb, listen))
 	case listenLoop:
-		rs = append(rs, warn(name, "FORCEBIND_LISTEN %s is loopback but the callback host is %s: reachable only through a reverse proxy on this machine", listen, cb.Hostname()))
+		rs = append(rs, warned(name, "FORCEBIND_LISTEN %s is loopback but the callback host is %s: reachable only through a reverse proxy on this machine", listen, cb.Hostname()))
 	default:
-		rs = append(rs, ok(name, "%s should reach the listener %s (through DNS, a load balancer or a reverse proxy)", cb, listen))
+		rs = append(rs, passed(name, "%s should reach the listener %s (through DNS, a load balancer or a reverse proxy)", cb, listen))
 	}
 	// Plain http on a network host is a configuration problem, reported
 	// with the others.
 	if !cbLoop && cb.Scheme == "https" && !tlsOn {
-		rs = append(rs, warn(name, "%s is https and the listener serves plain HTTP: TLS must be terminated by a reverse proxy", cb))
+		rs = append(rs, warned(name, "%s is https and the listener serves plain HTTP: TLS must be terminated by a reverse proxy", cb))
 	}
 	return rs
 }
 
-// customLoginHost is the warning for FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST=true:
-// the check that keeps secrets on Salesforce's hosts is off.
-func customLoginHost(loginURL string) checkResult {
-	const name = "login host"
-	if _, err := auth.ParseLoginURL(loginURL, false); !errors.Is(err, auth.ErrNotSalesforceHost) {
-		return warn(name, "FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST is true, but %s needs no exception: unset it, so that a mistyped "+
-			"SALESFORCE_LOGIN_URL is refused instead of receiving every secret", loginURL)
-	}
-	return warn(name, "FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST is true: %s, which is not a Salesforce domain, receives the client secret, "+
-		"every authorization code and refresh token, and is trusted to name where access tokens go; be sure it is yours", loginURL)
-}
-
-// checkCert loads the listener's certificate and key, and checks that the
-// certificate is current and, when host is set, names the callback host.
+// checkCert loads the listener's certificate and key as the daemon does,
+// and checks that the certificate is current and, when host is set, names
+// the callback host.
 func (d doctor) checkCert(host string) checkResult {
 	const name = "TLS certificate"
 	c := d.cfg
-	pair, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
-	if err != nil {
-		// The error names files and PEM problems, never key material.
-		return fail(name, err.Error(), "FORCEBIND_TLS_CERT_FILE must hold the PEM chain (leaf first) and FORCEBIND_TLS_KEY_FILE its private key, both readable by forcebind")
-	}
-	leaf := pair.Leaf
-	if leaf == nil {
-		if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
-			return fail(name, err.Error(), "FORCEBIND_TLS_CERT_FILE must hold a PEM certificate")
-		}
-	}
-	now := d.now()
 	renew := "renew it, then reload forcebind (SIGHUP: systemctl reload forcebind)"
+	cert, err := auth.LoadCertificate(c.TLSCertFile, c.TLSKeyFile)
 	switch {
-	case now.After(leaf.NotAfter):
-		return fail(name, fmt.Sprintf("%s expired on %s", c.TLSCertFile, leaf.NotAfter.UTC().Format(time.DateOnly)), renew)
-	case now.Before(leaf.NotBefore):
-		return fail(name, fmt.Sprintf("%s is not valid before %s", c.TLSCertFile, leaf.NotBefore.UTC().Format(time.DateTime)), "check the clock of this machine, or use a certificate valid now")
+	case errors.Is(err, auth.ErrCertExpired):
+		return failed(name, err.Error(), renew)
+	case err != nil:
+		// The error names files and PEM problems, never key material.
+		return failed(name, err.Error(), "FORCEBIND_TLS_CERT_FILE must hold the PEM chain (leaf first) and FORCEBIND_TLS_KEY_FILE its private key, both readable by forcebind")
+	}
+	leaf, now := cert.Leaf(), d.now()
+	if now.Before(leaf.NotBefore) {
+		return failed(name, fmt.Sprintf("%s is not valid before %s", c.TLSCertFile, leaf.NotBefore.UTC().Format(time.DateTime)), "check the clock of this machine, or use a certificate valid now")
 	}
 	names := certNames(leaf)
 	if host != "" {
 		if err := leaf.VerifyHostname(host); err != nil {
-			return fail(name, fmt.Sprintf("%s is for %s, not the callback host %s", c.TLSCertFile, names, host),
+			return failed(name, fmt.Sprintf("%s is for %s, not the callback host %s", c.TLSCertFile, names, host),
 				fmt.Sprintf("use a certificate whose subject alternative names include %s, or change FORCEBIND_CALLBACK_URL", host))
 		}
 	}
 	left := leaf.NotAfter.Sub(now)
 	if left < certWarnBefore {
-		return warn(name, "%s for %s expires in %d days (%s): %s", c.TLSCertFile, names, int(left.Hours()/24), leaf.NotAfter.UTC().Format(time.DateOnly), renew)
+		return warned(name, "%s for %s expires in %d days (%s): %s", c.TLSCertFile, names, int(left.Hours()/24), leaf.NotAfter.UTC().Format(time.DateOnly), renew)
 	}
-	return ok(name, "%s for %s, valid until %s", c.TLSCertFile, names, leaf.NotAfter.UTC().Format(time.DateOnly))
+	return passed(name, "%s for %s, valid until %s", c.TLSCertFile, names, leaf.NotAfter.UTC().Format(time.DateOnly))
 }
 
 // certNames lists the names a certificate is for.
@@ -956,37 +729,30 @@ func certNames(c *x509.Certificate) string {
 	return strings.Join(names, ", ")
 }
 
-// checkListen binds each address the daemon would listen on, and lets go
-// at once.
+// checkListen binds each address of the listener plan, and lets go at
+// once.
 func (d doctor) checkListen() []checkResult {
-	c := d.cfg
-	type addr struct{ name, setting, value string }
-	var addrs []addr
-	// As in daemon.run: the main listener exists for the callback, or for
-	// /healthz when no admin address is set.
-	if d.web() || c.AdminListen == "" {
-		addrs = append(addrs, addr{"listen", "FORCEBIND_LISTEN", c.Listen})
-	}
-	if c.AdminListen != "" {
-		addrs = append(addrs, addr{"admin listen", "FORCEBIND_ADMIN_LISTEN", c.AdminListen})
-	}
 	var rs []checkResult
-	for _, a := range addrs {
-		if _, _, err := net.SplitHostPort(a.value); err != nil {
-			rs = append(rs, skip(a.name, "%s unusable (see configuration)", a.setting))
+	for _, l := range listenerPlan(d.cfg) {
+		name := "listen"
+		if l.admin {
+			name = "admin listen"
+		}
+		if _, _, err := net.SplitHostPort(l.addr); err != nil {
+			rs = append(rs, skipped(name, "%s unusable (see configuration)", l.setting))
 			continue
 		}
-		ln, err := net.Listen("tcp", a.value)
+		ln, err := net.Listen("tcp", l.addr)
 		switch {
 		case err == nil:
 			ln.Close()
-			rs = append(rs, ok(a.name, "%s can be bound", a.value))
+			rs = append(rs, passed(name, "%s can be bound", l.addr))
 		case errors.Is(err, syscall.EADDRINUSE):
-			rs = append(rs, warn(a.name, "%s is in use; a running forcebind may hold it", a.value))
+			rs = append(rs, warned(name, "%s is in use; a running forcebind may hold it", l.addr))
 		case errors.Is(err, syscall.EACCES):
-			rs = append(rs, fail(a.name, err.Error(), fmt.Sprintf("use a port above 1023 in %s (a reverse proxy can serve 443)", a.setting)))
+			rs = append(rs, failed(name, err.Error(), fmt.Sprintf("use a port above 1023 in %s (a reverse proxy can serve 443)", l.setting)))
 		default:
-			rs = append(rs, fail(a.name, err.Error(), fmt.Sprintf("set %s to an address of this machine, e.g. 127.0.0.1:8787 or 0.0.0.0:8787", a.setting)))
+			rs = append(rs, failed(name, err.Error(), fmt.Sprintf("set %s to an address of this machine, e.g. 127.0.0.1:8787 or 0.0.0.0:8787", l.setting)))
 		}
 	}
 	return rs
@@ -1014,68 +780,4 @@ func networkProblem(err error, timeout time.Duration) string {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// randomString returns 32 random bytes, base64url-encoded: a PKCE verifier,
-// a state or a made-up code that no one can have issued.
-func randomString() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
-
-// secretsOf lists the secret values of cfg, for scrubbing the checklist.
-func secretsOf(cfg Config) []string {
-	s := []string{cfg.SlackAppToken, cfg.SlackBotToken, cfg.ClientSecret, cfg.Key}
-	for k := range strings.SplitSeq(cfg.Key, ",") {
-		s = append(s, strings.TrimSpace(k))
-	}
-	return s
-}
-
-// writeChecklist prints one line per result, a fix line under each
-// failure, and a summary; it returns the number of failures. Every line is
-// scrubbed of the secrets as a second line of defence: no check puts one
-// in a detail, and a test holds them to it.
-func writeChecklist(w io.Writer, rs []checkResult, secrets []string) (failed int) {
-	scrub := func(s string) string {
-		for _, v := range secrets {
-			if len(v) >= 8 {
-				s = strings.ReplaceAll(s, v, "[redacted]")
-			}
-		}
-		return s
-	}
-	count := make(map[checkStatus]int)
-	fmt.Fprintf(w, "forcebind doctor (%s)\n", version)
-	for _, r := range rs {
-		count[r.Status]++
-		fmt.Fprintf(w, "%-4s  %-20s  %s\n", r.Status, r.Name, scrub(r.Detail))
-		if r.Status == statusFail && r.Fix != "" {
-			fmt.Fprintf(w, "%-4s  %-20s  fix: %s\n", "", "", scrub(r.Fix))
-		}
-	}
-	var parts []string
-	for _, st := range []checkStatus{statusFail, statusWarn, statusSkip} {
-		if n := count[st]; n > 0 {
-			word := map[checkStatus]string{statusFail: "failed", statusWarn: plural(n, "warning", "warnings"), statusSkip: "skipped"}[st]
-			parts = append(parts, fmt.Sprintf("%d %s", n, word))
-		}
-	}
-	summary := "all checks passed"
-	if count[statusFail] > 0 {
-		summary = "some checks failed"
-	}
-	if len(parts) > 0 {
-		summary += " (" + strings.Join(parts, ", ") + ")"
-	}
-	fmt.Fprintf(w, "\n%s: %d ok of %d\n", summary, count[statusOK], len(rs))
-	return count[statusFail]
 }

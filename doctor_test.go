@@ -3,18 +3,21 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/slack-go/slack"
 
+	"github.com/forcebind/forcebind/auth"
+	"github.com/forcebind/forcebind/bot"
 	"github.com/forcebind/forcebind/bot/slacktest"
 	"github.com/forcebind/forcebind/salesforce/sftest"
 	"github.com/forcebind/forcebind/store"
@@ -720,34 +723,31 @@ func TestDoctorCommandLine(t *testing.T) {
 	}
 }
 
-// The verdicts on Salesforce's answers, including forms the fake does not
-// produce but Salesforce does.
+// The verdicts on what auth.Probe read from Salesforce's answers (see
+// auth's TestReadAuthorize and TestProbeTokenAnswers for the reading).
 func TestDoctorAuthorizeVerdict(t *testing.T) {
 	const callback = "https://forcebind.corp.example/oauth/callback"
-	loginPage := "<html><script>var error=null; if (error) show('error=' + code)</script>" + strings.Repeat("<div></div>", 1000) + "</html>"
+	d := doctor{cfg: Config{CallbackURL: callback, ClientID: "key"}, timeout: 10 * time.Second}
 	tests := []struct {
-		name     string
-		status   int
-		location string
-		body     string
-		want     checkStatus
-		detail   string
+		name   string
+		login  bool
+		err    error
+		want   checkStatus
+		detail string
 	}{
-		{"unknown client id, error page", 400, "", `<p>error=invalid_client_id&amp;error_description=client identifier invalid</p>`, statusFail, "does not know the consumer key"},
-		{"unknown client id, page served 200", 200, "", `<p>error=invalid_client_id&error_description=client%20identifier%20invalid</p>`, statusFail, "does not know the consumer key"},
-		{"callback mismatch, redirect to the error page", 302,
-			"https://login.salesforce.com/setup/secur/RemoteAccessErrorPage.apexp?error=redirect_uri_mismatch&error_description=redirect_uri%20must%20match%20configuration", "", statusFail, "redirect_uri_mismatch"},
-		{"other error on Salesforce's page", 302, "https://login.salesforce.com/setup/secur/RemoteAccessErrorPage.apexp?error=OAUTH_APP_BLOCKED", "", statusFail, "OAUTH_APP_BLOCKED"},
-		{"error sent to the callback", 302, callback + "?error=invalid_request&error_description=missing+state", "", statusOK, "accepted"},
-		{"code sent to the callback", 302, callback + "?code=aPrx123&state=s", "", statusOK, "accepted"},
-		{"login page", 200, "", loginPage, statusOK, "offers a login"},
-		{"redirect to the login page", 302, "https://login.salesforce.com/?ec=302&startURL=%2Fsetup%2Fsecur%2FRemoteAccessAuthorizationPage.apexp", "", statusOK, "offers a login"},
-		{"outage", 503, "", "<html>Service Unavailable</html>", statusFail, "HTTP 503"},
-		{"not Salesforce", 404, "", "not found", statusFail, "without an OAuth error"},
+		{"unknown client id, error page", false, &auth.OAuthError{Status: 400, Code: "invalid_client_id"}, statusFail, "does not know the consumer key"},
+		{"unknown client id, page served 200", false, &auth.OAuthError{Status: 200, Code: "invalid_client_id"}, statusFail, "does not know the consumer key"},
+		{"callback mismatch", false, &auth.OAuthError{Status: 302, Code: "redirect_uri_mismatch"}, statusFail, "redirect_uri_mismatch"},
+		{"other error on Salesforce's page", false, &auth.OAuthError{Status: 302, Code: "OAUTH_APP_BLOCKED"}, statusFail, "OAUTH_APP_BLOCKED"},
+		{"sent to the callback", false, nil, statusOK, "accepted"},
+		{"login page", true, nil, statusOK, "offers a login"},
+		{"outage", false, &auth.OAuthError{Status: 503}, statusFail, "HTTP 503"},
+		{"not Salesforce", false, &auth.OAuthError{Status: 404}, statusFail, "without an OAuth error"},
+		{"no answer", false, fmt.Errorf("get: %w", context.DeadlineExceeded), statusFail, "no answer within 10s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := authorizeVerdict(tt.status, tt.location, []byte(tt.body), callback, "key")
+			got := d.authorizeVerdict(tt.login, tt.err)
 			if diff := cmp.Diff(tt.want, got.Status); diff != "" {
 				t.Errorf("status mismatch (-want +got):\n%s\n%+v", diff, got)
 			}
@@ -759,31 +759,38 @@ func TestDoctorAuthorizeVerdict(t *testing.T) {
 }
 
 func TestDoctorTokenVerdict(t *testing.T) {
+	oauthErr := func(status int, code, description string) error {
+		return &auth.OAuthError{Status: status, Code: code, Description: description}
+	}
 	tests := []struct {
 		name       string
-		status     int
-		body       string
+		err        error
 		withSecret bool
 		refresh    bool
 		want       checkStatus
 		detail     string
 	}{
-		{"accepted with secret", 400, `{"error":"invalid_grant","error_description":"authentication failure"}`, true, false, statusOK, "web server flow accepts the consumer key and secret"},
-		{"accepted without secret", 400, `{"error":"invalid_grant","error_description":"expired authorization code"}`, false, false, statusOK, "without a secret"},
-		{"refresh accepted", 400, `{"error":"invalid_grant","error_description":"expired access/refresh token"}`, false, true, statusOK, "refresh token flow accepts the consumer key without a secret"},
-		{"unknown key", 400, `{"error":"invalid_client_id","error_description":"client identifier invalid"}`, true, false, statusFail, "does not know the consumer key"},
-		{"wrong secret", 400, `{"error":"invalid_client","error_description":"invalid client credentials"}`, true, false, statusFail, "refused the consumer secret"},
-		{"secret required", 400, `{"error":"invalid_client","error_description":"invalid client credentials"}`, false, false, statusFail, "requires a secret for the web server flow"},
-		{"secret required to refresh", 400, `{"error":"invalid_client","error_description":"invalid client credentials"}`, false, true, statusFail, "requires a secret for the refresh token flow"},
-		{"callback mismatch", 400, `{"error":"redirect_uri_mismatch","error_description":"redirect_uri must match configuration"}`, true, false, statusFail, "callback URL"},
-		{"inactive org", 400, `{"error":"inactive_org","error_description":"organization is inactive"}`, true, false, statusFail, "inactive_org"},
-		{"unknown error", 400, `{"error":"unsupported_grant_type","error_description":"grant type not supported"}`, true, false, statusFail, "unsupported_grant_type: grant type not supported"},
-		{"HTML outage", 502, "<html>Bad Gateway</html>", true, false, statusFail, "HTTP 502"},
-		{"success on a made-up code", 200, `{"access_token":"x"}`, true, false, statusWarn, "accepted a made-up grant"},
+		{"accepted with secret", oauthErr(400, "invalid_grant", "authentication failure"), true, false, statusOK, "web server flow accepts the consumer key and secret"},
+		{"accepted without secret", oauthErr(400, "invalid_grant", "expired authorization code"), false, false, statusOK, "without a secret"},
+		{"refresh accepted", oauthErr(400, "invalid_grant", "expired access/refresh token"), false, true, statusOK, "refresh token flow accepts the consumer key without a secret"},
+		{"unknown key", oauthErr(400, "invalid_client_id", "client identifier invalid"), true, false, statusFail, "does not know the consumer key"},
+		{"wrong secret", oauthErr(400, "invalid_client", "invalid client credentials"), true, false, statusFail, "refused the consumer secret"},
+		{"secret required", oauthErr(400, "invalid_client", "invalid client credentials"), false, false, statusFail, "requires a secret for the web server flow"},
+		{"secret required to refresh", oauthErr(400, "invalid_client", "invalid client credentials"), false, true, statusFail, "requires a secret for the refresh token flow"},
+		{"callback mismatch", oauthErr(400, "redirect_uri_mismatch", "redirect_uri must match configuration"), true, false, statusFail, "callback URL"},
+		{"inactive org", oauthErr(400, "inactive_org", "organization is inactive"), true, false, statusFail, "inactive_org"},
+		{"unknown error", oauthErr(400, "unsupported_grant_type", "grant type not supported"), true, false, statusFail, "unsupported_grant_type: grant type not supported"},
+		{"HTML outage", oauthErr(502, "", ""), true, false, statusFail, "HTTP 502"},
+		{"success on a made-up code", oauthErr(200, "", ""), true, false, statusWarn, "accepted a made-up grant"},
+		{"no answer", fmt.Errorf("token endpoint: %w", syscall.ECONNREFUSED), true, false, statusFail, "connection refused"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := tokenVerdict(tt.status, []byte(tt.body), tt.withSecret, "key", tt.refresh)
+			d := doctor{cfg: Config{ClientID: "key"}, timeout: 10 * time.Second}
+			if tt.withSecret {
+				d.cfg.ClientSecret = "s3cret"
+			}
+			got := d.tokenVerdict(tt.err, tt.refresh)
 			if diff := cmp.Diff(tt.want, got.Status); diff != "" {
 				t.Errorf("status mismatch (-want +got):\n%s\n%+v", diff, got)
 			}
@@ -794,28 +801,74 @@ func TestDoctorTokenVerdict(t *testing.T) {
 	}
 }
 
+// Whatever the probes report, each verdict is a named line with a detail,
+// and every failure comes with a fix.
+func TestDoctorVerdictsHaveFixes(t *testing.T) {
+	var errs []error
+	for _, status := range []int{200, 302, 400, 401, 404, 500, 503} {
+		for _, code := range []string{"", "invalid_grant", "invalid_client_id", "invalid_client", "redirect_uri_mismatch", "invalid_request",
+			"unsupported_response_type", "unauthorized_client", "inactive_user", "inactive_org", "OAUTH_APP_BLOCKED", "made_up"} {
+			errs = append(errs, &auth.OAuthError{Status: status, Code: code, Description: "words"}, &auth.OAuthError{Status: status, Code: code})
+		}
+	}
+	errs = append(errs, nil, context.DeadlineExceeded, errors.New("read: connection reset"))
+	d := doctor{cfg: Config{ClientID: "cid", CallbackURL: "http://127.0.0.1:8787/oauth/callback"}, timeout: time.Second}
+	for _, err := range errs {
+		for _, secret := range []string{"", "s3cret"} {
+			d.cfg.ClientSecret = secret
+			rs := []checkResult{d.authorizeVerdict(true, err), d.authorizeVerdict(false, err), d.deviceVerdict(err)}
+			if err != nil { // the token probes never answer nil
+				rs = append(rs, d.tokenVerdict(err, false), d.tokenVerdict(err, true))
+			}
+			for _, r := range rs {
+				if r.Status == statusFail && r.Fix == "" {
+					t.Errorf("%s failed without a fix on %v: %s", r.Name, err, r.Detail)
+				}
+				if r.Name == "" || r.Detail == "" {
+					t.Errorf("a check line without a name or detail on %v: %+v", err, r)
+				}
+			}
+		}
+	}
+	var slackErrs []error
+	for _, code := range []string{"", "invalid_auth", "link_disabled", "missing_scope", "made_up"} {
+		for _, method := range []string{"auth.test", "apps.connections.open"} {
+			slackErrs = append(slackErrs, &bot.CallError{Method: method, Code: code, Fatal: code == "link_disabled" || code == "invalid_auth", Err: errors.New("x")},
+				&bot.CallError{Method: method, Status: 502, Err: errors.New("x")})
+		}
+	}
+	for _, err := range append(slackErrs, context.DeadlineExceeded) {
+		if r := slackFailure("slack", err, time.Second); r.Fix == "" || r.Detail == "" {
+			t.Errorf("%v: %+v, want a detail and a fix", err, r)
+		}
+	}
+}
+
 func TestDoctorSlackFailure(t *testing.T) {
 	tests := []struct {
-		name, method string
-		err          error
-		want         checkResult
+		name string
+		err  error
+		want checkResult
 	}{
-		{"missing scope", "auth.test", slack.SlackErrorResponse{Err: "missing_scope", Needed: "users:read"},
+		{"missing scope", &bot.CallError{Method: "auth.test", Code: "missing_scope", Needed: "users:read"},
 			checkResult{Status: statusFail, Name: "n", Detail: "auth.test answered missing_scope (needed: users:read)", Fix: slackFixes["missing_scope"][0]}},
-		{"bot token as app token", "apps.connections.open", slack.SlackErrorResponse{Err: "not_allowed_token_type"},
+		{"bot token as app token", &bot.CallError{Method: "apps.connections.open", Code: "not_allowed_token_type", Fatal: true},
 			checkResult{Status: statusFail, Name: "n", Detail: "apps.connections.open answered not_allowed_token_type", Fix: slackFixes["not_allowed_token_type"][1]}},
-		{"unknown code", "auth.test", slack.SlackErrorResponse{Err: "fatal_error"},
+		{"unknown code", &bot.CallError{Method: "auth.test", Code: "fatal_error"},
 			checkResult{Status: statusFail, Name: "n", Detail: "auth.test answered fatal_error", Fix: "see https://api.slack.com/methods/auth.test for what fatal_error means"}},
-		{"rate limited", "auth.test", &slack.RateLimitedError{RetryAfter: 30 * time.Second},
+		{"refused for good, no fix of its own", &bot.CallError{Method: "apps.connections.open", Code: "link_disabled", Fatal: true},
+			checkResult{Status: statusFail, Name: "n", Detail: "apps.connections.open answered link_disabled", Fix: "Slack refuses the app for good, and 'forcebind run' would stop (exit 3): " +
+				"check the app at api.slack.com → Your Apps (Socket Mode on, installed to the workspace) and set its current tokens"}},
+		{"rate limited", &bot.CallError{Method: "auth.test", Status: http.StatusTooManyRequests, RetryAfter: 30 * time.Second},
 			checkResult{Status: statusWarn, Name: "n", Detail: "auth.test: Slack is rate limiting; retry in 30s"}},
-		{"proxy error", "auth.test", slack.StatusCodeError{Code: http.StatusBadGateway, Status: "502 Bad Gateway"},
+		{"proxy error", &bot.CallError{Method: "auth.test", Status: http.StatusBadGateway},
 			checkResult{Status: statusFail, Name: "n", Detail: "auth.test: HTTP 502", Fix: "check SLACK_API_URL and any proxy between forcebind and Slack"}},
-		{"timeout", "auth.test", context.DeadlineExceeded,
+		{"timeout", &bot.CallError{Method: "auth.test", Err: context.DeadlineExceeded},
 			checkResult{Status: statusFail, Name: "n", Detail: "auth.test: no answer within 10s", Fix: "check outbound HTTPS to slack.com (firewall, HTTPS_PROXY) and SLACK_API_URL"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := slackFailure("n", tt.method, tt.err, 10*time.Second)
+			got := slackFailure("n", tt.err, 10*time.Second)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("mismatch (-want +got):\n%s", diff)
 			}
@@ -840,7 +893,7 @@ func TestDoctorConfigFix(t *testing.T) {
 // The scrubber replaces secrets that a check might one day print.
 func TestDoctorWriteChecklistScrubs(t *testing.T) {
 	var b strings.Builder
-	rs := []checkResult{fail("x", "token "+doctorBotToken+" refused", "use "+doctorClientSecret), ok("y", "fine")}
+	rs := []checkResult{failed("x", "token "+doctorBotToken+" refused", "use "+doctorClientSecret), passed("y", "fine")}
 	n := writeChecklist(&b, rs, []string{doctorBotToken, doctorClientSecret, "", "short"})
 	if n != 1 {
 		t.Errorf("writeChecklist = %d failures, want 1", n)

@@ -61,19 +61,12 @@ func mustHarness(tb testing.TB, tune func(*bot.Config)) (*harness, *syncBuffer) 
 	return mustHarnessWith(tb, func(d *daemon) { d.botTuning = tune })
 }
 
-func mustCtx(tb testing.TB) context.Context {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	tb.Cleanup(cancel)
-	return ctx
-}
-
 // step sends text as jane's DM and returns the answers it got, in order.
 func step(tb testing.TB, h *harness, text string, wantAnswers int) []slacktest.Message {
 	tb.Helper()
 	before := len(h.slack.Messages())
 	h.slack.SendDM(demoUser, text)
-	if err := h.waitFor(mustCtx(tb), func(m []slacktest.Message) bool { return len(m) >= before+wantAnswers }); err != nil {
+	if err := h.waitFor(tb.Context(), func(m []slacktest.Message) bool { return len(m) >= before+wantAnswers }); err != nil {
 		tb.Fatalf("%q: %d answers, want %d: %+v", text, len(h.slack.Messages())-before, wantAnswers, h.slack.Messages()[before:])
 	}
 	return h.slack.Messages()[before:]
@@ -104,10 +97,10 @@ func TestEndToEnd(t *testing.T) {
 
 	// The browser: Salesforce login, callback, confirmation page, Confirm.
 	mark := len(h.slack.Messages())
-	if _, err := h.browse(mustCtx(t), h.lastLink(), "approve", "jane@acme.example"); err != nil {
+	if _, err := h.browse(t.Context(), h.lastLink(), "approve", "jane@acme.example"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.waitFor(mustCtx(t), func(m []slacktest.Message) bool { return len(m) > mark }); err != nil {
+	if err := h.waitFor(t.Context(), func(m []slacktest.Message) bool { return len(m) > mark }); err != nil {
 		t.Fatal("no confirmation DM")
 	}
 	confirmDM := h.slack.Messages()[mark]
@@ -152,7 +145,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Connect again, then disconnect, which revokes at Salesforce.
-	if _, err := h.browse(mustCtx(t), h.lastLink(), "approve", "jane@acme.example"); err != nil {
+	if _, err := h.browse(t.Context(), h.lastLink(), "approve", "jane@acme.example"); err != nil {
 		t.Fatal(err)
 	}
 	revokes := h.sf.Calls(sftest.EndpointRevoke)
@@ -183,7 +176,7 @@ func TestEndToEnd(t *testing.T) {
 func TestMentionAnswersEphemerally(t *testing.T) {
 	h, _ := mustHarness(t, nil)
 	h.slack.SendMention("C0GENERAL", demoUser, "<@U0BOT> search acme")
-	m, err := h.slack.WaitMessage(mustCtx(t), func(m slacktest.Message) bool { return m.Channel == "C0GENERAL" })
+	m, err := h.slack.WaitMessage(t.Context(), func(m slacktest.Message) bool { return m.Channel == "C0GENERAL" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +193,7 @@ func TestDuplicateEventAnsweredOnce(t *testing.T) {
 	// jane's messages are handled in order: once help is answered, both
 	// deliveries of whoami have been seen.
 	h.slack.SendDM(demoUser, "help")
-	if err := h.waitFor(mustCtx(t), func(ms []slacktest.Message) bool {
+	if err := h.waitFor(t.Context(), func(ms []slacktest.Message) bool {
 		return len(ms) > 0 && strings.Contains(ms[len(ms)-1].Text, "Send me:")
 	}); err != nil {
 		t.Fatalf("help not answered: %+v", h.slack.Messages())
@@ -220,7 +213,7 @@ func TestDuplicateEventAnsweredOnce(t *testing.T) {
 // of all messages arrive before the first answer.
 func TestAcksWhileSalesforceIsSlow(t *testing.T) {
 	h, _ := mustHarness(t, nil)
-	if _, err := h.browse(mustCtx(t), mustLink(t, h), "approve", "jane@acme.example"); err != nil {
+	if _, err := h.browse(t.Context(), mustLink(t, h), "approve", "jane@acme.example"); err != nil {
 		t.Fatal(err)
 	}
 	h.sf.SetLatency(3 * time.Second)
@@ -231,7 +224,7 @@ func TestAcksWhileSalesforceIsSlow(t *testing.T) {
 	}
 	var worst time.Duration
 	for _, d := range ds {
-		a, err := h.slack.WaitAck(mustCtx(t), d.EnvelopeID)
+		a, err := h.slack.WaitAck(t.Context(), d.EnvelopeID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -254,13 +247,13 @@ func mustLink(tb testing.TB, h *harness) string {
 func TestBusyWhenFull(t *testing.T) {
 	h, _ := mustHarness(t, func(c *bot.Config) { c.Workers, c.QueuePerUser, c.MaxQueued = 1, 1, 1 })
 	h.sf.SetLatency(300 * time.Millisecond)
-	if _, err := h.browse(mustCtx(t), mustLink(t, h), "approve", "jane@acme.example"); err != nil {
+	if _, err := h.browse(t.Context(), mustLink(t, h), "approve", "jane@acme.example"); err != nil {
 		t.Fatal(err)
 	}
 	h.slack.SendDM(demoUser, "search one")
 	h.slack.SendDM(demoUser, "search two")
 	h.slack.SendDM(demoUser, "search three")
-	if _, err := h.slack.WaitMessage(mustCtx(t), func(m slacktest.Message) bool { return strings.Contains(m.Text, "busy") }); err != nil {
+	if _, err := h.slack.WaitMessage(t.Context(), func(m slacktest.Message) bool { return strings.Contains(m.Text, "busy") }); err != nil {
 		t.Fatalf("no busy answer: %v", err)
 	}
 	h.sf.SetLatency(0)
@@ -282,7 +275,7 @@ func TestDemoScript(t *testing.T) {
 			}
 			defer f.Close()
 			var out bytes.Buffer
-			if err := h.play(mustCtx(t), f, &out); err != nil {
+			if err := h.play(t.Context(), f, &out); err != nil {
 				t.Fatalf("%v\ntranscript:\n%s\nlog:\n%s", err, out.String(), logs.String())
 			}
 			if !strings.HasSuffix(out.String(), "script passed\n") {
@@ -295,7 +288,7 @@ func TestDemoScript(t *testing.T) {
 func TestDemoScriptFailsWhenTheBotDoesNot(t *testing.T) {
 	h, _ := mustHarness(t, nil)
 	h.wait = 500 * time.Millisecond
-	err := h.play(mustCtx(t), strings.NewReader("say help\nexpect a sentence the bot never says\n"), io.Discard)
+	err := h.play(t.Context(), strings.NewReader("say help\nexpect a sentence the bot never says\n"), io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "line 2") {
 		t.Errorf("play = %v, want a failure at line 2", err)
 	}
@@ -344,7 +337,7 @@ func TestRunExitsOnSlackRefusal(t *testing.T) {
 			env := daemonEnv(t, s, sf)
 			tt.set(s)
 			var stderr syncBuffer
-			code := run(mustCtx(t), []string{"run"}, func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &stderr)
+			code := run(t.Context(), []string{"run"}, func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &stderr)
 			if code != exitRefused || !strings.Contains(stderr.String(), "slack refused the connection") {
 				t.Errorf("exit %d, stderr:\n%s\nwant exit %d and the reason", code, stderr.String(), exitRefused)
 			}
@@ -394,7 +387,7 @@ func TestSIGTERM(t *testing.T) {
 	defer sf.Close()
 	cmd, stderr, done := startChild(t, s, sf)
 	s.SendDM(demoUser, "help")
-	if _, err := s.WaitMessage(mustCtx(t), func(m slacktest.Message) bool { return m.Channel == s.DMChannel(demoUser) }); err != nil {
+	if _, err := s.WaitMessage(t.Context(), func(m slacktest.Message) bool { return m.Channel == s.DMChannel(demoUser) }); err != nil {
 		_ = cmd.Process.Kill()
 		t.Fatalf("the daemon did not answer: %v\n%s", err, stderr.String())
 	}
@@ -451,7 +444,7 @@ func TestSIGHUPReloadsCertificate(t *testing.T) {
 		t.Errorf("the reload did not take the new certificate:\n%s", stderr.String())
 	}
 	s.SendDM(demoUser, "help")
-	if _, err := s.WaitMessage(mustCtx(t), func(m slacktest.Message) bool { return m.Channel == s.DMChannel(demoUser) }); err != nil {
+	if _, err := s.WaitMessage(t.Context(), func(m slacktest.Message) bool { return m.Channel == s.DMChannel(demoUser) }); err != nil {
 		t.Fatalf("no answer after SIGHUP: %v\n%s", err, stderr.String())
 	}
 }

@@ -122,7 +122,7 @@ func TestRunRefusesMissingKey(t *testing.T) {
 	env["FORCEBIND_DB"], env["FORCEBIND_KEY_FILE"] = h.db, h.keyFile
 
 	var stderr syncBuffer
-	code := run(mustCtx(t), []string{"run"}, func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &stderr)
+	code := run(t.Context(), []string{"run"}, func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &stderr)
 	got := stderr.String()
 	if code != exitFail {
 		t.Errorf("exit %d, want %d; stderr:\n%s", code, exitFail, got)

@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "key":
 		err = runKey(ctx, rest, getenv, stdout, stderr)
 	case "run":
-		err = runRun(ctx, rest, getenv, stderr)
+		err = runDaemon(ctx, rest, getenv, stderr)
 	case "demo":
 		err = runDemo(ctx, rest, stdin, stdout, stderr)
 	case "compact":
@@ -97,10 +97,10 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
-// runRun is `forcebind run`: the daemon, configured from the environment
+// runDaemon is `forcebind run`: the daemon, configured from the environment
 // and flags.
-func runRun(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	cfg, rest, err := parseConfig("run", args, getenv, stderr, groupLog, groupStore, groupSlack, groupSalesforce)
+func runDaemon(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, rest, err := parseConfig("run", args, getenv, stderr, groupLog, groupStore, groupSlack, groupSalesforce, groupListen)
 	if err != nil {
 		return configError(err)
 	}

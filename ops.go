@@ -3,18 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	stdlog "log"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/rs/zerolog"
-
-	"github.com/forcebind/forcebind/auth"
 )
 
 // opsPaths are the operator's endpoints: alive, ready, and metrics.
@@ -101,67 +95,4 @@ func plain(w http.ResponseWriter, status int, text string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	fmt.Fprintln(w, text)
-}
-
-// servers runs the daemon's servers (listeners and the control socket) and
-// shuts them all down in reverse order of starting. The first one to fail
-// is reported on failed.
-type servers struct {
-	log    zerolog.Logger
-	failed chan error
-	wg     sync.WaitGroup
-	stops  []namedStop
-}
-
-// namedStop is one server's shutdown, named for the log.
-type namedStop struct {
-	name string
-	stop func(context.Context) error
-}
-
-func newServers(log zerolog.Logger) *servers {
-	return &servers{log: log, failed: make(chan error, 8)}
-}
-
-// start runs serve in a goroutine; shutdown stops it.
-func (s *servers) start(name string, serve func() error, shutdown func(context.Context) error) {
-	s.stops = append(s.stops, namedStop{name, shutdown})
-	s.wg.Go(func() {
-		if err := serve(); err != nil {
-			s.failed <- fmt.Errorf("%s: %w", name, err)
-		}
-	})
-}
-
-// startHTTP serves h on srv, over TLS when cert is set.
-func (s *servers) startHTTP(name string, srv *auth.Server, h http.Handler, cert *auth.Certificate) {
-	srv.SetErrorLog(stdlog.New(debugWriter{s.log.With().Str("server", name).Logger()}, "", 0))
-	serve := func() error { return srv.Serve(h) }
-	if cert != nil {
-		serve = func() error { return srv.ServeTLS(h, cert) }
-	}
-	s.start(name, serve, srv.Shutdown)
-}
-
-// shutdown stops every server, last started first, each within timeout,
-// and waits for them.
-func (s *servers) shutdown(timeout time.Duration) {
-	for i := len(s.stops) - 1; i >= 0; i-- {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		if err := s.stops[i].stop(ctx); err != nil {
-			s.log.Warn().Err(err).Str("server", s.stops[i].name).Msg("shutdown")
-		}
-		cancel()
-	}
-	s.wg.Wait()
-}
-
-// debugWriter turns net/http's complaints (a scanner's failed TLS handshake,
-// a malformed request) into debug lines: they are about the caller, and an
-// operator needs them only when looking for something.
-type debugWriter struct{ log zerolog.Logger }
-
-func (w debugWriter) Write(p []byte) (int, error) {
-	w.log.Debug().Msg(strings.TrimSpace(string(p)))
-	return len(p), nil
 }

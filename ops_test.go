@@ -37,10 +37,10 @@ func mustBound(tb testing.TB, h *harness) {
 	tb.Helper()
 	mark := len(h.slack.Messages())
 	link := mustLink(tb, h)
-	if _, err := h.browse(mustCtx(tb), link, "approve", "jane@acme.example"); err != nil {
+	if _, err := h.browse(tb.Context(), link, "approve", "jane@acme.example"); err != nil {
 		tb.Fatal(err)
 	}
-	if err := h.waitFor(mustCtx(tb), func(m []slacktest.Message) bool { return len(m) > mark+1 }); err != nil {
+	if err := h.waitFor(tb.Context(), func(m []slacktest.Message) bool { return len(m) > mark+1 }); err != nil {
 		tb.Fatal("no confirmation DM")
 	}
 }
@@ -462,7 +462,7 @@ func TestDeviceFlowEndToEnd(t *testing.T) {
 	if err := h.sf.ApproveDevice(codes[0], "sam@acme.example"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.waitFor(mustCtx(t), func(m []slacktest.Message) bool { return len(m) > mark }); err != nil {
+	if err := h.waitFor(t.Context(), func(m []slacktest.Message) bool { return len(m) > mark }); err != nil {
 		t.Fatal("jane was not told the link failed")
 	}
 	mustContain(t, h.slack.Messages()[mark], "email address is not the one on your Slack profile")
@@ -481,7 +481,7 @@ func TestDeviceFlowEndToEnd(t *testing.T) {
 	if err := h.sf.ApproveDevice(codes[0], "jane@acme.example"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.waitFor(mustCtx(t), func(m []slacktest.Message) bool { return len(m) > mark }); err != nil {
+	if err := h.waitFor(t.Context(), func(m []slacktest.Message) bool { return len(m) > mark }); err != nil {
 		t.Fatal("no confirmation DM")
 	}
 	mustContain(t, h.slack.Messages()[mark], "connected to Salesforce as *jane@acme.example*")
@@ -547,7 +547,7 @@ func TestStopWhileConnecting(t *testing.T) {
 	sf := sftest.NewServer(sftest.Options{})
 	defer sf.Close()
 	env := daemonEnv(t, s, sf)
-	cfg, _, err := parseConfig("run", nil, func(k string) string { return env[k] }, io.Discard, groupLog, groupStore, groupSlack, groupSalesforce)
+	cfg, _, err := parseConfig("run", nil, func(k string) string { return env[k] }, io.Discard, groupLog, groupStore, groupSlack, groupSalesforce, groupListen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -574,12 +574,13 @@ func TestPausedBackupDoesNotStallWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ctl, err := listenControl(controlSocketPath(path), controlConfig{db: db, log: zerolog.Nop()})
+	ctl, h, err := listenControl(controlSocketPath(path), controlConfig{db: db, log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go ctl.serve()
-	defer ctl.shutdown(context.Background())
+	srvs := newServers(zerolog.Nop())
+	srvs.serve(ctl, h, nil)
+	defer srvs.shutdown(5 * time.Second)
 
 	conn, err := net.Dial("unix", controlSocketPath(path))
 	if err != nil {

@@ -14,19 +14,25 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/oauth2"
 
 	"github.com/forcebind/forcebind/salesforce"
 	"github.com/forcebind/forcebind/store"
 )
 
-// Handler returns the callback listener's routes: GET /oauth/callback,
+// CallbackPath is the path of the callback route: a callback URL (and the
+// connected app's) ends in it.
+const CallbackPath = "/oauth/callback"
+
+// Handler returns the callback listener's routes: GET CallbackPath,
 // POST /oauth/confirm and GET /healthz. Every answer carries no-store,
 // no-referrer and a strict content security policy; a request whose Host is
-// not the callback URL's gets 421. Safe for concurrent use.
+// not the callback URL's gets 421. Safe for concurrent use. Serve it over
+// TLS with Certificate.TLSConfig, or behind a proxy that terminates TLS.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /oauth/callback", s.handleCallback)
+	mux.HandleFunc("GET "+CallbackPath, s.handleCallback)
 	mux.HandleFunc("POST /oauth/confirm", s.handleConfirm)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -96,17 +102,47 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	s.pages.show(w, s.callback(r.Context(), r.URL.Query()))
 }
 
+// callbackFailure is a callback that ends without a confirmation page. What
+// the person is shown (page) is kept apart from what is logged (msg and
+// err, at level, on log), as wtf's Error keeps its Message apart from the
+// error: callback logs and observes it in one place.
+type callbackFailure struct {
+	page  view
+	log   zerolog.Logger // with the person's team and user once the link is known
+	level zerolog.Level
+	msg   string
+	err   error // logged, never shown
+	// ended is how the redeemed link ended, for Observer.LinkEnded; 0
+	// before a link was redeemed.
+	ended Failure
+}
+
 // callback runs the callback for query q and returns the page to show: the
-// confirmation page when the sign-in may be bound, otherwise why not. Once
-// the link is redeemed it runs on even if the browser leaves, bounded by
-// CallTimeout (and commitTimeout for the store): Salesforce may have issued
-// tokens by then, and they must end up held for confirmation (which Sweep
-// revokes if it never comes) or revoked, never unrecorded.
+// confirmation page when the sign-in may be bound, otherwise why not, once
+// logged and observed.
 func (s *Service) callback(ctx context.Context, q url.Values) view {
+	page, f := s.signIn(ctx, q)
+	if f == nil {
+		return page
+	}
+	f.log.WithLevel(f.level).Err(f.err).Msg(f.msg)
+	if f.ended != 0 {
+		s.observeLink(FlowWeb, f.ended.String())
+	}
+	return f.page
+}
+
+// signIn is callback's work: it redeems the link, exchanges the code and
+// holds the tokens for confirmation. Once the link is redeemed it runs on
+// even if the browser leaves, bounded by CallTimeout (and commitTimeout for
+// the store): Salesforce may have issued tokens by then, and they must end
+// up held for confirmation (which Sweep revokes if it never comes) or
+// revoked, never unrecorded.
+func (s *Service) signIn(ctx context.Context, q url.Values) (view, *callbackFailure) {
 	c, err := parseCallback(q)
 	if err != nil {
-		s.log.Info().Err(err).Msg("callback refused")
-		return problemPage(http.StatusBadRequest, "This link is not valid", "Ask @forcebind for a new one: send it “connect”.")
+		return view{}, &callbackFailure{log: s.log, level: zerolog.InfoLevel, msg: "callback refused", err: err,
+			page: problemPage(http.StatusBadRequest, "This link is not valid", "Ask @forcebind for a new one: send it “connect”.")}
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CallTimeout)
 	defer cancel()
@@ -117,34 +153,32 @@ func (s *Service) callback(ctx context.Context, q url.Values) view {
 	}
 	switch {
 	case errors.Is(err, store.ErrExpired):
-		s.log.Info().Msg("callback with an expired link")
-		return problemPage(http.StatusGone, "This link has expired", "Links work for a few minutes and only once. Ask @forcebind for a new one: send it “connect”.")
+		return view{}, &callbackFailure{log: s.log, level: zerolog.InfoLevel, msg: "callback with an expired link",
+			page: problemPage(http.StatusGone, "This link has expired", "Links work for a few minutes and only once. Ask @forcebind for a new one: send it “connect”.")}
 	case errors.Is(err, store.ErrNotFound) || (err == nil && p.Binding != nil):
-		s.log.Info().Msg("callback with an unknown or used link")
-		return problemPage(http.StatusBadRequest, "This link is not valid or was already used", "Links work only once. Ask @forcebind for a new one: send it “connect”.")
+		return view{}, &callbackFailure{log: s.log, level: zerolog.InfoLevel, msg: "callback with an unknown or used link",
+			page: problemPage(http.StatusBadRequest, "This link is not valid or was already used", "Links work only once. Ask @forcebind for a new one: send it “connect”.")}
 	case err != nil:
-		s.log.Error().Err(err).Msg("redeem link")
-		return problemPage(http.StatusInternalServerError, "Something went wrong", "forcebind could not read its store. Try again in a minute.")
+		return view{}, &callbackFailure{log: s.log, level: zerolog.ErrorLevel, msg: "redeem link", err: err,
+			page: problemPage(http.StatusInternalServerError, "Something went wrong", "forcebind could not read its store. Try again in a minute.")}
 	}
 	log := s.log.With().Str("team", p.TeamID).Str("user", p.UserID).Logger()
 	if c.errCode != "" {
 		e := signInErrorOf(c.errCode)
 		// The description is the query string's, which anyone can write:
 		// it goes to the log, bounded and made printable, never to the page.
-		log.Info().Str("error_code", printable(c.errCode, 64)).Str("error_description", printable(c.errMsg, 300)).
-			Msg("Salesforce sign-in not completed")
-		s.observeLink(FlowWeb, e.outcome.String())
-		return e.page(c.errCode)
+		log = log.With().Str("error_code", printable(c.errCode, 64)).Str("error_description", printable(c.errMsg, 300)).Logger()
+		return view{}, &callbackFailure{log: log, level: zerolog.InfoLevel, msg: "Salesforce sign-in not completed", ended: e.outcome,
+			page: e.page(c.errCode)}
 	}
 	b, id, err := s.exchange(ctx, c.code, p)
 	if err != nil {
-		log.Warn().Err(err).Msg("code exchange failed; nothing stored")
-		s.observeLink(FlowWeb, FailureError.String())
-		return problemPage(http.StatusBadGateway, "Salesforce did not complete the sign-in",
-			"Nothing was linked. Ask @forcebind for a new link and try again; if it keeps failing, tell your Salesforce administrator.")
+		return view{}, &callbackFailure{log: log, level: zerolog.WarnLevel, msg: "code exchange failed; nothing stored", err: err, ended: FailureError,
+			page: problemPage(http.StatusBadGateway, "Salesforce did not complete the sign-in",
+				"Nothing was linked. Ask @forcebind for a new link and try again; if it keeps failing, tell your Salesforce administrator.")}
 	}
 	if why := s.admit(ctx, b, id, requesterOf(p), FlowWeb); why != 0 {
-		return refusedPage(why, b, id)
+		return refusedPage(why, b, id), nil // admit has logged, observed and revoked
 	}
 	// The tokens wait, sealed, for the person's decision, and expire with the
 	// link, but leave at least confirmWindow to read the page: a slow login
@@ -158,10 +192,9 @@ func (s *Service) callback(ctx context.Context, q url.Values) view {
 	defer cancelStore()
 	token, err := s.cfg.Store.CreatePending(sctx, confirmP)
 	if err != nil {
-		log.Error().Err(err).Msg("hold tokens for confirmation")
 		s.revokeQuietly(b.RefreshToken)
-		s.observeLink(FlowWeb, FailureError.String())
-		return problemPage(http.StatusInternalServerError, "Something went wrong", "forcebind could not save the sign-in. Ask @forcebind for a new link.")
+		return view{}, &callbackFailure{log: log, level: zerolog.ErrorLevel, msg: "hold tokens for confirmation", err: err, ended: FailureError,
+			page: problemPage(http.StatusInternalServerError, "Something went wrong", "forcebind could not save the sign-in. Ask @forcebind for a new link.")}
 	}
 	log.Info().Str("sf_org", b.OrgID).Str("sf_user", b.SalesforceUserID).Msg("awaiting confirmation")
 	return confirmPage(confirmView{
@@ -173,7 +206,7 @@ func (s *Service) callback(ctx context.Context, q url.Values) view {
 		SlackUserID:   p.UserID,
 		SlackTeam:     cmp.Or(p.TeamName, p.TeamID),
 		Expires:       confirmP.Expires,
-	})
+	}), nil
 }
 
 // refusedPage is the page for a sign-in that admit refused, and revoked.

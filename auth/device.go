@@ -112,32 +112,38 @@ func (s *Service) claimDevice(ctx context.Context, key string) (Link, bool, erro
 
 // requestDeviceCode asks Salesforce for a device code and checks the answer.
 func (s *Service) requestDeviceCode(ctx context.Context) (deviceAuth, error) {
-	status, body, err := s.postToken(ctx, url.Values{
-		"response_type": {"device_code"},
-		"client_id":     {s.cfg.ClientID},
-		"scope":         {strings.Join(defaultScopes, " ")},
-	})
+	status, body, err := s.postToken(ctx, s.deviceCodeForm())
 	if err != nil {
 		return deviceAuth{}, fmt.Errorf("device code request: %w: %w", salesforce.ErrUnavailable, err)
 	}
 	return parseDeviceAuth(status, body, s.login)
 }
 
+// deviceCodeForm is the token endpoint form that asks for a device code.
+func (s *Service) deviceCodeForm() url.Values {
+	return url.Values{
+		"response_type": {"device_code"},
+		"client_id":     {s.cfg.ClientID},
+		"scope":         {strings.Join(defaultScopes, " ")},
+	}
+}
+
 // parseDeviceAuth reads the token endpoint's answer to a device code
-// request: the codes, checked, or why there are none.
+// request: the codes, checked, or why there are none. The error of an
+// answer other than 200 holds its *OAuthError.
 func parseDeviceAuth(status int, body []byte, login *url.URL) (deviceAuth, error) {
 	if status != http.StatusOK {
-		code := oauthErrorCode(body)
-		switch {
+		oe := oauthErrorOf(status, body)
+		switch code := oe.Code; {
 		case status >= 500 || code == "":
-			return deviceAuth{}, fmt.Errorf("device code request: %w: answered %d", salesforce.ErrUnavailable, status)
+			return deviceAuth{}, fmt.Errorf("device code request: %w: %w", salesforce.ErrUnavailable, oe)
 		case isClientError(code) || code == "invalid_request" || code == "unsupported_response_type":
 			// Salesforce answers so when the connected app does not allow
 			// the device flow: an operator problem.
-			return deviceAuth{}, fmt.Errorf("device code request answered %d %s (is the device flow enabled for the connected app?): %w",
-				status, code, ErrClientRejected)
+			return deviceAuth{}, fmt.Errorf("device code request %w (is the device flow enabled for the connected app?): %w",
+				oe, ErrClientRejected)
 		}
-		return deviceAuth{}, fmt.Errorf("device code request answered %d %s", status, code)
+		return deviceAuth{}, fmt.Errorf("device code request %w", oe)
 	}
 	var wire struct {
 		DeviceCode      string      `json:"device_code"`
@@ -373,15 +379,7 @@ func (s *Service) postToken(ctx context.Context, form url.Values) (int, []byte, 
 }
 
 // oauthErrorCode returns the "error" of an OAuth error answer, or "".
-func oauthErrorCode(body []byte) string {
-	var e struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal(body, &e) != nil || len(e.Error) > 64 {
-		return ""
-	}
-	return e.Error
-}
+func oauthErrorCode(body []byte) string { return oauthErrorOf(0, body).Code }
 
 // pollerSet tracks the device-flow pollers: at most one per key (a Slack
 // team/user), all cancelled by close, all awaited by wait. It also keeps

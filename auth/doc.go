@@ -8,7 +8,7 @@
 //  1. Start creates a pending link in the store (a 256-bit state, the PKCE
 //     verifier, who asked, an expiry) and returns the authorize URL, which the
 //     caller sends only to the person who asked.
-//  2. The callback listener (Handler, served by Server) redeems the state once,
+//  2. The callback listener (Handler, at CallbackPath) redeems the state once,
 //     exchanges the code with the verifier, verifies the response signature
 //     and instance URL, reads the identity, and shows a confirmation page
 //     naming both the Salesforce user and the Slack user. Until the person

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -269,11 +270,11 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 		}
 	})
 
-	srv, err := Listen("127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e.callback = "http://" + srv.Addr().String()
+	e.callback = "http://" + ln.Addr().String()
 	if o.linkTTL == 0 {
 		o.linkTTL = 10 * time.Minute
 	}
@@ -301,17 +302,19 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 		h = o.handler(h)
 	}
 	e.serving.Store(&h)
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*e.serving.Load()).ServeHTTP(w, r) }),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
 	done := make(chan error, 1)
-	go func() {
-		done <- srv.Serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*e.serving.Load()).ServeHTTP(w, r) }))
-	}()
+	go func() { done <- srv.Serve(ln) }()
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			tb.Errorf("shutdown: %v", err)
 		}
-		if err := <-done; err != nil {
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
 			tb.Errorf("serve: %v", err)
 		}
 	})

@@ -246,6 +246,12 @@ func New(cfg Config) (*Service, error) {
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("auth: %s", strings.Join(problems, "; "))
 	}
+	return build(cfg, login, cb), nil
+}
+
+// build returns the Service of a checked cfg, with defaults applied. New
+// and NewProbe share it, so that a probe asks exactly what the Service would.
+func build(cfg Config, login, cb *url.URL) *Service {
 	if cfg.LinkTTL <= 0 {
 		cfg.LinkTTL = 10 * time.Minute
 	}
@@ -280,7 +286,7 @@ func New(cfg Config) (*Service, error) {
 	if s.after == nil {
 		s.after = time.After
 	}
-	return s, nil
+	return s
 }
 
 // Start creates a binding link for who and returns it. Only who may see the

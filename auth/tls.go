@@ -43,21 +43,23 @@ func (c *Certificate) Reload() error {
 		}
 	}
 	if time.Now().After(pair.Leaf.NotAfter) {
-		return fmt.Errorf("tls certificate %s: %w on %s", c.certFile, errCertExpired, pair.Leaf.NotAfter.UTC().Format(time.DateOnly))
+		return fmt.Errorf("tls certificate %s: %w on %s", c.certFile, ErrCertExpired, pair.Leaf.NotAfter.UTC().Format(time.DateOnly))
 	}
 	c.cur.Store(&pair)
 	return nil
 }
 
-// errCertExpired is returned by Reload for a certificate past its NotAfter.
-var errCertExpired = errors.New("expired")
+// ErrCertExpired is returned by LoadCertificate and Reload for a
+// certificate past its NotAfter; the error says when it expired.
+var ErrCertExpired = errors.New("expired")
 
 // Leaf is the certificate in use, parsed; for logs and checks.
 func (c *Certificate) Leaf() *x509.Certificate { return c.cur.Load().Leaf }
 
-// config is the server side TLS configuration: TLS 1.2 or later, with the
-// certificate looked up per handshake so that Reload takes effect at once.
-func (c *Certificate) config() *tls.Config {
+// TLSConfig is the server side TLS configuration for an http.Server's
+// ServeTLS: TLS 1.2 or later, with the certificate looked up per handshake,
+// so that Reload takes effect at once.
+func (c *Certificate) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log"
 	"math/big"
@@ -93,26 +94,29 @@ func TestServeTLSAndReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := Listen("127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.SetErrorLog(log.New(io.Discard, "", 0)) // the plain-HTTP probe below makes it complain
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }),
+		TLSConfig:         cert.TLSConfig(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          log.New(io.Discard, "", 0), // the plain-HTTP probe below makes it complain
+	}
 	done := make(chan error, 1)
-	go func() {
-		done <- srv.ServeTLS(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }), cert)
-	}()
+	go func() { done <- srv.ServeTLS(ln, "", "") }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Error(err)
 		}
-		if err := <-done; err != nil {
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
 			t.Errorf("ServeTLS: %v", err)
 		}
 	})
-	addr := srv.Addr().String()
+	addr := ln.Addr().String()
 	if got := servedSerial(t, addr, first); got != 1 {
 		t.Fatalf("serial %d, want 1", got)
 	}

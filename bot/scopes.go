@@ -1,5 +1,9 @@
 package bot
 
+// EmailScope is the scope without which Slack leaves the email out of a
+// profile: FORCEBIND_REQUIRE_EMAIL_MATCH needs it, nothing else does.
+const EmailScope = "users:read.email"
+
 // Scopes returns the bot token scopes forcebind needs, each for a call it
 // makes or an event it reads. slack-app-manifest.yaml must list exactly these.
 func Scopes() []string {
@@ -11,7 +15,7 @@ func Scopes() []string {
 		"im:read",           // DMs with the bot
 		"im:write",          // opening a DM to send a link or a confirmation
 		"users:read",        // users.info: the name on the confirmation page
-		"users:read.email",  // users.info: the profile email, for FORCEBIND_REQUIRE_EMAIL_MATCH
+		EmailScope,          // users.info: the profile email, for FORCEBIND_REQUIRE_EMAIL_MATCH
 	}
 }
 
