@@ -105,12 +105,11 @@ type costProc struct {
 	users []string
 }
 
-// startCostChild starts the test binary as childEnv=mode with env, and waits
-// until it holds a Socket Mode connection to s.
-func startCostChild(tb testing.TB, name, mode string, s *slacktest.Server, env map[string]string) *costProc {
+// startCostChild starts cmd with env, and waits until it holds a Socket
+// Mode connection to s.
+func startCostChild(tb testing.TB, name string, cmd *exec.Cmd, s *slacktest.Server, env map[string]string) *costProc {
 	tb.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+mode)
+	cmd.Env = os.Environ()
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
@@ -124,7 +123,7 @@ func startCostChild(tb testing.TB, name, mode string, s *slacktest.Server, env m
 		tb.Fatal(err)
 	}
 	lines := bufio.NewReader(stdout)
-	if mode == pongChild {
+	if env[childEnv] == pongChild {
 		addr, err := lines.ReadString('\n')
 		if err != nil {
 			_ = cmd.Process.Kill()
@@ -327,7 +326,7 @@ func startCostDaemon(tb testing.TB, n int) *costProc {
 	if os.Getenv("FORCEBIND_BENCH_CPUPROFILE") != "" {
 		env["FORCEBIND_PPROF"] = "true"
 	}
-	p := startCostChild(tb, "forcebind", "run", s, env)
+	p := startCostChild(tb, "forcebind", exec.Command(mustBuild(tb), "run"), s, env)
 	p.stats = "http://" + admin + "/metrics"
 	p.users, p.sf = users, sf
 	return p
@@ -338,7 +337,8 @@ func startCostPong(tb testing.TB) *costProc {
 	tb.Helper()
 	s := slacktest.NewServer(slacktest.Options{})
 	tb.Cleanup(s.Close)
-	p := startCostChild(tb, "pong", pongChild, s, map[string]string{
+	p := startCostChild(tb, "pong", exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$"), s, map[string]string{
+		childEnv:          pongChild,
 		"SLACK_APP_TOKEN": s.AppToken(), "SLACK_BOT_TOKEN": s.BotToken(), "SLACK_API_URL": s.APIURL,
 	})
 	p.users = make([]string, costUsers)
@@ -483,4 +483,16 @@ func saveProfile(u, out string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// mustBuild builds forcebind as `make build` does and returns the binary's
+// path: the daemon measured is the one people run, not this test binary
+// with its fakes and tests linked in (which maps twice the code).
+func mustBuild(tb testing.TB) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "forcebind")
+	if out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", path, ".").CombinedOutput(); err != nil {
+		tb.Fatalf("go build: %v\n%s", err, out)
+	}
+	return path
 }
