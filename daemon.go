@@ -21,6 +21,13 @@ import (
 	"github.com/forcebind/forcebind/store/bolt"
 )
 
+// The bot speaks the token-free words of auth/account; auth.Service is
+// what answers it, and bot.Messenger is how auth reaches people.
+var (
+	_ bot.Auth      = (*auth.Service)(nil)
+	_ auth.Notifier = (*bot.Messenger)(nil)
+)
+
 // sweepEvery is how often expired links are removed (and the tokens of
 // unconfirmed ones revoked).
 const sweepEvery = time.Minute

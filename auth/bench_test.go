@@ -18,19 +18,15 @@ func BenchmarkRefreshUnderContention(b *testing.B) {
 	tokenCalls := e.sf.Calls(sftest.EndpointToken)
 	for b.Loop() {
 		e.sf.ExpireAccessTokens()
-		bd, err := e.db.GetBinding(mustCtx(b), jane.TeamID, jane.UserID)
-		if err != nil {
-			b.Fatal(err)
-		}
 		var wg sync.WaitGroup
 		for range 20 {
 			wg.Go(func() {
-				sf, err := e.svc.Client(bd, jane)
+				sf, _, err := e.svc.Client(b.Context(), jane)
 				if err != nil {
 					b.Error(err)
 					return
 				}
-				if _, err := sf.Search(mustCtx(b), "acme"); err != nil {
+				if _, err := sf.Search(b.Context(), "acme"); err != nil {
 					b.Error(err)
 				}
 			})

@@ -149,7 +149,7 @@ func (s *Service) signIn(ctx context.Context, q url.Values) (view, *callbackFail
 	p, err := s.cfg.Store.RedeemPending(ctx, c.state)
 	if p.Binding != nil {
 		// A confirmation token used as a state: it is spent now, so are its tokens.
-		s.revokeQuietly(p.Binding.RefreshToken)
+		s.revokeGrantQuietly(*p.Binding, "an unused token")
 	}
 	switch {
 	case errors.Is(err, store.ErrExpired):
@@ -192,7 +192,7 @@ func (s *Service) signIn(ctx context.Context, q url.Values) (view, *callbackFail
 	defer cancelStore()
 	token, err := s.cfg.Store.CreatePending(sctx, confirmP)
 	if err != nil {
-		s.revokeQuietly(b.RefreshToken)
+		s.revokeGrantQuietly(b, "an unused token")
 		return view{}, &callbackFailure{log: log, level: zerolog.ErrorLevel, msg: "hold tokens for confirmation", err: err, ended: FailureError,
 			page: problemPage(http.StatusInternalServerError, "Something went wrong", "forcebind could not save the sign-in. Ask @forcebind for a new link.")}
 	}
@@ -382,7 +382,7 @@ func (s *Service) decide(ctx context.Context, token, decision string) (page view
 	switch {
 	case errors.Is(err, store.ErrExpired):
 		if p.Binding != nil {
-			s.revokeQuietly(p.Binding.RefreshToken) // the store hands back what expired
+			s.revokeGrantQuietly(*p.Binding, "an unused token") // the store hands back what expired
 		}
 		return problemPage(http.StatusGone, "This confirmation has expired", "Nothing was linked. Ask @forcebind for a new link."), true
 	case errors.Is(err, store.ErrNotFound) || (err == nil && p.Binding == nil):
@@ -394,7 +394,7 @@ func (s *Service) decide(ctx context.Context, token, decision string) (page view
 	b := *p.Binding
 	log := s.log.With().Str("team", b.TeamID).Str("user", b.UserID).Logger()
 	if decision == "cancel" {
-		s.revokeQuietly(b.RefreshToken)
+		s.revokeGrantQuietly(b, "an unused token")
 		log.Info().Msg("binding cancelled by the user")
 		return problemPage(http.StatusOK, "Cancelled", "Nothing was linked, and the sign-in was revoked at Salesforce."), true
 	}
@@ -497,13 +497,13 @@ func (s *Service) bind(ctx context.Context, b store.Binding, flow Flow) error {
 	old, oldErr := s.cfg.Store.GetBinding(ctx, b.TeamID, b.UserID)
 	b.LinkedAt = s.now().UTC()
 	if err := s.cfg.Store.PutBinding(ctx, b); err != nil {
-		s.revokeQuietly(b.RefreshToken)
+		s.revokeGrantQuietly(b, "an unused token")
 		return fmt.Errorf("store binding: %w", err)
 	}
 	if oldErr == nil {
 		s.audit("binding relinked", b)
 		if old.RefreshToken != b.RefreshToken {
-			s.revokeGrantQuietly(old) // the grant it replaced is no longer used by anyone
+			s.revokeGrantQuietly(old, "a replaced grant") // no longer used by anyone
 		}
 	} else {
 		s.audit("binding created", b)
@@ -511,7 +511,7 @@ func (s *Service) bind(ctx context.Context, b store.Binding, flow Flow) error {
 	s.observeLink(flow, "bound")
 	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
-	if err := s.cfg.Notifier.Linked(nctx, b); err != nil {
+	if err := s.cfg.Notifier.Linked(nctx, accountOf(b)); err != nil {
 		s.log.Warn().Err(err).Str("team", b.TeamID).Str("user", b.UserID).Msg("confirmation DM failed")
 	}
 	return nil
@@ -526,7 +526,7 @@ func (s *Service) admit(ctx context.Context, b store.Binding, id salesforce.Iden
 	if why == 0 {
 		return 0
 	}
-	s.revokeQuietly(b.RefreshToken)
+	s.revokeGrantQuietly(b, "an unused token")
 	s.linkFailed(who, flow, why)
 	return why
 }
@@ -594,46 +594,48 @@ func requesterOf(p store.Pending) Requester {
 	return Requester{TeamID: p.TeamID, TeamName: p.TeamName, UserID: p.UserID, ChannelID: p.ChannelID, DisplayName: p.DisplayName}
 }
 
-// exchange redeems the authorization code and turns the answer into a
-// binding for the person p was made for (see grantBinding).
+// exchange redeems the authorization code at the Org Start made p's link
+// for, and turns the answer into a binding for the person p was made for
+// (see grantBinding).
 func (s *Service) exchange(ctx context.Context, code string, p store.Pending) (store.Binding, salesforce.Identity, error) {
+	org := s.orgs.signIn() // a pending link records no Org: Start makes every link for this one
 	hctx := context.WithValue(ctx, oauth2.HTTPClient, s.http)
-	tok, err := s.oauth.Exchange(hctx, code, oauth2.VerifierOption(p.Verifier))
+	tok, err := org.OAuth(s.cfg.CallbackURL).Exchange(hctx, code, oauth2.VerifierOption(p.Verifier))
 	if err != nil {
 		code, status := retrieveErrorCode(err)
 		return store.Binding{}, salesforce.Identity{}, fmt.Errorf("token endpoint (%d %s): %w", status, code, safeErr(err))
 	}
-	return s.grantBinding(ctx, tok, p.TeamID, p.UserID)
+	return s.grantBinding(ctx, org, tok, p.TeamID, p.UserID)
 }
 
-// grantBinding checks a token response that ends a sign-in (a code
-// exchange, or an approved device code), requires a refresh token, reads
-// the Salesforce identity, and returns the binding of teamID/userID it
-// makes. On any failure it revokes the tokens, so nothing usable is left
-// behind.
-func (s *Service) grantBinding(ctx context.Context, tok *oauth2.Token, teamID, userID string) (store.Binding, salesforce.Identity, error) {
+// grantBinding checks a token response from org that ends a sign-in (a
+// code exchange, or an approved device code), requires a refresh token,
+// reads the Salesforce identity, and returns the binding of teamID/userID
+// it makes, which records org's login URL. On any failure it revokes the
+// tokens at org, so nothing usable is left behind.
+func (s *Service) grantBinding(ctx context.Context, org Org, tok *oauth2.Token, teamID, userID string) (store.Binding, salesforce.Identity, error) {
 	var none salesforce.Identity
-	g, err := s.checkGrant(tok)
+	g, err := checkGrant(org, tok)
 	if err != nil {
-		s.revokeQuietly(tok.RefreshToken)
+		s.revokeQuietly(org, tok.RefreshToken)
 		return store.Binding{}, none, err
 	}
 	if tok.RefreshToken == "" {
-		s.revokeQuietly(tok.AccessToken)
+		s.revokeQuietly(org, tok.AccessToken)
 		return store.Binding{}, none, errors.New("token response has no refresh_token: the connected app must allow the refresh_token scope")
 	}
 	sf, err := salesforce.New(salesforce.Config{InstanceURL: g.instanceURL, APIVersion: s.cfg.APIVersion, HTTPClient: s.http, Tokens: salesforce.StaticToken(tok.AccessToken), Observer: s.cfg.APIObserver})
 	if err != nil {
-		s.revokeQuietly(tok.RefreshToken)
+		s.revokeQuietly(org, tok.RefreshToken)
 		return store.Binding{}, none, err
 	}
 	id, err := sf.Identity(ctx, g.idURL)
 	if err != nil {
-		s.revokeQuietly(tok.RefreshToken)
+		s.revokeQuietly(org, tok.RefreshToken)
 		return store.Binding{}, none, fmt.Errorf("identity: %w", err)
 	}
 	if id.OrgID != g.orgID || id.UserID != g.userID {
-		s.revokeQuietly(tok.RefreshToken)
+		s.revokeQuietly(org, tok.RefreshToken)
 		return store.Binding{}, none, errors.New("identity does not match the token response")
 	}
 	return store.Binding{
@@ -642,7 +644,7 @@ func (s *Service) grantBinding(ctx context.Context, tok *oauth2.Token, teamID, u
 		SalesforceUserID: g.userID,
 		OrgID:            g.orgID,
 		Username:         id.Username,
-		LoginURL:         s.login.String(),
+		LoginURL:         org.LoginURL.String(),
 		InstanceURL:      g.instanceURL,
 		AccessToken:      tok.AccessToken,
 		RefreshToken:     tok.RefreshToken,
@@ -651,13 +653,14 @@ func (s *Service) grantBinding(ctx context.Context, tok *oauth2.Token, teamID, u
 	}, id, nil
 }
 
-// revokeQuietly revokes a token that forcebind will not keep, on its own
-// deadline (the request that led here may be gone), logging a failure.
-func (s *Service) revokeQuietly(token string) {
+// revokeQuietly revokes a token org has just issued that forcebind will
+// not keep, on its own deadline (the request that led here may be gone),
+// logging a failure.
+func (s *Service) revokeQuietly(org Org, token string) {
 	if token == "" {
 		return
 	}
-	if err := s.revoke(context.Background(), token); err != nil {
+	if err := s.revokeAt(context.Background(), org, token); err != nil {
 		s.log.Warn().Err(err).Msg("revoke of an unused token failed")
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/oauth2"
 
 	"github.com/forcebind/forcebind/salesforce"
 )
@@ -95,17 +94,6 @@ const (
 	// verification page while forcebind polls; no listener is needed.
 	FlowDevice Flow = "device"
 )
-
-// endpoints derives the OAuth endpoints from the login URL.
-func endpoints(login *url.URL) oauth2.Endpoint {
-	base := strings.TrimSuffix(login.String(), "/")
-	return oauth2.Endpoint{
-		AuthURL:  base + "/services/oauth2/authorize",
-		TokenURL: base + "/services/oauth2/token",
-		// Salesforce takes client_id and client_secret in the form body.
-		AuthStyle: oauth2.AuthStyleInParams,
-	}
-}
 
 // ErrNotSalesforceHost is returned by ParseLoginURL for a host that is
 // neither a Salesforce domain nor loopback, when custom hosts are not allowed.

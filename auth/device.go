@@ -67,7 +67,8 @@ func (s *Service) startDevice(ctx context.Context, who Requester) (Link, error) 
 		return live, nil
 	}
 	defer s.pollers.release(key)
-	da, err := s.requestDeviceCode(ctx)
+	org := s.orgs.signIn()
+	da, err := s.requestDeviceCode(ctx, org)
 	if err != nil {
 		return Link{}, err
 	}
@@ -81,7 +82,7 @@ func (s *Service) startDevice(ctx context.Context, who Requester) (Link, error) 
 	pctx, cancelTimeout := context.WithTimeout(cctx, life)
 	started := s.pollers.run(key, link, cancel, func() {
 		defer cancelTimeout()
-		s.pollDevice(pctx, who, da, deadline)
+		s.pollDevice(pctx, org, who, da, deadline)
 	})
 	if !started {
 		cancelTimeout()
@@ -110,20 +111,20 @@ func (s *Service) claimDevice(ctx context.Context, key string) (Link, bool, erro
 	}
 }
 
-// requestDeviceCode asks Salesforce for a device code and checks the answer.
-func (s *Service) requestDeviceCode(ctx context.Context) (deviceAuth, error) {
-	status, body, err := s.postToken(ctx, s.deviceCodeForm())
+// requestDeviceCode asks org for a device code and checks the answer.
+func (s *Service) requestDeviceCode(ctx context.Context, org Org) (deviceAuth, error) {
+	status, body, err := s.postToken(ctx, org.DeviceURL(), deviceCodeForm(org))
 	if err != nil {
 		return deviceAuth{}, fmt.Errorf("device code request: %w: %w", salesforce.ErrUnavailable, err)
 	}
-	return parseDeviceAuth(status, body, s.login)
+	return parseDeviceAuth(status, body, org.LoginURL)
 }
 
-// deviceCodeForm is the token endpoint form that asks for a device code.
-func (s *Service) deviceCodeForm() url.Values {
+// deviceCodeForm is the token endpoint form that asks org for a device code.
+func deviceCodeForm(org Org) url.Values {
 	return url.Values{
 		"response_type": {"device_code"},
-		"client_id":     {s.cfg.ClientID},
+		"client_id":     {org.ClientID},
 		"scope":         {strings.Join(defaultScopes, " ")},
 	}
 }
@@ -194,12 +195,13 @@ func seconds(n json.Number, def time.Duration) time.Duration {
 	return time.Duration(v) * time.Second
 }
 
-// pollDevice is one device link's poller. It waits the interval between
+// pollDevice is one device link's poller, polling org, which issued the
+// code. It waits the interval between
 // polls (growing it on slow_down), retries transient failures at the
 // interval, and ends at the deadline, on a final answer, or when ctx is
 // cancelled: by a newer link, silently (the person has the newer code), or
 // by Close, which tells the person their code no longer works.
-func (s *Service) pollDevice(ctx context.Context, who Requester, da deviceAuth, deadline time.Time) {
+func (s *Service) pollDevice(ctx context.Context, org Org, who Requester, da deviceAuth, deadline time.Time) {
 	log := s.log.With().Str("team", who.TeamID).Str("user", who.UserID).Logger()
 	defer func() {
 		if r := recover(); r != nil {
@@ -229,7 +231,7 @@ func (s *Service) pollDevice(ctx context.Context, who Requester, da deviceAuth, 
 			continue // said why above
 		case <-s.after(min(interval, remaining)):
 		}
-		res, tok, err := s.pollOnce(ctx, da.deviceCode)
+		res, tok, err := s.pollOnce(ctx, org, da.deviceCode)
 		if res != pollPending && res != pollSlowDown && res != pollTransient {
 			// The code is spent: a Start from now on asks for a new one,
 			// even one made before the person hears how this one ended.
@@ -257,19 +259,19 @@ func (s *Service) pollDevice(ctx context.Context, who Requester, da deviceAuth, 
 			s.linkFailed(who, FlowDevice, FailureError)
 			return
 		case pollGranted:
-			s.finishDevice(ctx, who, tok, log)
+			s.finishDevice(ctx, org, who, tok, log)
 			return
 		}
 	}
 }
 
-// finishDevice binds an approved device code's grant. Salesforce has issued
+// finishDevice binds an approved device code's grant from org. Salesforce has issued
 // tokens: it runs on regardless of cancellation, so a grant is never left
 // half made, bounded by CallTimeout (and commitTimeout for the store).
-func (s *Service) finishDevice(ctx context.Context, who Requester, tok *oauth2.Token, log zerolog.Logger) {
+func (s *Service) finishDevice(ctx context.Context, org Org, who Requester, tok *oauth2.Token, log zerolog.Logger) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CallTimeout)
 	defer cancel()
-	b, id, err := s.grantBinding(ctx, tok, who.TeamID, who.UserID)
+	b, id, err := s.grantBinding(ctx, org, tok, who.TeamID, who.UserID)
 	if err != nil {
 		log.Warn().Err(err).Msg("device grant rejected; nothing stored")
 		s.linkFailed(who, FlowDevice, FailureError)
@@ -299,15 +301,15 @@ const (
 	pollGranted                     // tokens
 )
 
-// pollOnce polls the token endpoint once for the device code. The error,
+// pollOnce polls org's token endpoint once for the device code. The error,
 // for pollTransient, pollExpired and pollRejected, says why in words that
 // hold no token (only a status and an OAuth error code).
-func (s *Service) pollOnce(ctx context.Context, deviceCode string) (pollResult, *oauth2.Token, error) {
-	form := url.Values{"grant_type": {"device"}, "client_id": {s.cfg.ClientID}, "code": {deviceCode}}
-	if s.cfg.ClientSecret != "" {
-		form.Set("client_secret", s.cfg.ClientSecret)
+func (s *Service) pollOnce(ctx context.Context, org Org, deviceCode string) (pollResult, *oauth2.Token, error) {
+	form := url.Values{"grant_type": {"device"}, "client_id": {org.ClientID}, "code": {deviceCode}}
+	if org.ClientSecret != "" {
+		form.Set("client_secret", org.ClientSecret)
 	}
-	status, body, err := s.postToken(ctx, form)
+	status, body, err := s.postToken(ctx, org.TokenURL(), form)
 	if err != nil {
 		return pollTransient, nil, err
 	}
@@ -354,13 +356,14 @@ func parseGrant(body []byte) (*oauth2.Token, error) {
 	return tok.WithExtra(raw), nil
 }
 
-// postToken posts form to the token endpoint, within CallTimeout, and
-// returns the status and at most 64 KiB of the body. The form travels in the
-// body, so no credential reaches an error through a URL.
-func (s *Service) postToken(ctx context.Context, form url.Values) (int, []byte, error) {
+// postToken posts form to endpoint, an Org's token or device endpoint,
+// within CallTimeout, and returns the status and at most 64 KiB of the body.
+// The form travels in the body, so no credential reaches an error through
+// a URL.
+func (s *Service) postToken(ctx context.Context, endpoint string, form url.Values) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.oauth.Endpoint.TokenURL, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return 0, nil, fmt.Errorf("token endpoint: %w", err)
 	}

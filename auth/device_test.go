@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -32,7 +33,7 @@ func TestDeviceFlow(t *testing.T) {
 
 	e.waits.next(t).release() // Salesforce answers authorization_pending
 	w := e.waits.next(t)
-	if _, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("bound while pending: %v", err)
 	}
 	if err := e.sf.ApproveDevice(link.UserCode, janeSF); err != nil {
@@ -43,7 +44,7 @@ func TestDeviceFlow(t *testing.T) {
 		t.Fatalf("link ended %q, want linked; logs:\n%s", how, e.logs)
 	}
 
-	b, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+	b, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func TestDeviceFlow(t *testing.T) {
 	}
 	// The device flow left no web link in the store.
 	e.advance(time.Hour)
-	if n, err := e.svc.Sweep(mustCtx(t)); n != 0 || err != nil {
+	if n, err := e.svc.Sweep(t.Context()); n != 0 || err != nil {
 		t.Errorf("Sweep removed %d links (%v); the device flow should have stored none", n, err)
 	}
 }
@@ -162,7 +163,7 @@ func TestDeviceLinkFails(t *testing.T) {
 			if diff := cmp.Diff([]Failure{tt.want}, e.notes.failed()); diff != "" {
 				t.Errorf("LinkFailed mismatch (-want +got):\n%s", diff)
 			}
-			if n, _ := e.db.CountBindings(mustCtx(t)); n != 0 {
+			if n, _ := e.db.CountBindings(t.Context()); n != 0 {
 				t.Errorf("%d bindings after a failed link", n)
 			}
 			if n := e.sf.LiveRefreshTokens(); n != 0 {
@@ -252,7 +253,7 @@ func TestDeviceStartReusesLiveCode(t *testing.T) {
 			if how := e.notes.mustEnd(t); how != "linked" {
 				t.Fatalf("link ended %q, want linked; logs:\n%s", how, e.logs)
 			}
-			if err := e.svc.Close(mustCtx(t)); err != nil {
+			if err := e.svc.Close(t.Context()); err != nil {
 				t.Fatal(err)
 			}
 			if linked, _ := e.notes.counts(); linked != 1 || len(e.notes.failed()) != 0 {
@@ -275,7 +276,7 @@ func TestDeviceConcurrentStartsShareCode(t *testing.T) {
 		link Link
 		err  error
 	}
-	ctx := mustCtx(t)
+	ctx := t.Context()
 	results := make(chan started, n)
 	for range n {
 		go func() {
@@ -325,10 +326,10 @@ func TestDeviceStartReplacesDyingCode(t *testing.T) {
 	if how := e.notes.mustEnd(t); how != "linked" {
 		t.Fatalf("link ended %q, want linked", how)
 	}
-	if err := e.svc.Close(mustCtx(t)); err != nil {
+	if err := e.svc.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	b, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+	b, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 	if err != nil || b.Username != samSF {
 		t.Errorf("binding = %s, %v; want the second code's user %s", b.Username, err, samSF)
 	}
@@ -355,10 +356,10 @@ func TestCloseStopsPollers(t *testing.T) {
 	e.mustStartDevice(t, sam)
 	e.waits.next(t)
 	e.waits.next(t)
-	if err := e.svc.Close(mustCtx(t)); err != nil {
+	if err := e.svc.Close(t.Context()); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if _, err := e.svc.Start(mustCtx(t), jane); !errors.Is(err, ErrClosed) {
+	if _, err := e.svc.Start(t.Context(), jane); !errors.Is(err, ErrClosed) {
 		t.Errorf("Start after Close = %v, want ErrClosed", err)
 	}
 	if diff := cmp.Diff([]Failure{FailureInterrupted, FailureInterrupted}, e.notes.failed()); diff != "" {
@@ -395,10 +396,10 @@ func TestDeviceStartErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := mustEnv(t, envOptions{flow: FlowDevice})
 			tt.setup(e.sf)
-			if _, err := e.svc.Start(mustCtx(t), jane); !errors.Is(err, tt.want) {
+			if _, err := e.svc.Start(t.Context(), jane); !errors.Is(err, tt.want) {
 				t.Errorf("Start = %v, want %v", err, tt.want)
 			}
-			if err := e.svc.Close(mustCtx(t)); err != nil {
+			if err := e.svc.Close(t.Context()); err != nil {
 				t.Fatal(err)
 			}
 			if got := e.waits.durations(); len(got) != 0 {
@@ -433,11 +434,14 @@ func TestDeviceCodeAnswerChecked(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() {
-				if err := svc.Close(mustCtx(t)); err != nil {
+				// t.Context is done by now: Cleanup runs after it is cancelled.
+				ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+				defer cancel()
+				if err := svc.Close(ctx); err != nil {
 					t.Error(err)
 				}
 			})
-			if link, err := svc.Start(mustCtx(t), jane); err == nil {
+			if link, err := svc.Start(t.Context(), jane); err == nil {
 				t.Errorf("Start = %+v, want an error", link)
 			}
 		})
@@ -530,7 +534,7 @@ func TestRequireEmailMatch(t *testing.T) {
 				if how != tt.want {
 					t.Fatalf("link ended %q, want %q; logs:\n%s", how, tt.want, e.logs)
 				}
-				_, bindErr := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+				_, bindErr := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 				wantLive, wantFailures := 1, []Failure(nil)
 				if tt.want != "linked" {
 					wantLive = 0
@@ -609,7 +613,7 @@ func TestObserverRefreshOutcomes(t *testing.T) {
 	e := mustEnv(t, envOptions{})
 	e.mustBind(t, jane, janeSF)
 	reload := func() store.Binding {
-		b, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+		b, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -652,7 +656,7 @@ func TestDeviceRelink(t *testing.T) {
 	if how := e.mustDeviceLink(t, janeSF); how != "linked" {
 		t.Fatalf("link ended %q", how)
 	}
-	b, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+	b, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -672,7 +676,7 @@ func TestDeviceRelink(t *testing.T) {
 	if how := e.notes.mustEnd(t); how != "linked" {
 		t.Fatalf("relink ended %q, want linked", how)
 	}
-	nb, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+	nb, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 	if err != nil || nb.RefreshToken == b.RefreshToken {
 		t.Errorf("no fresh binding after the relink: %v", err)
 	}
@@ -687,7 +691,7 @@ func TestDeviceNoTokenInLogs(t *testing.T) {
 	if how := e.mustDeviceLink(t, janeSF); how != "linked" {
 		t.Fatalf("link ended %q", how)
 	}
-	b, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+	b, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -709,7 +713,7 @@ func TestDeviceNoTokenInLogs(t *testing.T) {
 	if how := e.notes.mustEnd(t); how != "denied" {
 		t.Fatalf("denied link ended %q", how)
 	}
-	if _, err := e.svc.Unlink(mustCtx(t), jane.TeamID, jane.UserID); err != nil {
+	if _, err := e.svc.Unlink(t.Context(), jane); err != nil {
 		t.Fatal(err)
 	}
 	logs := e.logs.String()

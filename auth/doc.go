@@ -54,17 +54,26 @@
 // failure, FailureNoSlackEmail, logged as an error for the operator: the
 // Slack app most likely lacks the users:read.email scope.
 //
-// Afterwards Tokens supplies a binding's access token to the salesforce
-// client and refreshes it on demand, once per user at a time, committing the
+// Afterwards Client gives the caller a salesforce client acting as the
+// requester, and the requester's Account, which names the Salesforce user
+// but holds no token: the caller never handles a binding. The client's
+// token source refreshes on demand, once per user at a time, committing the
 // new tokens (and the instance the answer names, which moves with the org)
 // to the store before they are used. A grant Salesforce ended is answered
 // with a fresh link of the configured flow; an invalid_grant for the user's
 // login IP ranges or login hours is not an ended grant, and keeps the
 // binding (ErrRestricted). Tokens a refresh obtained that nothing stores
-// are revoked. A binding's grant is refreshed and revoked only at its own
-// login host, and only while the configuration still names that Salesforce
-// (see Service.Binding): otherwise the binding is removed with its token
-// sent nowhere, and its owner gets a fresh link. Unlink revokes and deletes
+// are revoked.
+//
+// Each Salesforce people sign in to is an Org: a login URL, from which
+// every endpoint derives, and the connected app's credentials there. A
+// Service holds its Orgs in a set (one, from Config, today) and finds the
+// one a binding's grant belongs to by the login host the binding recorded,
+// or its instance; that Org alone refreshes and revokes the grant, with its
+// own credentials, and its answers are checked against its own login host.
+// A binding of no configured Org (the configuration moved to another
+// Salesforce) is removed with its token sent nowhere, and its owner gets a
+// fresh link (see Service.Account). Unlink revokes and deletes
 // only the grant it revoked; Sweep revokes the tokens of unconfirmed links
 // before it forgets them, retrying later when Salesforce cannot be reached.
 // A binding whose record cannot be opened (ErrUnreadable) is replaced by the
@@ -82,5 +91,7 @@
 // callback URL is https, or plain http only on a loopback host.
 //
 // Tokens and device codes never appear in logs, errors or pages produced by
-// this package.
+// this package. What callers outside it are given (Account, Link,
+// Unlinked, the errors) comes from package auth/account, which holds no
+// token and imports no store, so a caller can depend on it alone.
 package auth

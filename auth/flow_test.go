@@ -16,7 +16,7 @@ import (
 
 func TestConnectFlow(t *testing.T) {
 	e := mustEnv(t, envOptions{sfSecret: secret, svcSecret: secret})
-	link, err := e.svc.Start(mustCtx(t), jane)
+	link, err := e.svc.Start(t.Context(), jane)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestConnectFlow(t *testing.T) {
 	if csp := p.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "form-action 'self'") {
 		t.Errorf("CSP %q is not strict", csp)
 	}
-	if _, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("bound before Confirm: %v", err)
 	}
 
@@ -55,7 +55,7 @@ func TestConnectFlow(t *testing.T) {
 	if p.status != http.StatusOK || !strings.Contains(p.body, "Connected") {
 		t.Fatalf("confirm answered %d:\n%s", p.status, p.body)
 	}
-	b, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+	b, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,11 +154,11 @@ func TestConcurrentCallbacksOneExchange(t *testing.T) {
 
 func TestAccessDenied(t *testing.T) {
 	e := mustEnv(t, envOptions{})
-	link, err := e.svc.Start(mustCtx(t), jane)
+	link, err := e.svc.Start(t.Context(), jane)
 	if err != nil {
 		t.Fatal(err)
 	}
-	redirect, err := e.sf.Deny(mustCtx(t), link.URL)
+	redirect, err := e.sf.Deny(t.Context(), link.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestSignInErrorPage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.code, func(t *testing.T) {
 			e := mustEnv(t, envOptions{})
-			link, err := e.svc.Start(mustCtx(t), jane)
+			link, err := e.svc.Start(t.Context(), jane)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -246,7 +246,7 @@ func TestTokenEndpointFailures(t *testing.T) {
 			if p.status != http.StatusBadGateway {
 				t.Errorf("answered %d, want 502:\n%s", p.status, p.body)
 			}
-			if n, _ := e.db.CountBindings(mustCtx(t)); n != 0 {
+			if n, _ := e.db.CountBindings(t.Context()); n != 0 {
 				t.Errorf("%d bindings stored after a failed exchange", n)
 			}
 			e.assertNoTokens(t, "logs", e.logs.String())
@@ -323,7 +323,7 @@ func TestCancelRevokes(t *testing.T) {
 	if n := e.sf.Calls(sftest.EndpointRevoke); n != 1 {
 		t.Errorf("revoke called %d times, want 1", n)
 	}
-	if n, _ := e.db.CountBindings(mustCtx(t)); n != 0 {
+	if n, _ := e.db.CountBindings(t.Context()); n != 0 {
 		t.Errorf("%d bindings after cancel", n)
 	}
 	if linked, _ := e.notes.counts(); linked != 0 {
@@ -363,17 +363,17 @@ func TestUnlink(t *testing.T) {
 			if tt.fail {
 				e.sf.FailNext(sftest.EndpointRevoke, 400, `{"error":"unsupported_token_type","error_description":"this token type is not supported"}`)
 			}
-			u, err := e.svc.Unlink(mustCtx(t), jane.TeamID, jane.UserID)
+			u, err := e.svc.Unlink(t.Context(), jane)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if u.Revoked != tt.wantRevoked || u.Binding.Username != janeSF {
-				t.Errorf("Unlink = revoked %v for %s; want %v for %s", u.Revoked, u.Binding.Username, tt.wantRevoked, janeSF)
+			if u.Revoked != tt.wantRevoked || u.Account.Username != janeSF {
+				t.Errorf("Unlink = revoked %v for %s; want %v for %s", u.Revoked, u.Account.Username, tt.wantRevoked, janeSF)
 			}
-			if _, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
+			if _, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("binding still there: %v", err)
 			}
-			if _, err := e.svc.Unlink(mustCtx(t), jane.TeamID, jane.UserID); !errors.Is(err, ErrNotLinked) {
+			if _, err := e.svc.Unlink(t.Context(), jane); !errors.Is(err, ErrNotLinked) {
 				t.Errorf("second Unlink = %v, want ErrNotLinked", err)
 			}
 		})
@@ -384,7 +384,7 @@ func TestSweepRevokesUnconfirmed(t *testing.T) {
 	e := mustEnv(t, envOptions{})
 	e.mustConfirmPage(t, jane, janeSF) // tokens held, awaiting Confirm
 	e.advance(11 * time.Minute)
-	n, err := e.svc.Sweep(mustCtx(t))
+	n, err := e.svc.Sweep(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +425,7 @@ func TestForgedGrants(t *testing.T) {
 			if p.status != http.StatusBadGateway || confirmToken.MatchString(p.body) {
 				t.Errorf("forged grant answered %d:\n%s", p.status, p.body)
 			}
-			if n, _ := e.db.CountBindings(mustCtx(t)); n != 0 {
+			if n, _ := e.db.CountBindings(t.Context()); n != 0 {
 				t.Errorf("%d bindings stored from a forged grant", n)
 			}
 			evilMu.Lock()
@@ -448,14 +448,14 @@ func TestRefreshForAnotherUserRejected(t *testing.T) {
 			g.ID = strings.Replace(g.ID, "0055g00000JaneAAAR", "0055g00000SamsAAAR", 1)
 		}
 	})
-	sf, err := e.svc.Client(b, jane)
+	sf, err := e.svc.client(b, jane)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sf.Search(mustCtx(t), "acme"); err == nil {
+	if _, err := sf.Search(t.Context(), "acme"); err == nil {
 		t.Fatal("search succeeded with a refresh answer for another user")
 	}
-	got, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+	got, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 	if err != nil || got.AccessToken != b.AccessToken {
 		t.Errorf("binding changed or lost: %v", err)
 	}
@@ -495,10 +495,10 @@ func TestHeldTokensRevoked(t *testing.T) {
 	t.Run("link replaced before confirming", func(t *testing.T) {
 		e := mustEnv(t, envOptions{})
 		e.mustConfirmPage(t, jane, janeSF)
-		if _, err := e.svc.Start(mustCtx(t), jane); err != nil { // asks again meanwhile
+		if _, err := e.svc.Start(t.Context(), jane); err != nil { // asks again meanwhile
 			t.Fatal(err)
 		}
-		if _, err := e.svc.Sweep(mustCtx(t)); err != nil {
+		if _, err := e.svc.Sweep(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		if n := e.sf.Calls(sftest.EndpointRevoke); n != 1 {
@@ -513,10 +513,10 @@ func TestRelinkDuringRefreshKeepsNewBinding(t *testing.T) {
 	e := mustEnv(t, envOptions{})
 	old := e.mustBind(t, jane, janeSF)
 	e.mustBind(t, jane, janeSF) // linked again while the old grant's refresh ran
-	if err := e.svc.relink(mustCtx(t), old, jane, RelinkGrantEnded); errors.Is(err, ErrRelinkRequired) {
+	if err := e.svc.relink(t.Context(), old, jane, RelinkGrantEnded); errors.Is(err, ErrRelinkRequired) {
 		t.Errorf("relink of a replaced grant = %v; the new binding counts as ended", err)
 	}
-	if _, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID); err != nil {
+	if _, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID); err != nil {
 		t.Errorf("the new binding was deleted: %v", err)
 	}
 	if _, relinks := e.notes.counts(); relinks != 0 {

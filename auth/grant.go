@@ -30,17 +30,17 @@ type grant struct {
 // match HMAC-SHA256(client secret, id + issued_at).
 var errBadSignature = errors.New("token response signature does not verify")
 
-// checkGrant verifies a token response: its signature when a client secret
-// is configured, that instance_url and id may receive tokens, and that id
-// names an org and a user.
-func (s *Service) checkGrant(tok *oauth2.Token) (grant, error) {
+// checkGrant verifies a token response from org: its signature when org
+// has a client secret, that instance_url and id may receive org's tokens,
+// and that id names an org and a user.
+func checkGrant(org Org, tok *oauth2.Token) (grant, error) {
 	str := func(k string) string { v, _ := tok.Extra(k).(string); return v }
 	g := grant{instanceURL: str("instance_url"), idURL: str("id"), scopes: strings.Fields(str("scope"))}
 	issued := str("issued_at")
 	if tok.AccessToken == "" || g.instanceURL == "" || g.idURL == "" || issued == "" {
 		return grant{}, errors.New("token response lacks access_token, instance_url, id or issued_at")
 	}
-	if s.cfg.ClientSecret != "" && !verifySignature(s.cfg.ClientSecret, g.idURL, issued, str("signature")) {
+	if org.ClientSecret != "" && !verifySignature(org.ClientSecret, g.idURL, issued, str("signature")) {
 		return grant{}, errBadSignature
 	}
 	ms, err := strconv.ParseInt(issued, 10, 64)
@@ -48,12 +48,12 @@ func (s *Service) checkGrant(tok *oauth2.Token) (grant, error) {
 		return grant{}, fmt.Errorf("token response issued_at %q is not a number", issued)
 	}
 	g.issuedAt = time.UnixMilli(ms).UTC()
-	inst, err := checkTokenURL(g.instanceURL, s.login)
+	inst, err := checkTokenURL(g.instanceURL, org.LoginURL)
 	if err != nil {
 		return grant{}, fmt.Errorf("instance_url: %w", err)
 	}
 	g.instanceURL = strings.TrimSuffix(inst.Scheme+"://"+inst.Host+inst.Path, "/")
-	id, err := checkTokenURL(g.idURL, s.login)
+	id, err := checkTokenURL(g.idURL, org.LoginURL)
 	if err != nil {
 		return grant{}, fmt.Errorf("id: %w", err)
 	}

@@ -37,7 +37,7 @@ var jane = Requester{TeamID: "T0001", TeamName: "Acme", UserID: "U0JANE", Channe
 // notes records what auth told the Slack side.
 type notes struct {
 	mu      sync.Mutex
-	linked  []store.Binding
+	linked  []Account
 	relinks []Link
 	// relinkWhy holds the reason of each Relink call, in order.
 	relinkWhy []RelinkReason
@@ -112,9 +112,9 @@ func (n *notes) LinkFailed(ctx context.Context, _ Requester, why Failure) error 
 	return nil
 }
 
-func (n *notes) Linked(_ context.Context, b store.Binding) error {
+func (n *notes) Linked(_ context.Context, a Account) error {
 	n.mu.Lock()
-	n.linked = append(n.linked, b)
+	n.linked = append(n.linked, a)
 	n.mu.Unlock()
 	select {
 	case n.ended <- "linked":
@@ -476,7 +476,7 @@ func (wt *wait) release() { wt.c <- time.Now() }
 // checking the fake org holds its code.
 func (e *env) mustStartDevice(tb testing.TB, who Requester) Link {
 	tb.Helper()
-	link, err := e.svc.Start(mustCtx(tb), who)
+	link, err := e.svc.Start(tb.Context(), who)
 	if err != nil {
 		tb.Fatalf("Start: %v", err)
 	}
@@ -512,13 +512,6 @@ func (e *env) advance(d time.Duration) {
 	e.now = e.now.Add(d)
 }
 
-func mustCtx(tb testing.TB) context.Context {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	tb.Cleanup(cancel)
-	return ctx
-}
-
 // page is what the listener answered a browser.
 type page struct {
 	status int
@@ -534,7 +527,7 @@ func browser(tb testing.TB, method, rawURL string, form url.Values, header map[s
 	if form != nil {
 		body = strings.NewReader(form.Encode())
 	}
-	req, err := http.NewRequestWithContext(mustCtx(tb), method, rawURL, body)
+	req, err := http.NewRequestWithContext(tb.Context(), method, rawURL, body)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -562,11 +555,11 @@ func browser(tb testing.TB, method, rawURL string, form url.Values, header map[s
 // jane@acme.example, returning where the browser is sent: the callback.
 func (e *env) mustRedirect(tb testing.TB) string {
 	tb.Helper()
-	link, err := e.svc.Start(mustCtx(tb), jane)
+	link, err := e.svc.Start(tb.Context(), jane)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	redirect, err := e.sf.Authorize(mustCtx(tb), link.URL, janeSF)
+	redirect, err := e.sf.Authorize(tb.Context(), link.URL, janeSF)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -579,11 +572,11 @@ var confirmToken = regexp.MustCompile(`name="token" value="([A-Za-z0-9_-]+)"`)
 // fake login as sfUser, then the redirect to the callback.
 func (e *env) mustConfirmPage(tb testing.TB, who Requester, sfUser string) (token string, p page) {
 	tb.Helper()
-	link, err := e.svc.Start(mustCtx(tb), who)
+	link, err := e.svc.Start(tb.Context(), who)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	redirect, err := e.sf.Authorize(mustCtx(tb), link.URL, sfUser)
+	redirect, err := e.sf.Authorize(tb.Context(), link.URL, sfUser)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -608,7 +601,7 @@ func (e *env) mustBind(tb testing.TB, who Requester, sfUser string) store.Bindin
 	if p := e.confirm(tb, token, "confirm"); p.status != http.StatusOK {
 		tb.Fatalf("confirm answered %d:\n%s", p.status, p.body)
 	}
-	b, err := e.db.GetBinding(mustCtx(tb), who.TeamID, who.UserID)
+	b, err := e.db.GetBinding(tb.Context(), who.TeamID, who.UserID)
 	if err != nil {
 		tb.Fatalf("binding not stored: %v", err)
 	}

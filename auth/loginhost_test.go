@@ -36,7 +36,7 @@ func TestLoginMovedRemovesTheBindingOnce(t *testing.T) {
 		use  func(*env, store.Binding) error
 	}{
 		{"any command", func(e *env, _ store.Binding) error {
-			_, err := e.svc.Binding(mustCtx(t), jane.TeamID, jane.UserID)
+			_, err := e.svc.Account(t.Context(), jane)
 			return err
 		}},
 		{"a refresh", func(e *env, b store.Binding) error {
@@ -57,7 +57,7 @@ func TestLoginMovedRemovesTheBindingOnce(t *testing.T) {
 			if !errors.Is(err, ErrLoginMoved) || !errors.Is(err, ErrRelinkRequired) {
 				t.Fatalf("use after the move = %v, want ErrLoginMoved (an ErrRelinkRequired)", err)
 			}
-			if _, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
+			if _, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("binding kept after the move: %v", err)
 			}
 			got := []any{tokenTraffic(e.sf), tokenTraffic(prod), e.notes.relinkReasons()}
@@ -69,7 +69,7 @@ func TestLoginMovedRemovesTheBindingOnce(t *testing.T) {
 				t.Errorf("fresh link %q is not for the new Salesforce %s", link.URL, prod.URL)
 			}
 			// Told once: later commands find no binding.
-			if _, err := e.svc.Binding(mustCtx(t), jane.TeamID, jane.UserID); !errors.Is(err, ErrNotLinked) {
+			if _, err := e.svc.Account(t.Context(), jane); !errors.Is(err, ErrNotLinked) {
 				t.Errorf("Binding after = %v, want ErrNotLinked", err)
 			}
 			if n := len(e.notes.relinkReasons()); n != 1 {
@@ -88,7 +88,7 @@ func TestUnlinkAfterLoginMoved(t *testing.T) {
 	prod := mustOtherOrg(t)
 	e.restart(t, func(c *Config) { c.LoginURL = prod.URL })
 	before := tokenTraffic(e.sf)
-	u, err := e.svc.Unlink(mustCtx(t), jane.TeamID, jane.UserID)
+	u, err := e.svc.Unlink(t.Context(), jane)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestUnlinkAfterLoginMoved(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("[revoked, why not, old org calls, new org calls] mismatch (-want +got):\n%s", diff)
 	}
-	if _, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("binding kept: %v", err)
 	}
 }
@@ -111,12 +111,15 @@ func TestLoginMovedToTheOrgsOwnMyDomain(t *testing.T) {
 	// As if bound through login.salesforce.com; the instance, and now the
 	// configured login URL, is the org's My Domain (the fake's URL).
 	b.LoginURL = "https://login.salesforce.com"
-	if err := e.db.PutBinding(mustCtx(t), b); err != nil {
+	if err := e.db.PutBinding(t.Context(), b); err != nil {
 		t.Fatal(err)
 	}
-	got, err := e.svc.Binding(mustCtx(t), jane.TeamID, jane.UserID)
-	if err != nil || got.RefreshToken != b.RefreshToken {
-		t.Fatalf("Binding = %v; want the binding kept", err)
+	got, err := e.svc.Account(t.Context(), jane)
+	if err != nil {
+		t.Fatalf("Account = %v; want the binding kept", err)
+	}
+	if diff := cmp.Diff(accountOf(b), got); diff != "" {
+		t.Errorf("Account mismatch (-want +got):\n%s", diff)
 	}
 	e.sf.ExpireAccessTokens()
 	before := e.sf.Calls(sftest.EndpointToken)

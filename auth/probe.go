@@ -92,7 +92,10 @@ func NewProbe(cfg ProbeConfig) (*Probe, error) {
 }
 
 // LoginURL is the login host the probes ask, without a trailing slash.
-func (p *Probe) LoginURL() string { return p.s.login.String() }
+func (p *Probe) LoginURL() string { return p.org().LoginURL.String() }
+
+// org is the Org the probes ask: the one people sign in to.
+func (p *Probe) org() Org { return p.s.orgs.signIn() }
 
 // LoginHost asks for the login host's front page and returns the status of
 // its answer; a redirect is an answer, and is not followed.
@@ -110,12 +113,12 @@ func (p *Probe) LoginHost(ctx context.Context) (int, error) {
 // returns an *OAuthError (Code "" for an answer that named none, such as an
 // outage), or the error that kept it from any answer.
 func (p *Probe) Authorize(ctx context.Context) (login bool, err error) {
-	u := p.s.oauth.AuthCodeURL(madeUp(), oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))
+	u := p.org().OAuth(p.s.cfg.CallbackURL).AuthCodeURL(madeUp(), oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))
 	status, resp, err := p.get(ctx, u)
 	if err != nil {
 		return false, err
 	}
-	return readAuthorize(status, resp.location, resp.body, p.s.oauth.RedirectURL)
+	return readAuthorize(status, resp.location, resp.body, p.s.cfg.CallbackURL)
 }
 
 // Exchange redeems a made-up authorization code, with a fresh verifier and
@@ -131,7 +134,7 @@ func (p *Probe) Exchange(ctx context.Context) error {
 		"grant_type":    {"authorization_code"},
 		"code":          {madeUp()},
 		"code_verifier": {oauth2.GenerateVerifier()},
-		"redirect_uri":  {p.s.oauth.RedirectURL},
+		"redirect_uri":  {p.s.cfg.CallbackURL},
 	})
 }
 
@@ -147,11 +150,12 @@ func (p *Probe) Refresh(ctx context.Context) error {
 // Salesforce. A refusal is an *OAuthError; so is an answer of 200 that
 // Start could not use (its Code is then "").
 func (p *Probe) DeviceCode(ctx context.Context) error {
-	status, body, err := p.s.postToken(ctx, p.s.deviceCodeForm())
+	org := p.org()
+	status, body, err := p.s.postToken(ctx, org.DeviceURL(), deviceCodeForm(org))
 	if err != nil {
 		return err
 	}
-	if _, err := parseDeviceAuth(status, body, p.s.login); err != nil {
+	if _, err := parseDeviceAuth(status, body, org.LoginURL); err != nil {
 		if status == http.StatusOK {
 			return fmt.Errorf("%w: %w", &OAuthError{Status: status}, err)
 		}
@@ -164,11 +168,12 @@ func (p *Probe) DeviceCode(ctx context.Context) error {
 // credentials as the Service sends them, and returns the answer as an
 // *OAuthError.
 func (p *Probe) token(ctx context.Context, form url.Values) error {
-	form.Set("client_id", p.s.cfg.ClientID)
-	if p.s.cfg.ClientSecret != "" {
-		form.Set("client_secret", p.s.cfg.ClientSecret)
+	org := p.org()
+	form.Set("client_id", org.ClientID)
+	if org.ClientSecret != "" {
+		form.Set("client_secret", org.ClientSecret)
 	}
-	status, body, err := p.s.postToken(ctx, form)
+	status, body, err := p.s.postToken(ctx, org.TokenURL(), form)
 	if err != nil {
 		return err
 	}

@@ -70,13 +70,13 @@ func TestOAuthCallsDoNotFollowRedirects(t *testing.T) {
 		}, "POST /services/oauth2/token"},
 		{"refresh", FlowWeb, func(t *testing.T, e *env) {
 			b := binding(e)
-			if _, err := e.svc.Tokens(b, jane).Refresh(t.Context(), b.AccessToken); err == nil {
+			if _, err := e.svc.tokens(b, jane).Refresh(t.Context(), b.AccessToken); err == nil {
 				t.Error("a refresh answered with a redirect succeeded")
 			}
 		}, "POST /services/oauth2/token"},
 		{"revoke", FlowWeb, func(t *testing.T, e *env) {
 			binding(e)
-			_, _ = e.svc.Unlink(t.Context(), jane.TeamID, jane.UserID) // whatever it answers, nothing goes elsewhere
+			_, _ = e.svc.Unlink(t.Context(), jane) // whatever it answers, nothing goes elsewhere
 		}, "POST /services/oauth2/revoke"},
 		{"device code", FlowDevice, func(t *testing.T, e *env) {
 			if _, err := e.svc.Start(t.Context(), jane); err == nil {

@@ -29,14 +29,14 @@ func TestRefreshStoresTheNewInstance(t *testing.T) {
 		}
 	})
 	e.sf.ExpireAccessTokens()
-	sf, err := e.svc.Client(b, jane)
+	sf, err := e.svc.client(b, jane)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sf.Search(mustCtx(t), "acme"); err != nil {
+	if _, err := sf.Search(t.Context(), "acme"); err != nil {
 		t.Fatalf("search after the refresh: %v", err)
 	}
-	nb, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+	nb, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestInvalidGrantByDescription(t *testing.T) {
 			if _, err := e.search(t, b); !errors.Is(err, tt.wantErr) {
 				t.Fatalf("search = %v, want %v", err, tt.wantErr)
 			}
-			_, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+			_, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 			_, relinks := e.notes.counts()
 			refreshes, _ := e.obs.got()
 			got := []any{err == nil, relinks, refreshes}
@@ -114,11 +114,11 @@ func TestRefreshTimeoutAndRejectedAnswer(t *testing.T) {
 		b := e.mustBind(t, jane, janeSF)
 		e.sf.ExpireAccessTokens()
 		e.sf.SetEndpointLatency(sftest.EndpointToken, time.Hour)
-		sf, err := e.svc.Client(b, jane)
+		sf, err := e.svc.client(b, jane)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(mustCtx(t), 100*time.Millisecond)
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 		defer cancel()
 		_, err = sf.Search(ctx, "acme")
 		if !errors.Is(err, ErrTimeout) || errors.Is(err, salesforce.ErrSessionExpired) {
@@ -182,7 +182,7 @@ func TestRefreshTimeoutAndRejectedAnswer(t *testing.T) {
 // was sent a link.
 func (e *env) mustKeepBinding(tb testing.TB) {
 	tb.Helper()
-	if _, err := e.db.GetBinding(mustCtx(tb), jane.TeamID, jane.UserID); err != nil {
+	if _, err := e.db.GetBinding(tb.Context(), jane.TeamID, jane.UserID); err != nil {
 		tb.Errorf("binding lost: %v", err)
 	}
 	if _, relinks := e.notes.counts(); relinks != 0 {
@@ -220,7 +220,7 @@ func TestRefreshRevokesWhatItDrops(t *testing.T) {
 		if _, err := e.search(t, b); err != nil {
 			t.Fatalf("search: %v", err)
 		}
-		cur, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+		cur, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -29,176 +29,12 @@ type Store interface {
 	DeletePending(ctx context.Context, id string) error
 }
 
-// Notifier is how auth reaches the person on the Slack side. The bot
-// implements it; every message it sends goes only to that person.
-type Notifier interface {
-	// Linked tells the Slack user of b that their Salesforce identity is now
-	// linked (a DM through chat.postMessage).
-	Linked(ctx context.Context, b store.Binding) error
-	// Relink sends who, privately, a fresh link after their binding ended
-	// for why: Salesforce ended the grant (refresh answered invalid_grant),
-	// or the binding was made at a Salesforce the configuration no longer
-	// names. It is called once per ended binding.
-	Relink(ctx context.Context, who Requester, link Link, why RelinkReason) error
-	// DisplayName returns the name the confirmation page shows for the Slack
-	// user (with their handle), or "" when Slack does not say. Start calls it
-	// only when it makes a link for a Requester without one.
-	DisplayName(ctx context.Context, userID string) string
-	// Email returns the email address on the Slack user's profile (scope
-	// users:read.email), or "" when the profile has none. It is asked only
-	// when Config.RequireEmailMatch is set; an error means Slack could not
-	// be asked, and nothing is bound.
-	Email(ctx context.Context, userID string) (string, error)
-	// LinkFailed tells who, privately, that a link they started ended without
-	// a binding, and why. Device-flow links end this way on their own (denied,
-	// expired) and when Close stops their poller (interrupted); either flow
-	// when RequireEmailMatch refuses the sign-in.
-	LinkFailed(ctx context.Context, who Requester, why Failure) error
-}
-
-// Failure is why a binding link ended without a binding.
-type Failure int
-
-const (
-	// FailureEmailMismatch means the Salesforce user's email is not the Slack
-	// profile's, or Salesforce has not verified it, so the sign-in was
-	// revoked (Config.RequireEmailMatch).
-	FailureEmailMismatch Failure = iota + 1
-	// FailureDenied means the person chose Deny at Salesforce.
-	FailureDenied
-	// FailureExpired means the device code ran out before it was approved.
-	FailureExpired
-	// FailureError means Salesforce or the store failed; the log has why.
-	FailureError
-	// FailureNoSlackEmail means Slack gave no email address for the person
-	// (Config.RequireEmailMatch), so nothing could be compared and the
-	// sign-in was revoked. Usually the Slack app lacks the users:read.email
-	// scope; the profile may also have no email.
-	FailureNoSlackEmail
-	// FailureInterrupted means forcebind shut down (Close) while a device
-	// code was waiting to be approved; the code is of no use any more.
-	FailureInterrupted
-	// FailureOrgNotAllowed means the Salesforce user is in an org that
-	// Config.AllowedOrgIDs does not list, so the sign-in was revoked.
-	FailureOrgNotAllowed
-)
-
-// String names the failure for logs and metrics.
-func (f Failure) String() string {
-	switch f {
-	case FailureEmailMismatch:
-		return "email_mismatch"
-	case FailureDenied:
-		return "denied"
-	case FailureExpired:
-		return "expired"
-	case FailureError:
-		return "error"
-	case FailureNoSlackEmail:
-		return "no_slack_email"
-	case FailureInterrupted:
-		return "interrupted"
-	case FailureOrgNotAllowed:
-		return "org_not_allowed"
-	}
-	return "unknown"
-}
-
-// RelinkReason is why a binding ended and its owner was sent a fresh link.
-type RelinkReason int
-
-const (
-	// RelinkGrantEnded means Salesforce ended the grant: a refresh answered
-	// invalid_grant for a revoked or expired token, a deactivated user, and
-	// the like.
-	RelinkGrantEnded RelinkReason = iota + 1
-	// RelinkLoginMoved means the binding was made at a Salesforce login
-	// host that SALESFORCE_LOGIN_URL no longer names (the administrator
-	// moved forcebind, from a sandbox to production say): the binding was
-	// removed without its token being sent anywhere.
-	RelinkLoginMoved
-)
-
-// String names the reason for logs.
-func (r RelinkReason) String() string {
-	switch r {
-	case RelinkGrantEnded:
-		return "grant_ended"
-	case RelinkLoginMoved:
-		return "login_moved"
-	}
-	return "unknown"
-}
-
-// Requester is the Slack person a link is made for, and where to reach them.
-type Requester struct {
-	TeamID      string
-	TeamName    string
-	UserID      string
-	ChannelID   string // where they asked; a DM channel or a public one
-	DisplayName string // "" means Start asks the Notifier
-}
-
-// Link is a binding link: the Salesforce authorize URL to send, privately, to
-// the person it was made for, and when it stops working. In the device flow
-// URL is Salesforce's verification page and UserCode the code to type there;
-// UserCode is "" in the web flow.
-type Link struct {
-	URL      string
-	UserCode string
-	Expires  time.Time
-}
-
-// Errors of the token source and Unlink. Match them with errors.Is; the
-// salesforce client passes them through.
-var (
-	// ErrRelinkRequired is returned when Salesforce ended the grant
-	// (invalid_grant on refresh): the binding has been deleted and the person
-	// was sent a fresh link.
-	ErrRelinkRequired = errors.New("salesforce grant ended; the user must connect again")
-	// ErrLoginMoved is returned when the binding was made at a Salesforce
-	// login host the configuration no longer names (see Service.Tokens):
-	// its token was sent nowhere, the binding has been deleted, and the
-	// person was sent a fresh link. It matches ErrRelinkRequired too.
-	ErrLoginMoved = fmt.Errorf("%w: forcebind now signs in at another Salesforce", ErrRelinkRequired)
-	// ErrRestricted is returned when Salesforce refused a refresh because
-	// of the user's login IP ranges or login hours. The grant is alive and
-	// the binding is kept: it works again from an allowed address or in
-	// allowed hours.
-	ErrRestricted = errors.New("salesforce refused the session refresh: outside the user's login IP ranges or login hours")
-	// ErrTimeout is returned when Salesforce did not answer a refresh in
-	// time. The binding is kept; a refresh still running finishes on its
-	// own, and its tokens serve the next request.
-	ErrTimeout = errors.New("salesforce did not answer the session refresh in time")
-	// ErrRefreshRejected is returned when Salesforce's answer to a refresh
-	// failed forcebind's checks (its signature, instance or identity URL,
-	// or it named another user). It was not used and the binding is kept;
-	// the log says why, for the operator.
-	ErrRefreshRejected = errors.New("salesforce's answer to the session refresh could not be verified")
-	// ErrTransient is returned when a refresh failed for a reason that may pass
-	// (a 5xx, a network error); the binding is kept.
-	ErrTransient = errors.New("salesforce could not refresh the session right now")
-	// ErrClientRejected is returned when Salesforce rejected forcebind's own
-	// client credentials (invalid_client): an operator problem, not the user's.
-	ErrClientRejected = errors.New("salesforce rejected forcebind's client credentials")
-	// ErrNotLinked is returned when the Slack user has no binding.
-	ErrNotLinked = errors.New("no Salesforce account is linked")
-	// ErrUnreadable is returned, wrapping the store's error (which names
-	// the key id), when the Slack user's binding is stored but cannot be
-	// opened: it was sealed under a key the keyring lacks, or it is
-	// damaged. Start and a confirmed link replace it; Unlink removes it.
-	ErrUnreadable = errors.New("the stored Salesforce binding cannot be read")
-	// ErrClosed is returned by Start in the device flow once Close has
-	// been called: no new poller starts.
-	ErrClosed = errors.New("auth service is closed")
-)
-
-// Service runs the binding flow and supplies tokens. It is safe for
-// concurrent use; one Service serves the whole daemon.
+// Service runs the binding flow and gives out Salesforce clients that act
+// as the people bound, refreshing their grants at the Org each came from.
+// It is safe for concurrent use; one Service serves the whole daemon.
 type Service struct {
 	cfg     Config
-	login   *url.URL
-	oauth   *oauth2.Config
+	orgs    orgSet // the Salesforce orgs people sign in to; grants go back only to their own
 	http    *http.Client
 	log     zerolog.Logger
 	now     func() time.Time
@@ -262,15 +98,9 @@ func build(cfg Config, login, cb *url.URL) *Service {
 		cfg.APIVersion = salesforce.DefaultAPIVersion
 	}
 	s := &Service{
-		cfg:   cfg,
-		login: login,
-		oauth: &oauth2.Config{
-			ClientID:     cfg.ClientID,
-			ClientSecret: cfg.ClientSecret,
-			Endpoint:     endpoints(login),
-			RedirectURL:  cfg.CallbackURL,
-			Scopes:       defaultScopes,
-		},
+		cfg: cfg,
+		// The configuration names one org today; a later one may name more.
+		orgs: orgSet{list: []Org{{LoginURL: login, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret}}},
 		// No OAuth call follows a redirect: a 307 or 308 would send the
 		// client secret, a code verifier or a refresh token to another host.
 		http:   salesforce.NoRedirects(cfg.HTTPClient),
@@ -311,6 +141,7 @@ func (s *Service) Start(ctx context.Context, who Requester) (Link, error) {
 	if who.DisplayName == "" {
 		who.DisplayName = s.cfg.Notifier.DisplayName(ctx, who.UserID)
 	}
+	org := s.orgs.signIn()
 	verifier := oauth2.GenerateVerifier()
 	now := s.now()
 	p := store.Pending{
@@ -325,66 +156,52 @@ func (s *Service) Start(ctx context.Context, who Requester) (Link, error) {
 	}
 	state, err := s.cfg.Store.CreatePending(ctx, p)
 	if err != nil {
-		return Link{}, fmt.Errorf("create link: %w", err)
+		return Link{}, fmt.Errorf("create link: %w", storeFailed(err))
 	}
 	s.log.Info().Str("team", who.TeamID).Str("user", who.UserID).Time("expires", p.Expires).Msg("binding link created")
-	return Link{URL: s.oauth.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)), Expires: p.Expires}, nil
+	return Link{URL: org.OAuth(s.cfg.CallbackURL).AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)), Expires: p.Expires}, nil
 }
 
-// Binding returns the Slack user's binding, ErrNotLinked when there is
-// none, or an error matching ErrUnreadable when it is stored but cannot be
-// opened. Such a record traps nobody: Start needs no binding, and the
-// binding a confirmed link stores replaces it. A binding made at a
-// Salesforce the configuration no longer names (see loginFor) is removed
-// here, its token sent nowhere, and its owner sent a fresh link, once:
-// Binding then returns ErrLoginMoved.
-func (s *Service) Binding(ctx context.Context, teamID, userID string) (store.Binding, error) {
-	b, err := s.binding(ctx, teamID, userID)
+// Account returns the Salesforce account who is linked to, without its
+// tokens; ErrNotLinked when there is none, or an error matching
+// ErrUnreadable when it is stored but cannot be opened. Such a record traps
+// nobody: Start needs no binding, and the binding a confirmed link stores
+// replaces it. A binding made at a Salesforce no configured Org is (see
+// orgSet.of) is removed here, its token sent nowhere, and who sent a fresh
+// link, once: Account then returns ErrLoginMoved. A store that cannot be
+// used at all gives ErrStoreUnusable.
+func (s *Service) Account(ctx context.Context, who Requester) (Account, error) {
+	b, err := s.current(ctx, who)
 	if err != nil {
-		return store.Binding{}, err
+		return Account{}, err
 	}
-	if _, ok := s.loginFor(b); ok {
-		return b, nil
-	}
-	s.log.Warn().Str("team", teamID).Str("user", userID).Str("login_host", hostOf(b.LoginURL)).Str("configured_host", s.login.Host).
-		Msg("binding was made at a Salesforce login host SALESFORCE_LOGIN_URL no longer names; removing it without sending its token anywhere, and sending a fresh link")
-	err = s.relink(ctx, b, Requester{}, RelinkLoginMoved)
-	if errors.Is(err, ErrTransient) {
-		// The person linked again meanwhile, under this configuration.
-		return s.binding(ctx, teamID, userID)
-	}
-	return store.Binding{}, err
+	return accountOf(b), nil
 }
 
-// binding is Binding without the login host check: the stored binding,
-// ErrNotLinked, or ErrUnreadable.
-func (s *Service) binding(ctx context.Context, teamID, userID string) (store.Binding, error) {
-	b, err := s.cfg.Store.GetBinding(ctx, teamID, userID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return store.Binding{}, ErrNotLinked
-	case unreadable(err):
-		return store.Binding{}, fmt.Errorf("%w: %w", ErrUnreadable, err)
+// Client returns a Salesforce client that acts as who's Salesforce user,
+// with a token source that refreshes through s, and the account it acts
+// as. It fails as Account does. who is also whom to send a fresh link to
+// should the grant end while the client is in use. The client is safe for
+// concurrent use and meant for the life of one request.
+func (s *Service) Client(ctx context.Context, who Requester) (*salesforce.Client, Account, error) {
+	b, err := s.current(ctx, who)
+	if err != nil {
+		return nil, Account{}, err
 	}
-	return b, err
+	sf, err := s.client(b, who)
+	if err != nil {
+		return nil, Account{}, err
+	}
+	return sf, accountOf(b), nil
 }
 
-// unreadable reports whether err is the store's answer for a record that
-// cannot be opened.
-func unreadable(err error) bool {
-	return errors.Is(err, store.ErrWrongKey) || errors.Is(err, store.ErrCorrupt)
-}
-
-// Client returns a Salesforce client that acts as b's Salesforce user, with
-// a token source that refreshes through s. who is whom to send a fresh link
-// to should the grant have ended. The client is safe for concurrent use and
-// meant for the life of one request.
-func (s *Service) Client(b store.Binding, who Requester) (*salesforce.Client, error) {
+// client is a Salesforce client acting as b's user; see Client.
+func (s *Service) client(b store.Binding, who Requester) (*salesforce.Client, error) {
 	cfg := salesforce.Config{
 		InstanceURL: b.InstanceURL,
 		APIVersion:  s.cfg.APIVersion,
 		HTTPClient:  s.http,
-		Tokens:      s.Tokens(b, who),
+		Tokens:      s.tokens(b, who),
 		Observer:    s.cfg.APIObserver,
 	}
 	// The cache is keyed by the Salesforce user: a binding that does not
@@ -395,43 +212,59 @@ func (s *Service) Client(b store.Binding, who Requester) (*salesforce.Client, er
 	return salesforce.New(cfg)
 }
 
-// Unlinked describes a removed binding.
-type Unlinked struct {
-	// Binding is the binding removed. Only TeamID and UserID are set when
-	// its record could not be opened (NotRevoked is RevokeUnreadable).
-	Binding store.Binding
-	// Revoked reports whether Salesforce confirmed the revocation. The binding
-	// is deleted either way.
-	Revoked bool
-	// NotRevoked says why Revoked is false; 0 when it is true.
-	NotRevoked NotRevoked
+// current is who's binding, as Account describes it: one whose Salesforce
+// is still configured, or ErrLoginMoved once it has been removed.
+func (s *Service) current(ctx context.Context, who Requester) (store.Binding, error) {
+	b, err := s.binding(ctx, who.TeamID, who.UserID)
+	if err != nil {
+		return store.Binding{}, err
+	}
+	if _, ok := s.orgs.of(b); ok {
+		return b, nil
+	}
+	s.log.Warn().Str("team", who.TeamID).Str("user", who.UserID).Str("login_host", hostOf(b.LoginURL)).Str("configured_host", s.orgs.hosts()).
+		Msg("binding was made at a Salesforce login host SALESFORCE_LOGIN_URL no longer names; removing it without sending its token anywhere, and sending a fresh link")
+	err = s.relink(ctx, b, who, RelinkLoginMoved)
+	if errors.Is(err, ErrTransient) {
+		// The person linked again meanwhile, under this configuration.
+		return s.binding(ctx, who.TeamID, who.UserID)
+	}
+	return store.Binding{}, err
 }
 
-// NotRevoked is why Unlink removed a binding without revoking its grant.
-type NotRevoked int
+// binding is the stored binding, without the login host check:
+// ErrNotLinked when there is none, ErrUnreadable when it cannot be opened.
+func (s *Service) binding(ctx context.Context, teamID, userID string) (store.Binding, error) {
+	b, err := s.cfg.Store.GetBinding(ctx, teamID, userID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.Binding{}, ErrNotLinked
+	case unreadable(err):
+		return store.Binding{}, fmt.Errorf("%w: %w", ErrUnreadable, err)
+	case err != nil:
+		return store.Binding{}, storeFailed(err)
+	}
+	return b, nil
+}
 
-const (
-	// RevokeFailed means Salesforce could not be reached, or refused.
-	RevokeFailed NotRevoked = iota + 1
-	// RevokeLoginMoved means the binding was made at a Salesforce login
-	// host the configuration no longer names, so its token was sent nowhere.
-	RevokeLoginMoved
-	// RevokeUnreadable means the binding's record could not be opened, so
-	// forcebind did not know the token to revoke.
-	RevokeUnreadable
-)
+// unreadable reports whether err is the store's answer for a record that
+// cannot be opened.
+func unreadable(err error) bool {
+	return errors.Is(err, store.ErrWrongKey) || errors.Is(err, store.ErrCorrupt)
+}
 
 // maxUnlinkRounds bounds how often Unlink revokes and retries when the
 // binding keeps changing under it (a refresh rotating the token, a relink).
 const maxUnlinkRounds = 3
 
-// Unlink revokes the Slack user's refresh token at Salesforce and deletes the
-// binding, whatever the revocation answered. It deletes only the grant it
-// revoked: when a refresh or a relink stored a new one meanwhile, that one
-// is revoked too, then deleted, up to maxUnlinkRounds times. A record that
+// Unlink revokes who's refresh token at their Org and deletes the binding,
+// whatever the revocation answered. It deletes only the grant it revoked:
+// when a refresh or a relink stored a new one meanwhile, that one is
+// revoked too, then deleted, up to maxUnlinkRounds times. A record that
 // cannot be opened is deleted unrevoked (RevokeUnreadable). It returns
 // ErrNotLinked when there was no binding.
-func (s *Service) Unlink(ctx context.Context, teamID, userID string) (Unlinked, error) {
+func (s *Service) Unlink(ctx context.Context, who Requester) (Unlinked, error) {
+	teamID, userID := who.TeamID, who.UserID
 	b, err := s.binding(ctx, teamID, userID)
 	if errors.Is(err, ErrUnreadable) {
 		return s.unlinkUnreadable(ctx, teamID, userID, err)
@@ -439,7 +272,8 @@ func (s *Service) Unlink(ctx context.Context, teamID, userID string) (Unlinked, 
 	if err != nil {
 		return Unlinked{}, err
 	}
-	u := Unlinked{Binding: b, Revoked: true}
+	u := Unlinked{Account: accountOf(b), Revoked: true}
+	removed := b // what the audit line names: the binding first read
 	log := s.log.With().Str("team", teamID).Str("user", userID).Logger()
 	for round := 1; ; round++ {
 		switch err := s.revokeGrant(ctx, b); {
@@ -453,10 +287,10 @@ func (s *Service) Unlink(ctx context.Context, teamID, userID string) (Unlinked, 
 		err := s.cfg.Store.DeleteBindingIf(ctx, teamID, userID, b.RefreshToken)
 		switch {
 		case err == nil, errors.Is(err, store.ErrNotFound):
-			s.audit("binding removed", u.Binding)
+			s.audit("binding removed", removed)
 			return u, nil
 		case !errors.Is(err, store.ErrConflict):
-			return Unlinked{}, fmt.Errorf("delete binding: %w", err)
+			return Unlinked{}, fmt.Errorf("delete binding: %w", storeFailed(err))
 		case round == maxUnlinkRounds:
 			return Unlinked{}, fmt.Errorf("delete binding: it changed %d times while being revoked; try again", round)
 		}
@@ -467,7 +301,7 @@ func (s *Service) Unlink(ctx context.Context, teamID, userID string) (Unlinked, 
 		b, err = s.binding(ctx, teamID, userID)
 		switch {
 		case errors.Is(err, ErrNotLinked):
-			s.audit("binding removed", u.Binding)
+			s.audit("binding removed", removed)
 			return u, nil
 		case errors.Is(err, ErrUnreadable):
 			return s.unlinkUnreadable(ctx, teamID, userID, err)
@@ -484,11 +318,11 @@ func (s *Service) unlinkUnreadable(ctx context.Context, teamID, userID string, r
 	s.log.Warn().Err(readErr).Str("team", teamID).Str("user", userID).
 		Msg("binding record cannot be opened; deleting it without revoking its grant (the person is told to revoke it in Salesforce)")
 	if err := s.cfg.Store.DeleteBinding(ctx, teamID, userID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return Unlinked{}, fmt.Errorf("delete binding: %w", err)
+		return Unlinked{}, fmt.Errorf("delete binding: %w", storeFailed(err))
 	}
 	b := store.Binding{TeamID: teamID, UserID: userID}
 	s.audit("binding removed: record unreadable", b)
-	return Unlinked{Binding: b, NotRevoked: RevokeUnreadable}, nil
+	return Unlinked{Account: accountOf(b), NotRevoked: RevokeUnreadable}, nil
 }
 
 // revokeRetryWindow is how long after a confirmation expired Sweep keeps
@@ -583,34 +417,27 @@ var (
 	errLoginMoved = errors.New("binding made at a login host no longer configured")
 )
 
-// revoke revokes token at the configured login host: for tokens the
-// current configuration has just obtained.
-func (s *Service) revoke(ctx context.Context, token string) error {
-	return s.revokeAt(ctx, s.login, token)
-}
-
 // revokeGrant revokes b's refresh token (which revokes its access tokens
-// too) at b's own login host, or returns errLoginMoved, sending nothing,
-// when the configuration no longer names it (see loginFor).
+// too) at the Org b's grant belongs to, or returns errLoginMoved, sending
+// nothing, when no configured Org is b's (see orgSet.of).
 func (s *Service) revokeGrant(ctx context.Context, b store.Binding) error {
-	login, ok := s.loginFor(b)
+	org, ok := s.orgs.of(b)
 	if !ok {
 		return errLoginMoved
 	}
-	return s.revokeAt(ctx, login, b.RefreshToken)
+	return s.revokeAt(ctx, org, b.RefreshToken)
 }
 
-// revokeAt revokes token at login. The token travels in the POST body,
-// never in a URL, so it cannot reach a log through an error message. A 400
-// answer (the token is not valid) matches errTokenInvalid.
-func (s *Service) revokeAt(ctx context.Context, login *url.URL, token string) error {
+// revokeAt revokes token at org, which issued it. The token travels in the
+// POST body, never in a URL, so it cannot reach a log through an error
+// message. A 400 answer (the token is not valid) matches errTokenInvalid.
+func (s *Service) revokeAt(ctx context.Context, org Org, token string) error {
 	if token == "" {
 		return errors.New("revoke: no token")
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
-	endpoint := strings.TrimSuffix(login.String(), "/") + "/services/oauth2/revoke"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(url.Values{"token": {token}}.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, org.RevokeURL(), strings.NewReader(url.Values{"token": {token}}.Encode()))
 	if err != nil {
 		return fmt.Errorf("revoke: %w", err)
 	}
@@ -629,43 +456,18 @@ func (s *Service) revokeAt(ctx context.Context, login *url.URL, token string) er
 	return nil
 }
 
-// revokeGrantQuietly revokes the grant of a binding forcebind no longer
-// keeps, on its own deadline (the request that led here may be gone),
-// logging a failure. It sends nothing for a binding made at a login host
-// no longer configured.
-func (s *Service) revokeGrantQuietly(b store.Binding) {
+// revokeGrantQuietly revokes the grant of a binding forcebind does not
+// keep, on its own deadline (the request that led here may be gone),
+// logging a failure with what: a grant a new one replaced, a sign-in
+// that was refused, cancelled or never confirmed. It sends nothing for a
+// binding whose Salesforce is no longer configured.
+func (s *Service) revokeGrantQuietly(b store.Binding, what string) {
 	if b.RefreshToken == "" {
 		return
 	}
 	if err := s.revokeGrant(context.Background(), b); err != nil {
-		s.log.Warn().Err(err).Str("team", b.TeamID).Str("user", b.UserID).Msg("revoke of a replaced grant failed")
+		s.log.Warn().Err(err).Str("team", b.TeamID).Str("user", b.UserID).Msg("revoke of " + what + " failed")
 	}
-}
-
-// loginFor returns the login host at which b's grant is refreshed and
-// revoked, and false when the configuration no longer names b's Salesforce;
-// then b's tokens are sent nowhere. The rule: b's own login host (recorded
-// at bind time) is used while it is SALESFORCE_LOGIN_URL's origin. When it
-// is not, b still counts as the configured Salesforce's if
-// SALESFORCE_LOGIN_URL is b's own instance, the org's My Domain that
-// Salesforce named in its last token answer (the administrator moved from
-// login.salesforce.com to the org's My Domain, or updated it after a My
-// Domain rename that a refresh had already reported), and the configured
-// host is used. Anything else (a sandbox binding after a move to
-// production, another org's My Domain) is another Salesforce. A binding
-// without a recorded login host (none is written so) counts as made at the
-// configured one.
-func (s *Service) loginFor(b store.Binding) (*url.URL, bool) {
-	if b.LoginURL == "" {
-		return s.login, true
-	}
-	if own, err := url.Parse(b.LoginURL); err == nil && own.Host != "" && sameOrigin(own, s.login) {
-		return s.login, true
-	}
-	if inst, err := url.Parse(b.InstanceURL); err == nil && inst.Host != "" && sameOrigin(inst, s.login) {
-		return s.login, true
-	}
-	return nil, false
 }
 
 // hostOf is the host of a URL, for logs; "" when it does not parse.

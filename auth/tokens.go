@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -18,17 +17,17 @@ import (
 	"github.com/forcebind/forcebind/store"
 )
 
-// Tokens returns the token source of one binding for the salesforce client.
+// tokens returns the token source of one binding for the salesforce client.
 // who is whom to send a fresh link to if the binding ends. The result is
 // safe for concurrent use.
 //
-// A refresh goes to the binding's own login host while the configuration
-// still names that Salesforce (see loginFor); a binding made at another is
-// removed without its token being sent anywhere, and its owner is told,
+// A refresh goes to the Org the binding's grant belongs to (see
+// orgSet.of), with that Org's credentials; a binding of no configured Org
+// is removed without its token being sent anywhere, and its owner is told,
 // once, with a fresh link (ErrLoginMoved). The refresh answer's instance
 // URL is stored with the new tokens and handed to the client, which sends
 // the retry there.
-func (s *Service) Tokens(b store.Binding, who Requester) salesforce.Tokens {
+func (s *Service) tokens(b store.Binding, who Requester) salesforce.Tokens {
 	return &bindingTokens{svc: s, teamID: b.TeamID, userID: b.UserID, who: who, access: b.AccessToken}
 }
 
@@ -105,18 +104,18 @@ func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, w
 		// Another refresh finished after this caller read its token.
 		return salesforce.Token{AccessToken: b.AccessToken, InstanceURL: b.InstanceURL}, "", nil
 	}
-	login, ok := s.loginFor(b)
+	org, ok := s.orgs.of(b)
 	if !ok {
-		log.Warn().Str("login_host", hostOf(b.LoginURL)).Str("configured_host", s.login.Host).
+		log.Warn().Str("login_host", hostOf(b.LoginURL)).Str("configured_host", s.orgs.hosts()).
 			Msg("binding was made at a Salesforce login host SALESFORCE_LOGIN_URL no longer names; removing it without sending its token anywhere, and sending a fresh link")
 		return salesforce.Token{}, "moved", s.relink(ctx, b, who, RelinkLoginMoved)
 	}
 	hctx := context.WithValue(ctx, oauth2.HTTPClient, s.http)
-	tok, err := s.oauthAt(login).TokenSource(hctx, &oauth2.Token{RefreshToken: b.RefreshToken}).Token()
+	tok, err := org.OAuth("").TokenSource(hctx, &oauth2.Token{RefreshToken: b.RefreshToken}).Token()
 	if err != nil {
 		return s.refreshFailed(ctx, b, who, err)
 	}
-	grant, err := s.checkGrant(tok)
+	grant, err := checkGrant(org, tok)
 	if err == nil && (grant.orgID != b.OrgID || grant.userID != b.SalesforceUserID) {
 		err = fmt.Errorf("the answer names Salesforce user %s of org %s, not the binding's", grant.userID, grant.orgID)
 	}
@@ -124,7 +123,7 @@ func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, w
 		// The operator has to look: a wrong SALESFORCE_CLIENT_SECRET fails
 		// every signature, and a foreign URL is worth knowing about.
 		log.Error().Err(err).Msg("refresh answer rejected and not used; keeping the binding")
-		s.dropTokens(login, b, tok)
+		s.dropTokens(org, b, tok)
 		return salesforce.Token{}, "rejected", fmt.Errorf("refresh: %w: %w", ErrRefreshRejected, err)
 	}
 	newRefresh := ""
@@ -142,7 +141,7 @@ func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, w
 	if err != nil {
 		// Nothing will hold what this refresh got: revoke it, or a rotated
 		// refresh token would stay live at Salesforce with no record of it.
-		s.dropTokens(login, b, tok)
+		s.dropTokens(org, b, tok)
 	}
 	switch {
 	case errors.Is(err, store.ErrConflict):
@@ -155,7 +154,7 @@ func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, w
 	case errors.Is(err, store.ErrNotFound):
 		return salesforce.Token{}, "error", ErrNotLinked // unlinked while the refresh ran
 	case err != nil:
-		return salesforce.Token{}, "error", fmt.Errorf("refresh: store new tokens: %w", err)
+		return salesforce.Token{}, "error", fmt.Errorf("refresh: store new tokens: %w", storeFailed(err))
 	}
 	if nb.InstanceURL != b.InstanceURL {
 		log.Info().Str("from", b.InstanceURL).Str("to", nb.InstanceURL).Msg("Salesforce moved the org's instance; stored with the new tokens")
@@ -229,7 +228,7 @@ func isTimeout(err error) bool {
 // token too), else the new access token. b's own refresh token is left
 // alone unless it was rotated away. It runs on its own deadline and logs a
 // failure.
-func (s *Service) dropTokens(login *url.URL, b store.Binding, tok *oauth2.Token) {
+func (s *Service) dropTokens(org Org, b store.Binding, tok *oauth2.Token) {
 	token := tok.AccessToken
 	if tok.RefreshToken != "" && tok.RefreshToken != b.RefreshToken {
 		token = tok.RefreshToken
@@ -237,19 +236,9 @@ func (s *Service) dropTokens(login *url.URL, b store.Binding, tok *oauth2.Token)
 	if token == "" {
 		return
 	}
-	if err := s.revokeAt(context.Background(), login, token); err != nil {
+	if err := s.revokeAt(context.Background(), org, token); err != nil {
 		s.log.Warn().Err(err).Str("team", b.TeamID).Str("user", b.UserID).Msg("revoke of tokens a refresh gave that are not kept failed")
 	}
-}
-
-// oauthAt is the OAuth configuration with its endpoints at login.
-func (s *Service) oauthAt(login *url.URL) *oauth2.Config {
-	if login == s.login {
-		return s.oauth
-	}
-	c := *s.oauth
-	c.Endpoint = endpoints(login)
-	return &c
 }
 
 // commitTimeout bounds storing the tokens a refresh obtained.

@@ -16,11 +16,11 @@ import (
 // each message.
 func (e *env) search(tb testing.TB, b store.Binding) ([]salesforce.Result, error) {
 	tb.Helper()
-	sf, err := e.svc.Client(b, jane)
+	sf, err := e.svc.client(b, jane)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	rs, err := sf.Search(mustCtx(tb), "acme")
+	rs, err := sf.Search(tb.Context(), "acme")
 	if err != nil {
 		e.assertNoTokens(tb, "error", err.Error())
 	}
@@ -41,7 +41,7 @@ func TestRefreshOnExpiredSession(t *testing.T) {
 	if n := e.sf.Calls(sftest.EndpointToken); n != 2 {
 		t.Errorf("%d token calls; want the exchange and one refresh", n)
 	}
-	nb, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+	nb, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestConcurrentRefreshIsOne(t *testing.T) {
 	if n := e.sf.Calls(sftest.EndpointToken); n != 2 {
 		t.Errorf("%d token calls for 20 concurrent 401s; want the exchange and exactly one refresh", n)
 	}
-	nb, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+	nb, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestInvalidGrantRelinksOnce(t *testing.T) {
 	}
 	wg.Wait()
 	e.sf.SetLatency(0)
-	if _, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("binding kept after invalid_grant: %v", err)
 	}
 	if _, relinks := e.notes.counts(); relinks != 1 {
@@ -146,7 +146,7 @@ func TestRefreshFailuresKeepBinding(t *testing.T) {
 			if _, err := e.search(t, b); !errors.Is(err, tt.wantErr) {
 				t.Fatalf("search = %v, want %v", err, tt.wantErr)
 			}
-			if _, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID); err != nil {
+			if _, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID); err != nil {
 				t.Fatalf("binding lost: %v", err)
 			}
 			if _, relinks := e.notes.counts(); relinks != 0 {
@@ -181,7 +181,7 @@ func TestNoTokenInLogs(t *testing.T) {
 	e.assertNoTokens(t, "confirm page", p.body)
 	p = e.confirm(t, token, "confirm")
 	e.assertNoTokens(t, "done page", p.body)
-	b, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+	b, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestNoTokenInLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	reload := func() store.Binding {
-		b, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+		b, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,7 +206,7 @@ func TestNoTokenInLogs(t *testing.T) {
 		t.Fatalf("search after revocation = %v", err)
 	}
 	e.mustBind(t, jane, janeSF)
-	if _, err := e.svc.Unlink(mustCtx(t), jane.TeamID, jane.UserID); err != nil {
+	if _, err := e.svc.Unlink(t.Context(), jane); err != nil {
 		t.Fatal(err)
 	}
 	logs := e.logs.String()

@@ -24,7 +24,7 @@ func TestSweepRevokesBeforeForgetting(t *testing.T) {
 	e.sf.FailNext(sftest.EndpointRevoke, http.StatusServiceUnavailable, "<html>down</html>")
 	sweep := func() int {
 		t.Helper()
-		n, err := e.svc.Sweep(mustCtx(t))
+		n, err := e.svc.Sweep(t.Context())
 		if err != nil {
 			t.Fatalf("Sweep: %v", err)
 		}
@@ -48,11 +48,11 @@ func TestSweepRevokesBeforeForgetting(t *testing.T) {
 		e.mustConfirmPage(t, jane, janeSF)
 		e.advance(11 * time.Minute)
 		e.sf.SetFailure(sftest.EndpointRevoke, http.StatusServiceUnavailable, "<html>down</html>")
-		if n, _ := e.svc.Sweep(mustCtx(t)); n != 0 {
+		if n, _ := e.svc.Sweep(t.Context()); n != 0 {
 			t.Fatalf("Sweep removed %d links while Salesforce is down, want 0", n)
 		}
 		e.advance(revokeRetryWindow)
-		if n, _ := e.svc.Sweep(mustCtx(t)); n != 1 {
+		if n, _ := e.svc.Sweep(t.Context()); n != 1 {
 			t.Errorf("Sweep a day later removed %d links, want 1", n)
 		}
 		if !strings.Contains(e.logs.String(), "giving up revoking") {
@@ -64,7 +64,7 @@ func TestSweepRevokesBeforeForgetting(t *testing.T) {
 		e.mustConfirmPage(t, jane, janeSF)
 		e.advance(11 * time.Minute)
 		e.sf.FailNext(sftest.EndpointRevoke, http.StatusBadRequest, `{"error":"unsupported_token_type","error_description":"invalid token"}`)
-		if n, _ := e.svc.Sweep(mustCtx(t)); n != 1 {
+		if n, _ := e.svc.Sweep(t.Context()); n != 1 {
 			t.Errorf("Sweep removed %d links after a 400, want 1: there is nothing left to revoke", n)
 		}
 	})
@@ -95,7 +95,7 @@ func TestUnlinkRevokesAGrantStoredMeanwhile(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	u, err := e.svc.Unlink(mustCtx(t), jane.TeamID, jane.UserID)
+	u, err := e.svc.Unlink(t.Context(), jane)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestUnlinkRevokesAGrantStoredMeanwhile(t *testing.T) {
 	if diff := cmp.Diff([]any{true, 2, 0}, got); diff != "" {
 		t.Errorf("[revoked, revocations, live refresh tokens] mismatch (-want +got):\n%s", diff)
 	}
-	if _, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("binding kept: %v", err)
 	}
 
@@ -122,11 +122,11 @@ func TestUnlinkRevokesAGrantStoredMeanwhile(t *testing.T) {
 				t.Error(err)
 			}
 		})
-		if _, err := e.svc.Unlink(mustCtx(t), jane.TeamID, jane.UserID); err == nil {
+		if _, err := e.svc.Unlink(t.Context(), jane); err == nil {
 			t.Fatal("Unlink succeeded while the binding never stopped changing")
 		}
 		// The grant still live is the one still stored: none is lost.
-		cur, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID)
+		cur, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
 		if err != nil {
 			t.Fatalf("binding gone with its live grant: %v", err)
 		}
@@ -144,7 +144,7 @@ func TestUnreadableBinding(t *testing.T) {
 		e := mustEnv(t, envOptions{})
 		b := e.mustBind(t, jane, janeSF)
 		e.reopenStore(t, damageBinding(jane))
-		_, err := e.svc.Binding(mustCtx(t), jane.TeamID, jane.UserID)
+		_, err := e.svc.Account(t.Context(), jane)
 		if !errors.Is(err, ErrUnreadable) || !errors.Is(err, store.ErrCorrupt) {
 			t.Fatalf("Binding = %v, want ErrUnreadable wrapping the store's ErrCorrupt", err)
 		}
@@ -161,9 +161,12 @@ func TestUnreadableBinding(t *testing.T) {
 		e.mustBind(t, jane, janeSF)
 		e.reopenStore(t, damageBinding(jane))
 		nb := e.mustBind(t, jane, janeSF)
-		got, err := e.svc.Binding(mustCtx(t), jane.TeamID, jane.UserID)
-		if err != nil || got.RefreshToken != nb.RefreshToken {
-			t.Errorf("Binding after connecting again = %v; want the new binding", err)
+		got, err := e.svc.Account(t.Context(), jane)
+		if err != nil {
+			t.Fatalf("Account after connecting again = %v; want the new binding's", err)
+		}
+		if diff := cmp.Diff(accountOf(nb), got); diff != "" {
+			t.Errorf("Account after connecting again mismatch (-want +got):\n%s", diff)
 		}
 	})
 	t.Run("disconnect removes it", func(t *testing.T) {
@@ -171,21 +174,21 @@ func TestUnreadableBinding(t *testing.T) {
 		e.mustBind(t, jane, janeSF)
 		e.reopenStore(t, damageBinding(jane))
 		revokes := e.sf.Calls(sftest.EndpointRevoke)
-		u, err := e.svc.Unlink(mustCtx(t), jane.TeamID, jane.UserID)
+		u, err := e.svc.Unlink(t.Context(), jane)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := []any{u.Revoked, u.NotRevoked, u.Binding.UserID, e.sf.Calls(sftest.EndpointRevoke) - revokes}
+		got := []any{u.Revoked, u.NotRevoked, u.Account.UserID, e.sf.Calls(sftest.EndpointRevoke) - revokes}
 		if diff := cmp.Diff([]any{false, RevokeUnreadable, jane.UserID, 0}, got); diff != "" {
 			t.Errorf("[revoked, why not, user, revocations] mismatch (-want +got):\n%s", diff)
 		}
-		if _, err := e.db.GetBinding(mustCtx(t), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
+		if _, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("record kept: %v", err)
 		}
 		if !strings.Contains(e.logs.String(), "key id "+e.ring.PrimaryID()) {
 			t.Errorf("the log does not name the key id %s:\n%s", e.ring.PrimaryID(), e.logs)
 		}
-		if _, err := e.svc.Unlink(mustCtx(t), jane.TeamID, jane.UserID); !errors.Is(err, ErrNotLinked) {
+		if _, err := e.svc.Unlink(t.Context(), jane); !errors.Is(err, ErrNotLinked) {
 			t.Errorf("second Unlink = %v, want ErrNotLinked", err)
 		}
 	})

@@ -17,20 +17,27 @@ import (
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
 
-	"github.com/forcebind/forcebind/auth"
+	"github.com/forcebind/forcebind/auth/account"
 	"github.com/forcebind/forcebind/salesforce"
-	"github.com/forcebind/forcebind/store"
 )
 
-// Auth is what the bot needs of the binding flow. *auth.Service implements it.
+// Auth is what the bot needs of the binding flow, in the words of package
+// account: nothing it returns holds a token. *auth.Service implements it.
+// Its methods must be safe for concurrent use: every worker calls them.
 type Auth interface {
-	Start(ctx context.Context, who auth.Requester) (auth.Link, error)
-	Binding(ctx context.Context, teamID, userID string) (store.Binding, error)
-	Client(b store.Binding, who auth.Requester) (*salesforce.Client, error)
-	Unlink(ctx context.Context, teamID, userID string) (auth.Unlinked, error)
+	// Start makes a binding link for who, to be sent only to who.
+	Start(ctx context.Context, who account.Requester) (account.Link, error)
+	// Account returns the Salesforce account who is linked to, or
+	// account.ErrNotLinked.
+	Account(ctx context.Context, who account.Requester) (account.Account, error)
+	// Client returns a Salesforce client acting as who's Salesforce user,
+	// for one request, and the account it acts as; it fails as Account
+	// does.
+	Client(ctx context.Context, who account.Requester) (*salesforce.Client, account.Account, error)
+	// Unlink revokes and removes who's binding, or returns
+	// account.ErrNotLinked.
+	Unlink(ctx context.Context, who account.Requester) (account.Unlinked, error)
 }
-
-var _ Auth = (*auth.Service)(nil)
 
 // Config is what a Bot needs. Zero values of the tuning fields get the
 // defaults in their comments.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -12,10 +13,10 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
-	"github.com/forcebind/forcebind/auth"
+	"github.com/forcebind/forcebind/auth/account"
 	"github.com/forcebind/forcebind/bot/slacktest"
 	"github.com/forcebind/forcebind/salesforce"
-	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/salesforce/sftest"
 )
 
 const (
@@ -24,42 +25,133 @@ const (
 	waitFor = 10 * time.Second
 )
 
-// fakeAuth stands in for the binding flow: nobody is linked, links are made
-// up, and a test can make Binding block or panic.
+// fakeAuth stands in for the binding flow. Links are made up. Nobody is
+// linked until mustLink links a Slack user to a user of a fake org, with a
+// token that org issued; Client then gives out real Salesforce clients
+// that share one FieldCache, as auth.Service does, and Unlink removes the
+// link. A test can also make Account and Client block, panic or fail, and
+// Unlink answer as it says.
 type fakeAuth struct {
-	block    chan struct{} // when set, Binding waits for it to close
-	panicFor string        // Binding panics for this user
-	mu       sync.Mutex
-	starts   []auth.Requester
+	block     chan struct{} // when set, Account and Client wait for it to close
+	panicFor  string        // Account and Client panic for this user
+	err       error         // when set, what Account and Client return for anyone not linked
+	unlinked  *account.Unlinked
+	unlinkErr error // with unlinked, what Unlink answers for anyone
+
+	mu     sync.Mutex
+	starts []account.Requester
+	linked map[string]linked // by Slack user id
+	hc     *http.Client      // for the clients Client makes
+	fields *salesforce.FieldCache
 }
 
-func (f *fakeAuth) Start(_ context.Context, who auth.Requester) (auth.Link, error) {
+// linked is one Slack user's link to a user of a fake org.
+type linked struct {
+	account account.Account
+	token   string // the access token the fake org issued
+}
+
+// mustLink links slackUser to the fake org's user with sfUsername, as a
+// confirmed link would, and returns the account.
+func (f *fakeAuth) mustLink(tb testing.TB, srv *sftest.Server, slackUser, sfUsername string) account.Account {
+	tb.Helper()
+	g, err := srv.Login(sfUsername)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var sfUserID string
+	for _, u := range srv.Users() {
+		if u.Username == sfUsername {
+			sfUserID = u.ID
+		}
+	}
+	a := account.Account{
+		TeamID: "T0001", UserID: slackUser, SalesforceUserID: sfUserID, OrgID: srv.OrgID(),
+		Username: sfUsername, InstanceURL: g.InstanceURL, LoginURL: srv.URL, LinkedAt: time.Now(),
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.linked == nil {
+		f.linked = make(map[string]linked)
+		f.hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		tb.Cleanup(f.hc.CloseIdleConnections)
+		f.fields = salesforce.NewFieldCache(salesforce.FieldCacheConfig{})
+	}
+	f.linked[slackUser] = linked{account: a, token: g.AccessToken}
+	return a
+}
+
+func (f *fakeAuth) Start(_ context.Context, who account.Requester) (account.Link, error) {
 	f.mu.Lock()
 	f.starts = append(f.starts, who)
 	f.mu.Unlock()
-	return auth.Link{URL: "https://login.example/authorize?state=for-" + who.UserID, Expires: time.Now().Add(10 * time.Minute)}, nil
+	return account.Link{URL: "https://login.example/authorize?state=for-" + who.UserID, Expires: time.Now().Add(10 * time.Minute)}, nil
 }
 
-func (f *fakeAuth) Binding(ctx context.Context, _, userID string) (store.Binding, error) {
-	if userID == f.panicFor {
+// startsFor returns the requesters links were started for.
+func (f *fakeAuth) startsFor() []account.Requester {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]account.Requester(nil), f.starts...)
+}
+
+func (f *fakeAuth) Account(ctx context.Context, who account.Requester) (account.Account, error) {
+	l, err := f.lookup(ctx, who)
+	return l.account, err
+}
+
+func (f *fakeAuth) Client(ctx context.Context, who account.Requester) (*salesforce.Client, account.Account, error) {
+	l, err := f.lookup(ctx, who)
+	if err != nil {
+		return nil, account.Account{}, err
+	}
+	sf, err := salesforce.New(salesforce.Config{
+		InstanceURL: l.account.InstanceURL, HTTPClient: f.hc, Tokens: salesforce.StaticToken(l.token),
+		Fields: f.fields, OrgID: l.account.OrgID, UserID: l.account.SalesforceUserID,
+	})
+	return sf, l.account, err
+}
+
+// lookup is who's link, after the test's block, panic or error.
+func (f *fakeAuth) lookup(ctx context.Context, who account.Requester) (linked, error) {
+	if who.UserID == f.panicFor {
 		panic("handler bug")
 	}
 	if f.block != nil {
 		select {
 		case <-f.block:
 		case <-ctx.Done():
-			return store.Binding{}, ctx.Err()
+			return linked{}, ctx.Err()
 		}
 	}
-	return store.Binding{}, auth.ErrNotLinked
+	f.mu.Lock()
+	l, ok := f.linked[who.UserID]
+	f.mu.Unlock()
+	switch {
+	case ok:
+		return l, nil
+	case f.err != nil:
+		return linked{}, f.err
+	}
+	return linked{}, account.ErrNotLinked
 }
 
-func (f *fakeAuth) Client(store.Binding, auth.Requester) (*salesforce.Client, error) {
-	return nil, errors.New("fakeAuth has no Salesforce")
-}
-
-func (f *fakeAuth) Unlink(context.Context, string, string) (auth.Unlinked, error) {
-	return auth.Unlinked{}, auth.ErrNotLinked
+func (f *fakeAuth) Unlink(_ context.Context, who account.Requester) (account.Unlinked, error) {
+	if f.unlinked != nil || f.unlinkErr != nil {
+		var u account.Unlinked
+		if f.unlinked != nil {
+			u = *f.unlinked
+		}
+		return u, f.unlinkErr
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l, ok := f.linked[who.UserID]
+	if !ok {
+		return account.Unlinked{}, account.ErrNotLinked
+	}
+	delete(f.linked, who.UserID)
+	return account.Unlinked{Account: l.account, Revoked: true}, nil
 }
 
 // syncBuffer is a log sink safe for the bot's goroutines.
@@ -133,16 +225,11 @@ func mustRun(tb testing.TB, s *slacktest.Server, a Auth, tune func(*Config)) *ru
 	return r
 }
 
-func mustCtx(tb testing.TB) context.Context {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	tb.Cleanup(cancel)
-	return ctx
-}
-
 func mustAck(tb testing.TB, s *slacktest.Server, d slacktest.Delivery) slacktest.Ack {
 	tb.Helper()
-	a, err := s.WaitAck(mustCtx(tb), d.EnvelopeID)
+	ctx, cancel := context.WithTimeout(tb.Context(), waitFor)
+	defer cancel()
+	a, err := s.WaitAck(ctx, d.EnvelopeID)
 	if err != nil {
 		tb.Fatalf("envelope %s not acked: %v", d.EnvelopeID, err)
 	}
@@ -151,7 +238,9 @@ func mustAck(tb testing.TB, s *slacktest.Server, d slacktest.Delivery) slacktest
 
 func mustMessage(tb testing.TB, s *slacktest.Server, match func(slacktest.Message) bool) slacktest.Message {
 	tb.Helper()
-	m, err := s.WaitMessage(mustCtx(tb), match)
+	ctx, cancel := context.WithTimeout(tb.Context(), waitFor)
+	defer cancel()
+	m, err := s.WaitMessage(ctx, match)
 	if err != nil {
 		tb.Fatalf("no such message: %v; messages: %+v", err, s.Messages())
 	}
@@ -221,10 +310,8 @@ func TestLinkIsPrivate(t *testing.T) {
 			t.Errorf("a public message went to the channel: %+v", m)
 		}
 	}
-	fa.mu.Lock()
-	defer fa.mu.Unlock()
-	if len(fa.starts) != 3 || fa.starts[0].TeamName != "Acme" || fa.starts[0].UserID != jane {
-		t.Errorf("links were started for %+v; want 3, for the askers, with the team's name", fa.starts)
+	if starts := fa.startsFor(); len(starts) != 3 || starts[0].TeamName != "Acme" || starts[0].UserID != jane {
+		t.Errorf("links were started for %+v; want 3, for the askers, with the team's name", starts)
 	}
 }
 
@@ -233,10 +320,10 @@ func TestLinkIsPrivate(t *testing.T) {
 func TestMessengerDisplayName(t *testing.T) {
 	s := mustSlack(t)
 	m := NewMessenger(NewAPI(APIConfig{BotToken: s.BotToken(), URL: s.APIURL}), nil, s.APIURL, zerolog.Nop())
-	if got := m.DisplayName(mustCtx(t), jane); got != "Jane Doe (@jane)" {
+	if got := m.DisplayName(t.Context(), jane); got != "Jane Doe (@jane)" {
 		t.Errorf("DisplayName = %q, want %q", got, "Jane Doe (@jane)")
 	}
-	if got := m.DisplayName(mustCtx(t), "U0NOBODY"); got != "" {
+	if got := m.DisplayName(t.Context(), "U0NOBODY"); got != "" {
 		t.Errorf("DisplayName of an unknown user = %q, want empty", got)
 	}
 }
@@ -308,7 +395,8 @@ func TestPanickingHandler(t *testing.T) {
 	mustMessage(t, s, to(s.DMChannel(jane)))
 	// jane's work runs on another worker, so her answer can come before
 	// sam's panic is logged: wait for the log itself.
-	ctx := mustCtx(t)
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
 	for !strings.Contains(r.logs.String(), "handler panicked") {
 		select {
 		case <-ctx.Done():
@@ -325,8 +413,10 @@ func TestMalformedAndUnknownEnvelopes(t *testing.T) {
 	s.SendRaw([]byte(`{"type":"events_api","envelope_id":"env-badpayload","payload":{"type":"event_callback","event":"not an object"}}`))
 	s.SendRaw([]byte(`{not json`))
 	s.SendInteractive(map[string]any{"type": "block_actions", "user": map[string]any{"id": jane}, "actions": []any{}})
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
 	for _, id := range []string{"env-unknown", "env-badpayload"} {
-		if _, err := s.WaitAck(mustCtx(t), id); err != nil {
+		if _, err := s.WaitAck(ctx, id); err != nil {
 			t.Errorf("envelope %s not acked: %v", id, err)
 		}
 	}
@@ -367,7 +457,8 @@ func TestBusyWhenPoolFull(t *testing.T) {
 	})
 	close(fa.block)
 	// jane's two accepted messages are answered, in order.
-	ctx := mustCtx(t)
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
 	for countTo(s, s.DMChannel(jane)) < 3 {
 		select {
 		case <-ctx.Done():
@@ -511,7 +602,8 @@ func TestOversizedFrame(t *testing.T) {
 	s.SendRaw([]byte(`{"type":"events_api","envelope_id":"big","payload":{"x":"` + strings.Repeat("a", 8<<10) + `"}}`))
 	// Wait for the new connection: an envelope written to the dying one would
 	// be lost here, as the fake (unlike Slack) does not redeliver unacked ones.
-	ctx := mustCtx(t)
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
 	for s.Connections() < 2 || !s.Connected() {
 		select {
 		case <-ctx.Done():

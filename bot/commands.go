@@ -7,9 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/forcebind/forcebind/auth"
+	"github.com/forcebind/forcebind/auth/account"
 	"github.com/forcebind/forcebind/salesforce"
-	"github.com/forcebind/forcebind/store"
 )
 
 // command is one thing a person can ask for. The table is the single source
@@ -139,46 +138,46 @@ func (b *Bot) cmdHelp(_ context.Context, in *incoming, _ string) (reply, string)
 }
 
 func (b *Bot) cmdConnect(ctx context.Context, in *incoming, _ string) (reply, string) {
-	bd, err := b.auth.Binding(ctx, in.TeamID, in.UserID)
+	a, err := b.auth.Account(ctx, b.requester(in))
 	switch {
 	case err == nil:
-		return in.reply(fmt.Sprintf("You are already connected as %s. To switch accounts, send `disconnect` first.", bold(bd.Username))), "already_connected"
-	case errors.Is(err, auth.ErrUnreadable):
+		return in.reply(fmt.Sprintf("You are already connected as %s. To switch accounts, send `disconnect` first.", bold(a.Username))), "already_connected"
+	case errors.Is(err, account.ErrUnreadable):
 		// The link's binding replaces the record that cannot be opened.
 		b.log.Warn().Err(err).Str("team", in.TeamID).Str("user", in.UserID).Msg("binding record cannot be opened; sending a link that replaces it")
-	case !errors.Is(err, auth.ErrNotLinked):
+	case !errors.Is(err, account.ErrNotLinked):
 		return b.failure(in, err)
 	}
 	return b.sendLink(ctx, in, "")
 }
 
 func (b *Bot) cmdDisconnect(ctx context.Context, in *incoming, _ string) (reply, string) {
-	u, err := b.auth.Unlink(ctx, in.TeamID, in.UserID)
+	u, err := b.auth.Unlink(ctx, b.requester(in))
 	switch {
-	case errors.Is(err, auth.ErrNotLinked):
+	case errors.Is(err, account.ErrNotLinked):
 		return in.reply("You are not connected to Salesforce. Nothing to do."), "not_connected"
 	case err != nil:
 		return b.failure(in, err)
-	case u.NotRevoked == auth.RevokeUnreadable:
+	case u.NotRevoked == account.RevokeUnreadable:
 		return in.reply("Disconnected. forcebind could no longer read your stored Salesforce connection, so it could not revoke its access at Salesforce: remove forcebind under *Settings → Connected Apps OAuth Usage* in Salesforce."), "ok_unreadable"
-	case u.NotRevoked == auth.RevokeLoginMoved:
-		return in.reply(fmt.Sprintf("Disconnected from %s. That connection was made with a Salesforce forcebind no longer uses, so nothing was sent there to revoke it: remove forcebind under *Settings → Connected Apps OAuth Usage* in that Salesforce.", bold(u.Binding.Username))), "ok_unrevoked"
+	case u.NotRevoked == account.RevokeLoginMoved:
+		return in.reply(fmt.Sprintf("Disconnected from %s. That connection was made with a Salesforce forcebind no longer uses, so nothing was sent there to revoke it: remove forcebind under *Settings → Connected Apps OAuth Usage* in that Salesforce.", bold(u.Account.Username))), "ok_unrevoked"
 	case !u.Revoked:
-		return in.reply(fmt.Sprintf("Disconnected from %s. Salesforce could not be reached to revoke the access, so also remove forcebind under *Settings → Connected Apps OAuth Usage* in Salesforce.", bold(u.Binding.Username))), "ok_unrevoked"
+		return in.reply(fmt.Sprintf("Disconnected from %s. Salesforce could not be reached to revoke the access, so also remove forcebind under *Settings → Connected Apps OAuth Usage* in Salesforce.", bold(u.Account.Username))), "ok_unrevoked"
 	}
-	return in.reply(fmt.Sprintf("Disconnected from %s, and forcebind's access was revoked at Salesforce.", bold(u.Binding.Username))), "ok"
+	return in.reply(fmt.Sprintf("Disconnected from %s, and forcebind's access was revoked at Salesforce.", bold(u.Account.Username))), "ok"
 }
 
 func (b *Bot) cmdWhoami(ctx context.Context, in *incoming, _ string) (reply, string) {
-	bd, err := b.auth.Binding(ctx, in.TeamID, in.UserID)
-	if errors.Is(err, auth.ErrNotLinked) {
+	a, err := b.auth.Account(ctx, b.requester(in))
+	if errors.Is(err, account.ErrNotLinked) {
 		return in.reply("You are not connected to Salesforce. Send `connect` to link your account."), "not_connected"
 	}
 	if err != nil {
 		return b.failure(in, err)
 	}
 	return in.reply(fmt.Sprintf("You are connected to Salesforce as %s (org %s, %s) since %s.",
-		bold(bd.Username), code(bd.OrgID), escape(bd.InstanceURL), slackDate(bd.LinkedAt))), "ok"
+		bold(a.Username), code(a.OrgID), escape(a.InstanceURL), slackDate(a.LinkedAt))), "ok"
 }
 
 func (b *Bot) cmdSearch(ctx context.Context, in *incoming, args string) (reply, string) {
@@ -202,14 +201,10 @@ func (b *Bot) cmdFind(ctx context.Context, in *incoming, name, object, args stri
 // withSalesforce runs query as the person's Salesforce user, or sends them a
 // link when they have none.
 func (b *Bot) withSalesforce(ctx context.Context, in *incoming, query func(*salesforce.Client) ([]salesforce.Result, error), words string) (reply, string) {
-	bd, err := b.auth.Binding(ctx, in.TeamID, in.UserID)
-	if errors.Is(err, auth.ErrNotLinked) {
+	sf, _, err := b.auth.Client(ctx, b.requester(in))
+	if errors.Is(err, account.ErrNotLinked) {
 		return b.sendLink(ctx, in, "To look things up in Salesforce as you, I need you to connect your account first.")
 	}
-	if err != nil {
-		return b.failure(in, err)
-	}
-	sf, err := b.auth.Client(bd, b.requester(in))
 	if err != nil {
 		return b.failure(in, err)
 	}
@@ -232,8 +227,8 @@ func (b *Bot) sendLink(ctx context.Context, in *incoming, intro string) (reply, 
 
 // requester describes in's sender for the binding flow. auth looks up the
 // display name itself, and only when it makes a link.
-func (b *Bot) requester(in *incoming) auth.Requester {
-	return auth.Requester{TeamID: in.TeamID, TeamName: b.self.team, UserID: in.UserID, ChannelID: in.ChannelID}
+func (b *Bot) requester(in *incoming) account.Requester {
+	return account.Requester{TeamID: in.TeamID, TeamName: b.self.team, UserID: in.UserID, ChannelID: in.ChannelID}
 }
 
 // failure turns an error into plain words for the person and a log line for
@@ -257,23 +252,23 @@ func explain(err error) (text, outcome string) {
 	// The binding's own errors come first: a failed refresh also carries
 	// the 401 that started it, which is not what went wrong.
 	switch {
-	case errors.Is(err, auth.ErrLoginMoved):
+	case errors.Is(err, account.ErrLoginMoved):
 		return "Whoever runs forcebind has moved it to another Salesforce, so your old connection no longer applies. I've sent you a new link, privately.", "login_moved"
-	case errors.Is(err, auth.ErrRelinkRequired):
+	case errors.Is(err, account.ErrRelinkRequired):
 		return "Your Salesforce connection has ended (it was revoked or expired). I've sent you a new link, privately.", "relink"
-	case errors.Is(err, auth.ErrNotLinked):
+	case errors.Is(err, account.ErrNotLinked):
 		return "You are not connected to Salesforce any more. Send `connect` to link your account.", "not_connected"
-	case errors.Is(err, auth.ErrUnreadable):
+	case errors.Is(err, account.ErrUnreadable):
 		return "forcebind can no longer read your stored Salesforce connection. Send `connect` to link your account again.", "unreadable"
-	case errors.Is(err, auth.ErrClientRejected):
+	case errors.Is(err, account.ErrClientRejected):
 		return "Salesforce rejected forcebind's own app settings. This is not your doing: please tell whoever runs forcebind.", "client_rejected"
-	case errors.Is(err, auth.ErrRestricted):
+	case errors.Is(err, account.ErrRestricted):
 		return "Salesforce refused to renew your session: your Salesforce user may not sign in from here or at this hour (login IP ranges or login hours). You are still connected; try again within those limits, or ask your Salesforce administrator.", "login_restricted"
-	case errors.Is(err, auth.ErrTimeout):
+	case errors.Is(err, account.ErrTimeout):
 		return "Salesforce did not answer in time while I renewed your session. You are still connected; please try again.", "refresh_timeout"
-	case errors.Is(err, auth.ErrRefreshRejected):
+	case errors.Is(err, account.ErrRefreshRejected):
 		return "I could not verify Salesforce's answer while renewing your session, so I did not use it. You are still connected; whoever runs forcebind has been told (it is in the log). Please try again later.", "refresh_rejected"
-	case errors.Is(err, auth.ErrTransient):
+	case errors.Is(err, account.ErrTransient):
 		return "I couldn't renew your Salesforce session just now. Please try again in a minute.", "refresh_failed"
 	case errors.Is(err, salesforce.ErrRateLimited):
 		return "Your Salesforce org has used up its API requests for now. Please try again later.", "rate_limited"
@@ -287,7 +282,7 @@ func explain(err error) (text, outcome string) {
 		return "Salesforce took too long to answer. Please try again.", "timeout"
 	case errors.As(err, &apiErr):
 		return "Salesforce refused the request: " + escape(apiErr.Message), "salesforce_error"
-	case errors.Is(err, store.ErrLocked), errors.Is(err, store.ErrCorrupt):
+	case errors.Is(err, account.ErrStoreUnusable):
 		return "Something is wrong on forcebind's side. It has been logged.", "error"
 	}
 	return "Something went wrong on forcebind's side. It has been logged; please try again.", "error"

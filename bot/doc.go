@@ -14,10 +14,15 @@
 // command and connection change, for metrics; the package itself does not
 // import a metrics library.
 //
-// The package declares what it needs of the binding flow (Auth); Messenger
-// implements auth.Notifier over the Slack Web API. NewAPI builds the Web API
-// client both use, which waits out Slack's rate limits (429 and Retry-After)
-// within each call's deadline, and never repeats a post that may have gone
-// out. A slash command's response_url is posted to only on Slack's hosts and
-// never logged. bot/slacktest is a fake Slack for tests and the demo.
+// The package declares what it needs of the binding flow (Auth) in the
+// words of package auth/account: a requester, a token-free Account, and a
+// salesforce client for the requester. It imports neither auth nor the
+// store, and no value it is given exposes a token (the client keeps its
+// token source to itself), so no token can reach a reply. Messenger
+// implements account.Notifier over the Slack Web API. NewAPI builds the
+// Web API client both use, which waits out Slack's rate limits (429 and
+// Retry-After) within each call's deadline, and never repeats a post that
+// may have gone out. A slash command's response_url is posted to only on
+// Slack's hosts and never logged. bot/slacktest is a fake Slack for tests
+// and the demo.
 package bot

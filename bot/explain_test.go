@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,9 +11,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/slack-go/slack"
 
-	"github.com/forcebind/forcebind/auth"
+	"github.com/forcebind/forcebind/auth/account"
 	"github.com/forcebind/forcebind/salesforce"
-	"github.com/forcebind/forcebind/store"
 )
 
 // Each way a session refresh or a binding can fail gets its own plain
@@ -20,6 +20,10 @@ import (
 // disconnect, which would revoke it; the 401 that started a refresh does
 // not decide the answer, even where it is still wrapped.
 func TestExplainBindingErrors(t *testing.T) {
+	// What the store says under account.ErrUnreadable; the bot sees only
+	// its words, not the store's sentinels.
+	corrupt := errors.New("store is corrupt: record does not authenticate")
+	wrongKey := errors.New("keyring does not match the store: record sealed under key id 0a1b2c3d")
 	expired := &salesforce.APIError{StatusCode: 401, ErrorCode: "INVALID_SESSION_ID", Message: "Session expired or invalid"}
 	afterRefresh := func(err error) error {
 		// As an older client wrapped them: both in the chain.
@@ -30,14 +34,15 @@ func TestExplainBindingErrors(t *testing.T) {
 		wantOutcome string
 		wantText    string
 	}{
-		{afterRefresh(fmt.Errorf("%w: %w", auth.ErrTimeout, context.DeadlineExceeded)), "refresh_timeout", "did not answer in time"},
-		{afterRefresh(fmt.Errorf("refresh: %w: bad signature", auth.ErrRefreshRejected)), "refresh_rejected", "could not verify Salesforce's answer"},
-		{afterRefresh(auth.ErrRestricted), "login_restricted", "login IP ranges or login hours"},
-		{afterRefresh(auth.ErrLoginMoved), "login_moved", "moved it to another Salesforce"},
-		{afterRefresh(auth.ErrRelinkRequired), "relink", "has ended"},
-		{afterRefresh(auth.ErrTransient), "refresh_failed", "try again in a minute"},
-		{afterRefresh(fmt.Errorf("refresh: %w: %w", auth.ErrUnreadable, store.ErrCorrupt)), "unreadable", "Send `connect`"},
-		{fmt.Errorf("%w: get binding T1/U1: %w", auth.ErrUnreadable, store.ErrWrongKey), "unreadable", "Send `connect`"},
+		{afterRefresh(fmt.Errorf("%w: %w", account.ErrTimeout, context.DeadlineExceeded)), "refresh_timeout", "did not answer in time"},
+		{afterRefresh(fmt.Errorf("refresh: %w: bad signature", account.ErrRefreshRejected)), "refresh_rejected", "could not verify Salesforce's answer"},
+		{afterRefresh(account.ErrRestricted), "login_restricted", "login IP ranges or login hours"},
+		{afterRefresh(account.ErrLoginMoved), "login_moved", "moved it to another Salesforce"},
+		{afterRefresh(account.ErrRelinkRequired), "relink", "has ended"},
+		{afterRefresh(account.ErrTransient), "refresh_failed", "try again in a minute"},
+		{afterRefresh(fmt.Errorf("refresh: %w: %w", account.ErrUnreadable, corrupt)), "unreadable", "Send `connect`"},
+		{fmt.Errorf("%w: get binding T1/U1: %w", account.ErrUnreadable, wrongKey), "unreadable", "Send `connect`"},
+		{fmt.Errorf("create link: %w: %w", account.ErrStoreUnusable, errors.New("store is locked by another process")), "error", "Something is wrong on forcebind's side"},
 		{fmt.Errorf("salesforce search: %w", expired), "session_rejected", "`disconnect`"},
 	}
 	for _, tt := range tests {
@@ -53,41 +58,25 @@ func TestExplainBindingErrors(t *testing.T) {
 	}
 }
 
-// bindingAuth is a fakeAuth whose Binding and Unlink answer as given.
-type bindingAuth struct {
-	fakeAuth
-	bindingErr error
-	unlinked   auth.Unlinked
-	unlinkErr  error
-}
-
-func (a *bindingAuth) Binding(context.Context, string, string) (store.Binding, error) {
-	return store.Binding{}, a.bindingErr
-}
-
-func (a *bindingAuth) Unlink(context.Context, string, string) (auth.Unlinked, error) {
-	return a.unlinked, a.unlinkErr
-}
-
 // A record that cannot be opened traps nobody: connect sends a link, which
 // replaces it; disconnect says the grant could not be revoked and where to
 // revoke it; other commands say to connect again.
 func TestUnreadableBindingCommands(t *testing.T) {
-	unreadable := fmt.Errorf("%w: get binding T0001/U0JANE: %w: record sealed under key id 0a1b2c3d, which is not in the keyring", auth.ErrUnreadable, store.ErrWrongKey)
+	unreadable := fmt.Errorf("%w: get binding T0001/U0JANE: keyring does not match the store: record sealed under key id 0a1b2c3d, which is not in the keyring", account.ErrUnreadable)
 	tests := []struct {
 		command  string
-		unlinked auth.Unlinked
+		unlinked account.Unlinked
 		want     []string
 	}{
-		{"connect", auth.Unlinked{}, []string{"https://login.example/authorize?state=for-" + jane}},
-		{"whoami", auth.Unlinked{}, []string{"can no longer read", "Send `connect`"}},
-		{"search acme", auth.Unlinked{}, []string{"can no longer read", "Send `connect`"}},
-		{"disconnect", auth.Unlinked{NotRevoked: auth.RevokeUnreadable}, []string{"Disconnected", "could not revoke", "Connected Apps OAuth Usage"}},
+		{"connect", account.Unlinked{}, []string{"https://login.example/authorize?state=for-" + jane}},
+		{"whoami", account.Unlinked{}, []string{"can no longer read", "Send `connect`"}},
+		{"search acme", account.Unlinked{}, []string{"can no longer read", "Send `connect`"}},
+		{"disconnect", account.Unlinked{NotRevoked: account.RevokeUnreadable}, []string{"Disconnected", "could not revoke", "Connected Apps OAuth Usage"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.command, func(t *testing.T) {
 			s := mustSlack(t)
-			fa := &bindingAuth{bindingErr: unreadable, unlinked: tt.unlinked}
+			fa := &fakeAuth{err: unreadable, unlinked: &tt.unlinked}
 			r := mustRun(t, s, fa, nil)
 			s.SendDM(jane, tt.command)
 			m := mustMessage(t, s, to(s.DMChannel(jane)))
@@ -110,7 +99,7 @@ func TestUnreadableBindingCommands(t *testing.T) {
 // says nothing was sent there.
 func TestDisconnectAfterLoginMoved(t *testing.T) {
 	s := mustSlack(t)
-	fa := &bindingAuth{unlinked: auth.Unlinked{Binding: store.Binding{Username: "jane@acme.example"}, NotRevoked: auth.RevokeLoginMoved}}
+	fa := &fakeAuth{unlinked: &account.Unlinked{Account: account.Account{Username: "jane@acme.example"}, NotRevoked: account.RevokeLoginMoved}}
 	mustRun(t, s, fa, nil)
 	s.SendDM(jane, "disconnect")
 	m := mustMessage(t, s, to(s.DMChannel(jane)))
@@ -123,19 +112,19 @@ func TestDisconnectAfterLoginMoved(t *testing.T) {
 // ended is not an administrator's move to another Salesforce.
 func TestMessengerRelink(t *testing.T) {
 	tests := []struct {
-		why     auth.RelinkReason
+		why     account.RelinkReason
 		want    string
 		notWant string
 	}{
-		{auth.RelinkGrantEnded, "revoked or expired", "another Salesforce"},
-		{auth.RelinkLoginMoved, "moved it to another Salesforce", "revoked or expired"},
+		{account.RelinkGrantEnded, "revoked or expired", "another Salesforce"},
+		{account.RelinkLoginMoved, "moved it to another Salesforce", "revoked or expired"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.why.String(), func(t *testing.T) {
 			s := mustSlack(t)
 			m := NewMessenger(slack.New(s.BotToken(), slack.OptionAPIURL(s.APIURL)), nil, s.APIURL, zerolog.Nop())
-			link := auth.Link{URL: "https://login.example/authorize?state=x", Expires: time.Now().Add(10 * time.Minute)}
-			if err := m.Relink(mustCtx(t), auth.Requester{TeamID: "T0001", UserID: jane}, link, tt.why); err != nil {
+			link := account.Link{URL: "https://login.example/authorize?state=x", Expires: time.Now().Add(10 * time.Minute)}
+			if err := m.Relink(t.Context(), account.Requester{TeamID: "T0001", UserID: jane}, link, tt.why); err != nil {
 				t.Fatalf("Relink: %v", err)
 			}
 			msg := mustMessage(t, s, to(s.DMChannel(jane)))

@@ -3,76 +3,23 @@ package bot
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/forcebind/forcebind/auth"
 	"github.com/forcebind/forcebind/bot/slacktest"
-	"github.com/forcebind/forcebind/salesforce"
 	"github.com/forcebind/forcebind/salesforce/sftest"
-	"github.com/forcebind/forcebind/store"
 )
 
-// orgAuth binds Slack users to users of a fake org, each with a token the
-// org issued, and gives out real Salesforce clients that share one
-// FieldCache, as auth.Service does.
-type orgAuth struct {
-	hc     *http.Client
-	fields *salesforce.FieldCache
-	bound  map[string]store.Binding // by Slack user id
-}
-
-// mustOrgAuth binds each Slack user in people to the fixture user named
-// beside it.
-func mustOrgAuth(tb testing.TB, srv *sftest.Server, people map[string]string) *orgAuth {
+// mustOrgAuth is a fakeAuth that links each Slack user in people to the
+// fixture user of srv named beside it.
+func mustOrgAuth(tb testing.TB, srv *sftest.Server, people map[string]string) *fakeAuth {
 	tb.Helper()
-	ids := make(map[string]string)
-	for _, u := range srv.Users() {
-		ids[u.Username] = u.ID
-	}
-	a := &orgAuth{
-		hc:     &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
-		fields: salesforce.NewFieldCache(salesforce.FieldCacheConfig{}),
-		bound:  make(map[string]store.Binding),
-	}
-	tb.Cleanup(a.hc.CloseIdleConnections)
+	fa := &fakeAuth{}
 	for slackUser, username := range people {
-		g, err := srv.Login(username)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		a.bound[slackUser] = store.Binding{
-			TeamID: "T0001", UserID: slackUser, SalesforceUserID: ids[username], OrgID: srv.OrgID(),
-			Username: username, InstanceURL: g.InstanceURL, AccessToken: g.AccessToken, LinkedAt: time.Now(),
-		}
+		fa.mustLink(tb, srv, slackUser, username)
 	}
-	return a
-}
-
-func (a *orgAuth) Start(context.Context, auth.Requester) (auth.Link, error) {
-	return auth.Link{}, errors.New("orgAuth makes no links")
-}
-
-func (a *orgAuth) Binding(_ context.Context, _, userID string) (store.Binding, error) {
-	b, ok := a.bound[userID]
-	if !ok {
-		return store.Binding{}, auth.ErrNotLinked
-	}
-	return b, nil
-}
-
-func (a *orgAuth) Client(b store.Binding, _ auth.Requester) (*salesforce.Client, error) {
-	return salesforce.New(salesforce.Config{
-		InstanceURL: b.InstanceURL, HTTPClient: a.hc, Tokens: salesforce.StaticToken(b.AccessToken),
-		Fields: a.fields, OrgID: b.OrgID, UserID: b.SalesforceUserID,
-	})
-}
-
-func (a *orgAuth) Unlink(context.Context, string, string) (auth.Unlinked, error) {
-	return auth.Unlinked{}, auth.ErrNotLinked
+	return fa
 }
 
 // ask sends text as user's DM and returns the answer: its text and the
@@ -81,7 +28,8 @@ func ask(tb testing.TB, s *slacktest.Server, user, text string) string {
 	tb.Helper()
 	before := len(s.Messages())
 	s.SendDM(user, text)
-	ctx := mustCtx(tb)
+	ctx, cancel := context.WithTimeout(tb.Context(), waitFor)
+	defer cancel()
 	for {
 		msgs := s.Messages()
 		for _, m := range msgs[before:] {

@@ -152,7 +152,7 @@ func TestPoolOrderAndBounds(t *testing.T) {
 		t.Error("third user accepted with both workers busy and every waiting place taken")
 	}
 	close(release)
-	if err := p.close(mustCtx(t)); err != nil {
+	if err := p.close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]int{1, 2, 3}, order); diff != "" {
@@ -202,7 +202,7 @@ func TestPoolRecoversPanics(t *testing.T) {
 	p.submit("a", func() { panic("boom") })
 	ran := false
 	p.submit("a", func() { ran = true })
-	if err := p.close(mustCtx(t)); err != nil {
+	if err := p.close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if got != "boom" || !ran {

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -77,7 +78,8 @@ func (r *recorder) with(prefix string) []string {
 // mustSee waits until n lines start with prefix, and returns them.
 func (r *recorder) mustSee(tb testing.TB, prefix string, n int) []string {
 	tb.Helper()
-	ctx := mustCtx(tb)
+	ctx, cancel := context.WithTimeout(tb.Context(), waitFor)
+	defer cancel()
 	for {
 		r.mu.Lock()
 		changed := r.changed
@@ -253,7 +255,7 @@ func TestReadyFollowsTheConnection(t *testing.T) {
 			tt.drop(s)
 			select {
 			case <-held:
-			case <-mustCtx(t).Done():
+			case <-time.After(waitFor):
 				close(release)
 				t.Fatalf("no disconnect seen; observer heard %q", rec.with(""))
 			}
@@ -299,7 +301,7 @@ func TestNotReadyWhenSlackRefuses(t *testing.T) {
 	select {
 	case <-r.done:
 		r.done <- nil // for the cleanup's stop
-	case <-mustCtx(t).Done():
+	case <-time.After(waitFor):
 		t.Fatal("Run did not stop")
 	}
 	if r.bot.Ready() {

@@ -12,9 +12,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/slack-go/slack"
 
-	"github.com/forcebind/forcebind/auth"
+	"github.com/forcebind/forcebind/auth/account"
 	"github.com/forcebind/forcebind/salesforce"
-	"github.com/forcebind/forcebind/store"
 )
 
 // reply is an answer and where it goes. Every reply reaches only the person
@@ -73,7 +72,7 @@ func (in *incoming) results(words string, rs []salesforce.Result) reply {
 
 // linkReply offers the binding link. It says the link is personal and when
 // it stops working.
-func (in *incoming) linkReply(intro string, l auth.Link) reply {
+func (in *incoming) linkReply(intro string, l account.Link) reply {
 	text := linkText(intro, l)
 	label := "Connect to Salesforce"
 	if l.UserCode != "" {
@@ -87,7 +86,7 @@ func (in *incoming) linkReply(intro string, l auth.Link) reply {
 		slack.NewActionBlock("connect", btn))
 }
 
-func linkText(intro string, l auth.Link) string {
+func linkText(intro string, l account.Link) string {
 	if intro != "" {
 		intro += " "
 	}
@@ -100,7 +99,7 @@ func linkText(intro string, l auth.Link) string {
 }
 
 // Messenger sends forcebind's messages through the Slack Web API. It
-// implements auth.Notifier and is safe for concurrent use.
+// implements account.Notifier and is safe for concurrent use.
 type Messenger struct {
 	api     *slack.Client
 	hooks   *http.Client // for response URLs: never follows a redirect
@@ -108,7 +107,7 @@ type Messenger struct {
 	log     zerolog.Logger
 }
 
-var _ auth.Notifier = (*Messenger)(nil)
+var _ account.Notifier = (*Messenger)(nil)
 
 // NewMessenger returns a Messenger that posts with api (built by NewAPI, so
 // that rate limits are waited out). hc carries slash command responses; nil
@@ -125,42 +124,42 @@ func NewMessenger(api *slack.Client, hc *http.Client, apiURL string, log zerolog
 	return &Messenger{api: api, hooks: hooks, origins: responseOrigins(apiURL), log: log}
 }
 
-// Linked DMs the Slack user of b the Salesforce identity now linked.
-func (m *Messenger) Linked(ctx context.Context, b store.Binding) error {
+// Linked DMs the Slack user of a the Salesforce identity now linked.
+func (m *Messenger) Linked(ctx context.Context, a account.Account) error {
 	text := fmt.Sprintf("You're connected to Salesforce as %s (org %s). I'll answer as that user from now on. Send `disconnect` to undo it.",
-		bold(b.Username), code(b.OrgID))
-	return m.send(ctx, reply{surface: surfaceDM, channel: b.UserID, text: text})
+		bold(a.Username), code(a.OrgID))
+	return m.send(ctx, reply{surface: surfaceDM, channel: a.UserID, text: text})
 }
 
 // Relink DMs who a fresh link after their binding ended for why.
-func (m *Messenger) Relink(ctx context.Context, who auth.Requester, l auth.Link, why auth.RelinkReason) error {
+func (m *Messenger) Relink(ctx context.Context, who account.Requester, l account.Link, why account.RelinkReason) error {
 	in := &incoming{Surface: surfaceDM, ChannelID: who.UserID, UserID: who.UserID}
 	return m.send(ctx, in.linkReply(relinkText(why), l))
 }
 
 // relinkText opens the DM that carries a fresh link.
-func relinkText(why auth.RelinkReason) string {
-	if why == auth.RelinkLoginMoved {
+func relinkText(why account.RelinkReason) string {
+	if why == account.RelinkLoginMoved {
 		return "Whoever runs forcebind has moved it to another Salesforce, so your connection to the old one has been removed (nothing was sent to either). Connect again to keep using me."
 	}
 	return "Your Salesforce connection has ended (it was revoked or expired), so I can't answer as you any more."
 }
 
 // LinkFailed DMs who why the link they started bound nothing.
-func (m *Messenger) LinkFailed(ctx context.Context, who auth.Requester, why auth.Failure) error {
+func (m *Messenger) LinkFailed(ctx context.Context, who account.Requester, why account.Failure) error {
 	var text string
 	switch why {
-	case auth.FailureEmailMismatch:
+	case account.FailureEmailMismatch:
 		text = "I did not connect that Salesforce account: its email address is not the one on your Slack profile, or Salesforce has not verified it, so I signed it out again. Sign in to Salesforce as yourself, then send `connect` to try again."
-	case auth.FailureNoSlackEmail:
+	case account.FailureNoSlackEmail:
 		text = "I could not read the email address on your Slack profile, so I could not check it against Salesforce's and nothing was connected. Please tell whoever runs forcebind."
-	case auth.FailureOrgNotAllowed:
+	case account.FailureOrgNotAllowed:
 		text = "I did not connect that Salesforce account: it is in a Salesforce org this forcebind is not set up for, so I signed it out again. If you signed in to the wrong Salesforce (a sandbox, or another company's), sign out there, then send `connect` and sign in to your company's org."
-	case auth.FailureInterrupted:
+	case account.FailureInterrupted:
 		text = "forcebind was restarted before your Salesforce connect code was used, so that code no longer works and nothing was connected. Send `connect` for a new one."
-	case auth.FailureDenied:
+	case account.FailureDenied:
 		text = "The Salesforce sign-in was denied, so nothing was connected. Send `connect` to try again."
-	case auth.FailureExpired:
+	case account.FailureExpired:
 		text = "Your Salesforce connect code expired before it was used, so nothing was connected. Send `connect` for a new one."
 	default:
 		text = "Something went wrong while connecting your Salesforce account, so nothing was connected. Please send `connect` to try again."
@@ -214,7 +213,7 @@ func (m *Messenger) send(ctx context.Context, r reply) error {
 
 // DisplayName returns the Slack user's real name (or display name) and
 // handle, "Jane Doe (@jane)", for the confirmation page, or "" when Slack
-// does not say. It implements auth.Notifier.
+// does not say. It implements account.Notifier.
 func (m *Messenger) DisplayName(ctx context.Context, userID string) string {
 	u, err := m.api.GetUserInfoContext(ctx, userID)
 	if err != nil {
@@ -233,7 +232,7 @@ func (m *Messenger) DisplayName(ctx context.Context, userID string) string {
 
 // Email returns the email address on the Slack user's profile, or "" when
 // it has none. It needs the users:read.email scope, and implements
-// auth.Notifier.
+// account.Notifier.
 func (m *Messenger) Email(ctx context.Context, userID string) (string, error) {
 	u, err := m.api.GetUserInfoContext(ctx, userID)
 	if err != nil {

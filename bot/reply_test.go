@@ -6,7 +6,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/forcebind/forcebind/auth"
+	"github.com/forcebind/forcebind/auth/account"
 )
 
 // Each way a link can fail is explained to the person, in a DM, in words
@@ -14,21 +14,21 @@ import (
 // restart is not the person's doing.
 func TestMessengerLinkFailed(t *testing.T) {
 	tests := []struct {
-		why     auth.Failure
+		why     account.Failure
 		want    []string
 		notWant []string
 	}{
-		{why: auth.FailureEmailMismatch, want: []string{"not the one on your Slack profile", "verified", "`connect`"}},
-		{why: auth.FailureNoSlackEmail,
+		{why: account.FailureEmailMismatch, want: []string{"not the one on your Slack profile", "verified", "`connect`"}},
+		{why: account.FailureNoSlackEmail,
 			want:    []string{"could not read the email address on your Slack profile", "nothing was connected", "tell whoever runs forcebind"},
 			notWant: []string{"not the one on your Slack profile", "`connect`"}},
-		{why: auth.FailureDenied, want: []string{"denied", "`connect`"}},
-		{why: auth.FailureExpired, want: []string{"expired", "`connect` for a new one"}},
-		{why: auth.FailureInterrupted,
+		{why: account.FailureDenied, want: []string{"denied", "`connect`"}},
+		{why: account.FailureExpired, want: []string{"expired", "`connect` for a new one"}},
+		{why: account.FailureInterrupted,
 			want:    []string{"forcebind was restarted", "before your Salesforce connect code was used", "nothing was connected", "`connect` for a new one"},
 			notWant: []string{"went wrong", "expired"}},
-		{why: auth.FailureError, want: []string{"went wrong", "`connect`"}},
-		{why: auth.FailureOrgNotAllowed,
+		{why: account.FailureError, want: []string{"went wrong", "`connect`"}},
+		{why: account.FailureOrgNotAllowed,
 			want:    []string{"org this forcebind is not set up for", "signed it out again", "`connect`"},
 			notWant: []string{"went wrong", "email"}},
 	}
@@ -36,7 +36,7 @@ func TestMessengerLinkFailed(t *testing.T) {
 		t.Run(tt.why.String(), func(t *testing.T) {
 			s := mustSlack(t)
 			m := NewMessenger(NewAPI(APIConfig{BotToken: s.BotToken(), URL: s.APIURL}), nil, s.APIURL, zerolog.Nop())
-			if err := m.LinkFailed(mustCtx(t), auth.Requester{TeamID: "T0001", UserID: jane, ChannelID: "C0GENERAL"}, tt.why); err != nil {
+			if err := m.LinkFailed(t.Context(), account.Requester{TeamID: "T0001", UserID: jane, ChannelID: "C0GENERAL"}, tt.why); err != nil {
 				t.Fatalf("LinkFailed: %v", err)
 			}
 			msg := mustMessage(t, s, to(s.DMChannel(jane)))

@@ -14,7 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/slack-go/slack"
 
-	"github.com/forcebind/forcebind/auth"
+	"github.com/forcebind/forcebind/auth/account"
 	"github.com/forcebind/forcebind/bot/slacktest"
 )
 
@@ -88,8 +88,8 @@ func TestRelinkDMSurvivesARateLimit(t *testing.T) {
 	s := mustSlack(t)
 	m := NewMessenger(NewAPI(APIConfig{BotToken: s.BotToken(), URL: s.APIURL}), nil, s.APIURL, zerolog.Nop())
 	s.RateLimit("chat.postMessage", 2, 1)
-	link := auth.Link{URL: "https://login.example/authorize?state=relink", Expires: time.Now().Add(10 * time.Minute)}
-	if err := m.Relink(mustCtx(t), auth.Requester{TeamID: "T0001", UserID: jane}, link, auth.RelinkGrantEnded); err != nil {
+	link := account.Link{URL: "https://login.example/authorize?state=relink", Expires: time.Now().Add(10 * time.Minute)}
+	if err := m.Relink(t.Context(), account.Requester{TeamID: "T0001", UserID: jane}, link, account.RelinkGrantEnded); err != nil {
 		t.Fatalf("Relink: %v", err)
 	}
 	if n := count(s, "state=relink"); n != 1 {

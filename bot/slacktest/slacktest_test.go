@@ -119,13 +119,6 @@ func (c *client) mustEvent(tb testing.TB, typ socketmode.EventType) socketmode.E
 	}
 }
 
-func mustCtx(tb testing.TB) context.Context {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	tb.Cleanup(cancel)
-	return ctx
-}
-
 // mustEventsAPI returns the outer and inner event of an events_api event.
 func mustEventsAPI(tb testing.TB, e socketmode.Event) (*slackevents.EventsAPICallbackEvent, any) {
 	tb.Helper()
@@ -175,10 +168,12 @@ func TestAckOfHelloIsRecorded(t *testing.T) {
 	s := mustServer(t, Options{})
 	c := mustClient(t, s, "")
 	hello := c.mustEvent(t, socketmode.EventTypeHello)
-	if err := c.sm.AckCtx(mustCtx(t), hello.Request.EnvelopeID, nil); err != nil {
+	if err := c.sm.AckCtx(t.Context(), hello.Request.EnvelopeID, nil); err != nil {
 		t.Fatalf("AckCtx: %v", err)
 	}
-	if _, err := s.WaitAck(mustCtx(t), ""); err != nil {
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
+	if _, err := s.WaitAck(ctx, ""); err != nil {
 		t.Errorf("WaitAck(\"\") = %v, want the wrongful ack of hello", err)
 	}
 }
@@ -280,10 +275,12 @@ func TestEventsReachClient(t *testing.T) {
 				t.Errorf("envelope id = %q, want %q", e.Request.EnvelopeID, d.EnvelopeID)
 			}
 
-			if err := c.sm.AckCtx(mustCtx(t), e.Request.EnvelopeID, map[string]any{"text": "ok"}); err != nil {
+			if err := c.sm.AckCtx(t.Context(), e.Request.EnvelopeID, map[string]any{"text": "ok"}); err != nil {
 				t.Fatalf("AckCtx: %v", err)
 			}
-			ack, err := s.WaitAck(mustCtx(t), d.EnvelopeID)
+			ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+			defer cancel()
+			ack, err := s.WaitAck(ctx, d.EnvelopeID)
 			if err != nil {
 				t.Fatalf("WaitAck: %v", err)
 			}
@@ -303,7 +300,9 @@ func TestAckWithoutPayload(t *testing.T) {
 	d := s.SendDM("U0JANE", "help")
 	e := c.mustEvent(t, socketmode.EventTypeEventsAPI)
 	c.sm.Ack(*e.Request)
-	ack, err := s.WaitAck(mustCtx(t), d.EnvelopeID)
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
+	ack, err := s.WaitAck(ctx, d.EnvelopeID)
 	if err != nil {
 		t.Fatalf("WaitAck: %v", err)
 	}
@@ -492,7 +491,7 @@ func TestPings(t *testing.T) {
 func TestTicketsSingleUse(t *testing.T) {
 	s := mustServer(t, Options{})
 	api := slack.New(s.BotToken(), slack.OptionAPIURL(s.APIURL), slack.OptionAppLevelToken(s.AppToken()))
-	_, url, err := api.StartSocketModeContext(mustCtx(t))
+	_, url, err := api.StartSocketModeContext(t.Context())
 	if err != nil {
 		t.Fatalf("apps.connections.open: %v", err)
 	}
@@ -507,7 +506,7 @@ func TestTicketsSingleUse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := dialHello(mustCtx(t), tt.url)
+			err := dialHello(t.Context(), tt.url)
 			if (err != nil) != tt.wantErr {
 				t.Errorf("dial %s: err = %v, want error %v", tt.name, err, tt.wantErr)
 			}
@@ -520,7 +519,7 @@ func TestWebAPI(t *testing.T) {
 	api := slack.New(s.BotToken(), slack.OptionAPIURL(s.APIURL))
 
 	t.Run("auth.test", func(t *testing.T) {
-		got, err := api.AuthTestContext(mustCtx(t))
+		got, err := api.AuthTestContext(t.Context())
 		if err != nil {
 			t.Fatalf("AuthTest: %v", err)
 		}
@@ -540,7 +539,7 @@ func TestWebAPI(t *testing.T) {
 			{user: "U0NOBODY", wantErr: "user_not_found"},
 		}
 		for _, tt := range tests {
-			u, err := api.GetUserInfoContext(mustCtx(t), tt.user)
+			u, err := api.GetUserInfoContext(t.Context(), tt.user)
 			if tt.wantErr != "" {
 				if err == nil || err.Error() != tt.wantErr {
 					t.Errorf("users.info %s: err = %v, want %s", tt.user, err, tt.wantErr)
@@ -560,7 +559,7 @@ func TestWebAPI(t *testing.T) {
 	t.Run("conversations.open", func(t *testing.T) {
 		var got []string
 		for range 2 {
-			ch, _, already, err := api.OpenConversationContext(mustCtx(t), &slack.OpenConversationParameters{Users: []string{"U0SAM"}})
+			ch, _, already, err := api.OpenConversationContext(t.Context(), &slack.OpenConversationParameters{Users: []string{"U0SAM"}})
 			if err != nil {
 				t.Fatalf("conversations.open: %v", err)
 			}
@@ -627,7 +626,7 @@ func TestWebAPI(t *testing.T) {
 			},
 		}
 		for _, tt := range tests {
-			err := tt.call(mustCtx(t))
+			err := tt.call(t.Context())
 			var se slack.SlackErrorResponse
 			if !errors.As(err, &se) || se.Err != tt.want {
 				t.Errorf("%s: err = %v, want Slack error %s", tt.name, err, tt.want)
@@ -637,9 +636,9 @@ func TestWebAPI(t *testing.T) {
 
 	t.Run("SetError", func(t *testing.T) {
 		s.SetError("auth.test", "account_inactive")
-		_, err := api.AuthTestContext(mustCtx(t))
+		_, err := api.AuthTestContext(t.Context())
 		s.SetError("auth.test", "")
-		_, err2 := api.AuthTestContext(mustCtx(t))
+		_, err2 := api.AuthTestContext(t.Context())
 		if err == nil || err.Error() != "account_inactive" || err2 != nil {
 			t.Errorf("auth.test with error set: %v, after clearing: %v; want account_inactive, nil", err, err2)
 		}
@@ -663,7 +662,7 @@ func TestWebAPI(t *testing.T) {
 func TestMessagesRecorded(t *testing.T) {
 	s := mustServer(t, Options{})
 	api := slack.New(s.BotToken(), slack.OptionAPIURL(s.APIURL))
-	ctx := mustCtx(t)
+	ctx := t.Context()
 	block := slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "*Acme*", false, false), nil, nil)
 
 	ch, ts, err := api.PostMessageContext(ctx, "U0JANE", slack.MsgOptionText("linked", false), slack.MsgOptionBlocks(block))
@@ -735,15 +734,17 @@ func TestWaitMessage(t *testing.T) {
 	t.Run("arrives later", func(t *testing.T) {
 		got := make(chan Message, 1)
 		errc := make(chan error, 1)
+		ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+		defer cancel()
 		go func() {
-			m, err := s.WaitMessage(mustCtx(t), func(m Message) bool { return m.Text == "later" })
+			m, err := s.WaitMessage(ctx, func(m Message) bool { return m.Text == "later" })
 			got <- m
 			errc <- err
 		}()
-		if _, _, err := api.PostMessageContext(mustCtx(t), "C0SALES", slack.MsgOptionText("earlier", false)); err != nil {
+		if _, _, err := api.PostMessageContext(t.Context(), "C0SALES", slack.MsgOptionText("earlier", false)); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := api.PostMessageContext(mustCtx(t), "C0SALES", slack.MsgOptionText("later", false)); err != nil {
+		if _, _, err := api.PostMessageContext(t.Context(), "C0SALES", slack.MsgOptionText("later", false)); err != nil {
 			t.Fatal(err)
 		}
 		m := <-got
@@ -756,7 +757,7 @@ func TestWaitMessage(t *testing.T) {
 		s2 := NewServer(Options{})
 		errc := make(chan error, 1)
 		go func() {
-			_, err := s2.WaitAck(mustCtx(t), "never")
+			_, err := s2.WaitAck(t.Context(), "never")
 			errc <- err
 		}()
 		s2.Close()
@@ -772,7 +773,7 @@ func TestSubscribe(t *testing.T) {
 	api := slack.New(s.BotToken(), slack.OptionAPIURL(s.APIURL))
 	ch, cancel := s.Subscribe()
 	for _, text := range []string{"a", "b"} {
-		if _, _, err := api.PostMessageContext(mustCtx(t), "C0SALES", slack.MsgOptionText(text, false)); err != nil {
+		if _, _, err := api.PostMessageContext(t.Context(), "C0SALES", slack.MsgOptionText(text, false)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -894,7 +895,7 @@ func TestScopes(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	s := mustServer(t, Options{})
 	api := slack.New(s.BotToken(), slack.OptionAPIURL(s.APIURL))
-	ctx := mustCtx(t)
+	ctx := t.Context()
 
 	s.RateLimit("chat.postMessage", 2, 7)
 	for i := range 2 {
