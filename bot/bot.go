@@ -42,8 +42,8 @@ type Auth interface {
 // Config is what a Bot needs. Zero values of the tuning fields get the
 // defaults in their comments.
 type Config struct {
-	API      *slack.Client // Web API client from NewAPI: the bot token, the app token and the API URL
-	APIURL   string        // SLACK_API_URL, which decides where a default Messenger may post response URLs
+	API      *API   // Web API client from NewAPI: the bot token, the app token and the API URL
+	APIURL   string // SLACK_API_URL, which decides where a default Messenger may post response URLs
 	Auth     Auth
 	Logger   zerolog.Logger
 	Now      func() time.Time // nil means time.Now
@@ -99,7 +99,7 @@ type Observer interface {
 // Run; a Bot runs once.
 type Bot struct {
 	cfg    Config
-	api    *slack.Client
+	api    *API
 	auth   Auth
 	msg    *Messenger
 	log    zerolog.Logger
@@ -203,7 +203,7 @@ func (b *Bot) Run(ctx context.Context) error {
 		// slack-go sends no pings of its own: TCP keepalive notices a dead peer.
 		NetDialContext: (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 	}
-	client := socketmode.New(b.api,
+	client := socketmode.New(b.api.Client,
 		socketmode.OptionDialer(dialer),
 		socketmode.OptionReadLimit(b.cfg.ReadLimit),
 		socketmode.OptionLog(slackLogger{b.log}),

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/slack-go/slack"
 
 	"github.com/forcebind/forcebind/auth/account"
 	"github.com/forcebind/forcebind/salesforce"
@@ -122,7 +121,7 @@ func TestMessengerRelink(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.why.String(), func(t *testing.T) {
 			s := mustSlack(t)
-			m := NewMessenger(slack.New(s.BotToken(), slack.OptionAPIURL(s.APIURL)), nil, s.APIURL, zerolog.Nop())
+			m := NewMessenger(NewAPI(APIConfig{BotToken: s.BotToken(), URL: s.APIURL}), nil, s.APIURL, zerolog.Nop())
 			link := account.Link{URL: "https://login.example/authorize?state=x", Expires: time.Now().Add(10 * time.Minute)}
 			if err := m.Relink(t.Context(), account.Requester{TeamID: "T0001", UserID: jane}, link, tt.why); err != nil {
 				t.Fatalf("Relink: %v", err)

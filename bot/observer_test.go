@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/slack-go/slack"
 
 	"github.com/forcebind/forcebind/bot/slacktest"
 )
@@ -238,7 +237,7 @@ func TestReadyFollowsTheConnection(t *testing.T) {
 			// state between the two connections however fast the reconnect.
 			rec.onDisconnect = func() { once.Do(func() { close(held); <-release }) }
 
-			b, err := New(Config{API: slack.New(s.BotToken()), Auth: &fakeAuth{}})
+			b, err := New(Config{API: NewAPI(APIConfig{BotToken: s.BotToken()}), Auth: &fakeAuth{}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -101,7 +101,7 @@ func linkText(intro string, l account.Link) string {
 // Messenger sends forcebind's messages through the Slack Web API. It
 // implements account.Notifier and is safe for concurrent use.
 type Messenger struct {
-	api     *slack.Client
+	api     *API
 	hooks   *http.Client // for response URLs: never follows a redirect
 	origins []string     // where a response URL may point
 	log     zerolog.Logger
@@ -114,7 +114,7 @@ var _ account.Notifier = (*Messenger)(nil)
 // means http.DefaultClient's settings. apiURL is SLACK_API_URL: a response
 // URL is posted to only on Slack's hooks host or on apiURL's origin (the
 // fake Slack of tests and the demo); any other goes by chat.postEphemeral.
-func NewMessenger(api *slack.Client, hc *http.Client, apiURL string, log zerolog.Logger) *Messenger {
+func NewMessenger(api *API, hc *http.Client, apiURL string, log zerolog.Logger) *Messenger {
 	hooks := &http.Client{}
 	if hc != nil {
 		c := *hc
@@ -182,10 +182,6 @@ func replyContext(work, ctx context.Context) (context.Context, context.CancelFun
 
 // send delivers r to where it belongs.
 func (m *Messenger) send(ctx context.Context, r reply) error {
-	opts := []slack.MsgOption{slack.MsgOptionText(r.text, false)}
-	if len(r.blocks) > 0 {
-		opts = append(opts, slack.MsgOptionBlocks(r.blocks...))
-	}
 	if r.surface == surfaceSlash && r.responseURL != "" {
 		u, err := m.responseURL(r.responseURL)
 		if err == nil {
@@ -201,14 +197,12 @@ func (m *Messenger) send(ctx context.Context, r reply) error {
 		// Only the host is logged: the URL is a capability to post.
 		m.log.Warn().Err(err).Str("channel", r.channel).Msg("slash command response_url refused; answering with chat.postEphemeral")
 	}
-	switch {
-	case r.surface == surfaceDM:
-		_, _, err := m.api.PostMessageContext(ctx, r.channel, opts...)
-		return wrapSlack("chat.postMessage", err)
-	default:
-		_, err := m.api.PostEphemeralContext(ctx, r.channel, r.user, opts...)
-		return wrapSlack("chat.postEphemeral", err)
+	msg := chatMessage{Channel: r.channel, Text: r.text, Blocks: r.blocks}
+	method := "chat.postMessage"
+	if r.surface != surfaceDM {
+		method, msg.User = "chat.postEphemeral", r.user
 	}
+	return m.api.postChat(ctx, method, msg)
 }
 
 // DisplayName returns the Slack user's real name (or display name) and

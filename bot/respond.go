@@ -88,45 +88,18 @@ func (m *Messenger) respond(ctx context.Context, u *url.URL, msg *slack.WebhookM
 		return fmt.Errorf("response_url: %w", err)
 	}
 	host := u.Host
-	backoff := 250 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
-		if err != nil {
-			return fmt.Errorf("response_url on %s: %w", host, withoutURL(err))
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := m.hooks.Do(req)
-		var wait time.Duration
+	return postRetrying(ctx, m.hooks, u.String(), "response_url on "+host, body, "", func(resp *http.Response) error {
+		code := answerCode(resp)
 		switch {
-		case err != nil:
-			err = withoutURL(err)
-			if !neverSent(err) || ctx.Err() != nil {
-				return fmt.Errorf("response_url on %s: %w", host, err)
-			}
-			wait, backoff = backoff, 2*backoff
-			err = fmt.Errorf("response_url on %s: %w", host, err)
-		case resp.StatusCode == http.StatusTooManyRequests:
-			drain(resp)
-			wait = retryAfter(resp.Header)
-			err = fmt.Errorf("response_url on %s: %w", host, &slack.RateLimitedError{RetryAfter: wait})
-		default:
-			code := answerCode(resp)
-			switch {
-			case resp.StatusCode/100 == 2 && code == "":
-				return nil
-			case code != "":
-				return fmt.Errorf("response_url on %s answered %s: %s", host, resp.Status, code)
-			}
-			return fmt.Errorf("response_url on %s answered %s", host, resp.Status)
+		case resp.StatusCode/100 == 2 && code == "":
+			return nil
+		case code != "":
+			return fmt.Errorf("answered %s: %s", resp.Status, code)
 		}
-		if attempt >= maxRetries || !fits(ctx, wait) {
-			return err
-		}
-		m.log.Info().Str("host", host).Err(err).Dur("wait", wait).Int("attempt", attempt+1).Msg("slash command response will be sent again")
-		if !sleep(ctx, wait) {
-			return fmt.Errorf("response_url on %s: %w", host, ctx.Err())
-		}
-	}
+		return fmt.Errorf("answered %s", resp.Status)
+	}, func(attempt int, wait time.Duration, err error) {
+		m.log.Info().Str("host", host).Err(err).Dur("wait", wait).Int("attempt", attempt).Msg("slash command response will be sent again")
+	})
 }
 
 // withoutURL drops the URL that net/http puts in its errors ("Post

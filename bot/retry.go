@@ -26,13 +26,26 @@ type APIConfig struct {
 	Logger zerolog.Logger
 }
 
+// API is the Slack Web API client of a Bot and its Messenger: slack-go's,
+// for every method, and a lean poster of its own for the two that carry
+// every answer, chat.postMessage and chat.postEphemeral. slack-go decodes
+// those answers whole, Block Kit echo included, and that was a quarter of
+// the daemon's CPU per event (issue 11); forcebind reads only ok, error and
+// ts of them. It is safe for concurrent use.
+type API struct {
+	*slack.Client
+	token string
+	base  string // the Web API base URL, ending in "/"
+	hc    *http.Client
+	log   zerolog.Logger
+}
+
 // NewAPI returns the Web API client for a Bot and its Messenger. Calls that
-// fail in a way that is safe to repeat are sent again by slack-go's retry
-// support, under the rules of retryPolicy: a 429 after its Retry-After,
-// when the call's context leaves time for that, so a person's answer waits
-// out a rate limit instead of being dropped. The client is safe for
-// concurrent use.
-func NewAPI(c APIConfig) *slack.Client {
+// fail in a way that is safe to repeat are sent again, by slack-go's retry
+// support or by the poster, under the rules of retryPolicy: a 429 after
+// its Retry-After, when the call's context leaves time for that, so a
+// person's answer waits out a rate limit instead of being dropped.
+func NewAPI(c APIConfig) *API {
 	opts := []slack.Option{slack.OptionAppLevelToken(c.AppToken)}
 	if c.URL != "" {
 		opts = append(opts, slack.OptionAPIURL(c.URL))
@@ -48,7 +61,22 @@ func NewAPI(c APIConfig) *slack.Client {
 		BackoffMax:     4 * time.Second,
 		BackoffJitter:  100 * time.Millisecond,
 	}))
-	return slack.New(c.BotToken, opts...)
+	hc := c.HTTPClient
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	base := cmpOr(c.URL, slack.APIURL)
+	if !strings.HasSuffix(base, "/") {
+		base += "/"
+	}
+	return &API{Client: slack.New(c.BotToken, opts...), token: c.BotToken, base: base, hc: hc, log: c.Logger}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // maxRetries bounds how often one call is sent again; the call's deadline

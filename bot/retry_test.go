@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
-	"github.com/slack-go/slack"
 
 	"github.com/forcebind/forcebind/auth/account"
 	"github.com/forcebind/forcebind/bot/slacktest"
@@ -111,7 +110,7 @@ func TestFailedSlashResponseLogsNoURL(t *testing.T) {
 	mustMessage(t, s, func(m slacktest.Message) bool { return strings.Contains(m.Text, "frobnicate") })
 	logs := r.logs.String()
 	host := strings.TrimPrefix(s.URL, "http://")
-	for _, want := range []string{"reply not sent", "response_url on " + host + " answered 404"} {
+	for _, want := range []string{"reply not sent", "response_url on " + host + ": answered 404"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}
@@ -149,7 +148,7 @@ func TestRetryPolicy(t *testing.T) {
 		name      string
 		url       string
 		answers   []int // status of each answer, in turn; then 200
-		call      func(ctx context.Context, api *slack.Client) error
+		call      func(ctx context.Context, api *API) error
 		wantCalls int
 		retries   int // -1: at least one
 		wantErr   bool
@@ -159,7 +158,7 @@ func TestRetryPolicy(t *testing.T) {
 		{name: "5xx on a post is not repeated", url: srv.URL + "/api/", answers: []int{503},
 			call: postMessage, wantCalls: 1, wantErr: true},
 		{name: "5xx on a read is repeated", url: srv.URL + "/api/", answers: []int{503, 502},
-			call: func(ctx context.Context, api *slack.Client) error {
+			call: func(ctx context.Context, api *API) error {
 				_, err := api.AuthTestContext(ctx)
 				return err
 			}, wantCalls: 3, retries: 2},
@@ -188,9 +187,10 @@ func TestRetryPolicy(t *testing.T) {
 	}
 }
 
-func postMessage(ctx context.Context, api *slack.Client) error {
-	_, _, err := api.PostMessageContext(ctx, jane, slack.MsgOptionText("hi", false))
-	return err
+// postMessage posts as every answer is posted: through the API's own
+// chat poster.
+func postMessage(ctx context.Context, api *API) error {
+	return api.postChat(ctx, "chat.postMessage", chatMessage{Channel: jane, Text: "hi"})
 }
 
 // fakeHook answers each request with the next of its statuses (429s with
