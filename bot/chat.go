@@ -25,11 +25,9 @@ type chatMessage struct {
 // worked, and Slack's error code when not. The message Slack echoes back
 // (Block Kit and all) is skipped unread.
 type chatAnswer struct {
-	OK       bool   `json:"ok"`
-	Error    string `json:"error"`
-	Needed   string `json:"needed"`
-	Provided string `json:"provided"`
-	TS       string `json:"ts"`
+	OK    bool
+	Error string
+	TS    string
 }
 
 // postChat sends msg with method (chat.postMessage, chat.postEphemeral) as
@@ -48,12 +46,16 @@ func (a *API) postChat(ctx context.Context, method string, msg chatMessage) erro
 		if resp.StatusCode != http.StatusOK {
 			return slack.StatusCodeError{Code: resp.StatusCode, Status: resp.Status}
 		}
-		var ans chatAnswer
-		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ans); err != nil {
-			return fmt.Errorf("%s: reading the answer: %w", method, err)
+		data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		if err != nil {
+			return fmt.Errorf("reading the answer: %w", err)
+		}
+		ans, err := decodeChatAnswer(data)
+		if err != nil {
+			return fmt.Errorf("reading the answer: %w", err)
 		}
 		if !ans.OK {
-			return slack.SlackErrorResponse{Err: ans.Error, ResponseMetadata: slack.ResponseMetadata{}}
+			return slack.SlackErrorResponse{Err: ans.Error}
 		}
 		return nil
 	}, func(attempt int, wait time.Duration, err error) {
