@@ -323,7 +323,7 @@ func startCostDaemon(tb testing.TB, n int) *costProc {
 	env := daemonEnv(tb, s, sf)
 	env["FORCEBIND_DB"], env["FORCEBIND_KEY"] = path, key
 	env["FORCEBIND_ADMIN_LISTEN"] = admin
-	if os.Getenv("FORCEBIND_BENCH_CPUPROFILE") != "" {
+	if os.Getenv("FORCEBIND_BENCH_CPUPROFILE") != "" || os.Getenv("FORCEBIND_BENCH_ALLOCPROFILE") != "" {
 		env["FORCEBIND_PPROF"] = "true"
 	}
 	p := startCostChild(tb, "forcebind", exec.Command(mustBuild(tb), "run"), s, env)
@@ -370,7 +370,8 @@ func mustFreeAddr(tb testing.TB) string {
 // peak RSS during a burst of 100 events held in flight by a slow Salesforce
 // (target ≤ 25 MiB). FORCEBIND_BENCH_EVENTS sets the events per round
 // (default 2000); FORCEBIND_BENCH_CPUPROFILE=FILE saves 5 s of the daemon's
-// CPU profile, taken while the rounds run, to FILE.
+// CPU profile, taken while the rounds run, to FILE, and
+// FORCEBIND_BENCH_ALLOCPROFILE=FILE its allocations since it started.
 func BenchmarkPerEventCost(b *testing.B) {
 	perRound := 2000
 	if v, err := strconv.Atoi(os.Getenv("FORCEBIND_BENCH_EVENTS")); err == nil && v > 0 {
@@ -413,6 +414,11 @@ func BenchmarkPerEventCost(b *testing.B) {
 	}
 	fRate, fCPU := report("fb", f)
 	gRate, gCPU := report("pong", g)
+	if out := os.Getenv("FORCEBIND_BENCH_ALLOCPROFILE"); out != "" {
+		if err := saveProfile(strings.TrimSuffix(fb.stats, "/metrics")+"/debug/pprof/allocs", out); err != nil {
+			b.Errorf("alloc profile: %v", err)
+		}
+	}
 	b.ReportMetric(fCPU/gCPU, "cpu-ratio")
 	b.ReportMetric(fRate/gRate, "rate-ratio")
 

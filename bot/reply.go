@@ -46,28 +46,48 @@ func (in *incoming) results(words string, rs []salesforce.Result) reply {
 		shown = shown[:maxResults]
 	}
 	head := fmt.Sprintf("%d result%s for %s", len(rs), plural(len(rs)), code(words))
-	blocks := []slack.Block{slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "*"+head+"*", false, false), nil, nil)}
-	names := make([]string, 0, len(shown))
-	for _, r := range shown {
+	blocks := make([]slack.Block, 0, len(shown)+2)
+	blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "*"+head+"*", false, false), nil, nil))
+	// One builder per record and one for the summary: this runs for every
+	// answer, and per-field strings and joins were most of its allocations.
+	var names strings.Builder
+	for i, r := range shown {
 		var sb strings.Builder
-		fmt.Fprintf(&sb, "*%s*  ·  _%s_", link(r.URL, cmp.Or(r.Name, r.ID)), escape(r.Type))
-		var fields []string
+		sb.Grow(128)
+		sb.WriteString("*")
+		sb.WriteString(link(r.URL, cmp.Or(r.Name, r.ID)))
+		sb.WriteString("*  ·  _")
+		sb.WriteString(escape(r.Type))
+		sb.WriteString("_")
+		first := true
 		for _, f := range r.Fields {
-			if f.Value != "" {
-				fields = append(fields, escape(f.Label)+": "+escape(f.Value))
+			if f.Value == "" {
+				continue
 			}
-		}
-		if len(fields) > 0 {
-			sb.WriteString("\n" + strings.Join(fields, "  ·  "))
+			if first {
+				sb.WriteString("\n")
+				first = false
+			} else {
+				sb.WriteString("  ·  ")
+			}
+			sb.WriteString(escape(f.Label))
+			sb.WriteString(": ")
+			sb.WriteString(escape(f.Value))
 		}
 		blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, sb.String(), false, false), nil, nil))
-		names = append(names, r.Name+" ("+r.Type+")")
+		if i > 0 {
+			names.WriteString(", ")
+		}
+		names.WriteString(escape(r.Name))
+		names.WriteString(" (")
+		names.WriteString(escape(r.Type))
+		names.WriteString(")")
 	}
 	if len(rs) > len(shown) {
 		blocks = append(blocks, slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType,
 			fmt.Sprintf("Showing the first %d. Add words to narrow it down.", len(shown)), false, false)))
 	}
-	return in.reply(head+": "+escape(strings.Join(names, ", ")), blocks...)
+	return in.reply(head+": "+names.String(), blocks...)
 }
 
 // linkReply offers the binding link. It says the link is personal and when
