@@ -422,6 +422,11 @@ func BenchmarkPerEventCost(b *testing.B) {
 	b.ReportMetric(fCPU/gCPU, "cpu-ratio")
 	b.ReportMetric(fRate/gRate, "rate-ratio")
 
+	// Peak RSS over the rounds, beside the pong bot's: a slack-go process's
+	// floor, its code mapped and its heap grown.
+	b.ReportMetric(float64(fb.peakRSS(b))/(1<<20), "fb-peak-RSS-MiB")
+	b.ReportMetric(float64(pong.peakRSS(b))/(1<<20), "pong-peak-RSS-MiB")
+
 	// A burst of 100 events held in flight by a Salesforce that takes 1s.
 	fb.resetPeakRSS(b)
 	fb.sf.SetLatency(time.Second)
