@@ -91,8 +91,9 @@
 //     by form-token hash with an expiry, and a way to wait for one still
 //     running.
 //   - The field-metadata cache (salesforce/fields.go, FieldCache, one per
-//     Service): per org, user and object, the fields that user may read,
-//     for 5 minutes. It is a cache: each replica may keep its own, at the
+//     Service): per org, user and object, which of the object table's
+//     fields that user may read, for 15 minutes (whether they may read
+//     the object at all, for 1). It is a cache: each replica may keep its own, at the
 //     cost of its own metadata requests; an administrator's change shows
 //     on each within the TTL.
 //   - The sweep schedule (daemon.go, sweep and sweepEvery): each process
