@@ -40,9 +40,9 @@ func runBackup(ctx context.Context, args []string, getenv func(string) string, s
 type backupJob struct {
 	db   string
 	ring *store.Keyring
-	// freeSpace returns the bytes free in the file system holding a
-	// directory; nil means statfs. Tests pass their own.
-	freeSpace func(dir string) (uint64, error)
+	// statfs describes the file system holding a directory; nil means
+	// statfsDir. Tests pass their own.
+	statfs func(dir string) (fsStat, error)
 }
 
 // run copies the store to dst and reports the copy on stdout.
@@ -50,11 +50,12 @@ func (j backupJob) run(ctx context.Context, dst string, stdout io.Writer) error 
 	if same, _ := samePath(dst, j.db); same {
 		return usageError{fmt.Errorf("backup: %s is the store itself", dst)}
 	}
-	freeSpace := j.freeSpace
-	if freeSpace == nil {
-		freeSpace = statfsFree
+	src, err := openSource(j.db, j.ring)
+	if err != nil {
+		return fmt.Errorf("backup of %s: %w", j.db, err)
 	}
-	if err := checkSpace(freeSpace, filepath.Dir(dst), j.db, "the copy"); err != nil {
+	defer src.close()
+	if err := j.checkSpace(filepath.Dir(dst), src.hot()); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".partial-*") // mode 0600
@@ -62,7 +63,7 @@ func (j backupJob) run(ctx context.Context, dst string, stdout io.Writer) error 
 		return fmt.Errorf("backup: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // once renamed, this finds nothing
-	source, n, err := copyStore(ctx, j.db, j.ring, tmp)
+	n, err := src.copyTo(ctx, tmp)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -80,8 +81,42 @@ func (j backupJob) run(ctx context.Context, dst string, stdout io.Writer) error 
 		return fmt.Errorf("backup: %w", err)
 	}
 	syncDir(filepath.Dir(dst))
-	fmt.Fprintf(stdout, "backed up %s (%s) to %s: %d bytes, %d bindings\n", j.db, source, dst, n, bindings)
+	fmt.Fprintf(stdout, "backed up %s (%s) to %s: %d bytes, %d bindings\n", j.db, src.describe(), dst, n, bindings)
 	return nil
+}
+
+// checkSpace refuses the copy, before anything is written, when it would
+// not fit in dir. From a running daemon it needs twice the store's size
+// when dir shares the store's file system: the daemon's snapshot beside
+// the store lives until the copy has been read in full, so both exist at
+// once, and a disk filled by a backup then fails the daemon's token
+// writes. (The daemon checks the room for its snapshot itself, and cannot
+// know where the copy goes.) When a size or a file system cannot be read,
+// the copy goes ahead, and a full disk fails it with its own error.
+func (j backupJob) checkSpace(dir string, hot bool) error {
+	statfs := j.statfs
+	if statfs == nil {
+		statfs = statfsDir
+	}
+	fi, err := os.Stat(j.db)
+	if err != nil {
+		return nil
+	}
+	to, err := statfs(dir)
+	if err != nil {
+		return nil
+	}
+	size := uint64(fi.Size())
+	if hot {
+		if from, err := statfs(filepath.Dir(j.db)); err == nil && from.device == to.device {
+			if need := 2 * size; to.free < need {
+				return fmt.Errorf("%w in %s for the copy and the running daemon's snapshot, which are on the same file system as the store and exist together until the copy is done: the store is %s, so %s is needed, and only %s is free; write the backup to another file system, or free some space",
+					errNoSpace, dir, sizeText(size), sizeText(need), sizeText(to.free))
+			}
+			return nil
+		}
+	}
+	return checkFree(to.free, dir, size, "the copy")
 }
 
 // errBackupRunning is the daemon's answer to a backup asked for while
@@ -91,23 +126,19 @@ var errBackupRunning = errors.New("a backup is already running; try again once i
 // errNoSpace is returned when a copy of the store would not fit.
 var errNoSpace = errors.New("not enough free space")
 
-// checkSpace refuses a copy of the store at db, for what (the copy, the
-// daemon's snapshot), when the file system holding dir has less free space
-// than the store's size. When either size cannot be read it lets the copy
-// go ahead: a full disk then fails the copy itself, with its own error.
-func checkSpace(freeSpace func(string) (uint64, error), dir, db, what string) error {
-	fi, err := os.Stat(db)
-	if err != nil {
-		return nil
-	}
-	free, err := freeSpace(dir)
-	if err != nil {
-		return nil
-	}
-	if need := uint64(fi.Size()); free < need {
-		return fmt.Errorf("%w in %s for %s: the store is %s, and only %s is free", errNoSpace, dir, what, sizeText(need), sizeText(free))
+// checkFree refuses a copy of a store of size bytes, for what (the copy,
+// the daemon's snapshot), when only free bytes are free in dir.
+func checkFree(free uint64, dir string, size uint64, what string) error {
+	if free < size {
+		return fmt.Errorf("%w in %s for %s: the store is %s, and only %s is free", errNoSpace, dir, what, sizeText(size), sizeText(free))
 	}
 	return nil
+}
+
+// fsStat is what the space check needs to know of a file system.
+type fsStat struct {
+	free   uint64 // bytes an unprivileged process may still write
+	device uint64 // the device number: two directories with the same one share the free space
 }
 
 // sizeText renders n bytes for a person: "3.2 MiB (3355443 bytes)".
@@ -124,21 +155,51 @@ func sizeText(n uint64) string {
 	return fmt.Sprintf("%.1f %ciB (%d bytes)", v, "KMGTP"[i], n)
 }
 
-// copyStore writes the store at path to w, and says where the copy came from.
-func copyStore(ctx context.Context, path string, ring *store.Keyring, w io.Writer) (source string, n int64, err error) {
+// source is where a backup is read from: the store file itself when no
+// daemon holds it (db is set), or the running daemon through its control
+// socket (socket is set).
+type source struct {
+	db     *bolt.DB
+	socket string
+}
+
+// openSource opens the store at path read-only, or, when a daemon holds
+// it, names the daemon's control socket instead.
+func openSource(path string, ring *store.Keyring) (source, error) {
 	db, err := bolt.Open(path, bolt.Options{Keyring: ring, ReadOnly: true})
 	switch {
 	case errors.Is(err, store.ErrLocked):
-		n, err = backupFromDaemon(ctx, controlSocketPath(path), w)
-		return "from the running daemon", n, err
+		return source{socket: controlSocketPath(path)}, nil
 	case err != nil:
-		return "", 0, fmt.Errorf("open store: %w", err)
+		return source{}, fmt.Errorf("open store: %w", err)
 	}
-	n, err = db.Backup(ctx, w)
-	if cerr := db.Close(); err == nil && cerr != nil {
-		err = cerr
+	return source{db: db}, nil
+}
+
+// hot reports whether the copy comes from a running daemon.
+func (s source) hot() bool { return s.db == nil }
+
+// describe says where the copy came from, for the report.
+func (s source) describe() string {
+	if s.hot() {
+		return "from the running daemon"
 	}
-	return "not in use", n, err
+	return "not in use"
+}
+
+// copyTo writes the store to w.
+func (s source) copyTo(ctx context.Context, w io.Writer) (int64, error) {
+	if s.hot() {
+		return backupFromDaemon(ctx, s.socket, w)
+	}
+	return s.db.Backup(ctx, w)
+}
+
+// close closes the store when it was opened.
+func (s source) close() {
+	if s.db != nil {
+		s.db.Close() // read-only: nothing to lose
+	}
 }
 
 // backupTimeout bounds a backup through the control socket; a store of

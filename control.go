@@ -36,9 +36,9 @@ const maxSocketPath = 107
 type controlConfig struct {
 	db  *bolt.DB
 	log zerolog.Logger
-	// freeSpace returns the bytes free in the file system holding a
-	// directory; nil means statfs. Tests pass their own.
-	freeSpace func(dir string) (uint64, error)
+	// statfs describes the file system holding a directory; nil means
+	// statfsDir. Tests pass their own.
+	statfs func(dir string) (fsStat, error)
 }
 
 // listenControl binds the control socket for cfg.db at path, and returns
@@ -49,9 +49,9 @@ type controlConfig struct {
 // looser permissions; shutdown removes it.
 func listenControl(path string, cfg controlConfig) (*server, http.Handler, error) {
 	db, log := cfg.db, cfg.log
-	freeSpace := cfg.freeSpace
-	if freeSpace == nil {
-		freeSpace = statfsFree
+	statfs := cfg.statfs
+	if statfs == nil {
+		statfs = statfsDir
 	}
 	if len(path) > maxSocketPath {
 		return nil, nil, fmt.Errorf("control socket %s: path longer than %d bytes; use a shorter FORCEBIND_DB path", path, maxSocketPath)
@@ -95,8 +95,9 @@ func listenControl(path string, cfg controlConfig) (*server, http.Handler, error
 			return
 		}
 		defer running.Store(false)
-		dir := filepath.Dir(db.Path())
-		if err := checkSpace(freeSpace, dir, db.Path(), "the daemon's snapshot"); err != nil {
+		// Room for the snapshot only: where the client writes its copy,
+		// and whether that shares this file system, the client checks.
+		if err := snapshotSpace(statfs, db.Path()); err != nil {
 			log.Error().Err(err).Msg("backup refused")
 			http.Error(w, err.Error(), http.StatusInsufficientStorage)
 			return
@@ -130,6 +131,22 @@ func listenControl(path string, cfg controlConfig) (*server, http.Handler, error
 	// its snapshot file, and only this long.
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, WriteTimeout: backupTimeout}
 	return &server{name: "control socket", ln: ln, http: srv, closed: remove}, mux, nil
+}
+
+// snapshotSpace refuses a snapshot of the store at path when the file
+// system beside it has less free space than the store's size. When either
+// cannot be read, the snapshot goes ahead, and a full disk fails it.
+func snapshotSpace(statfs func(string) (fsStat, error), path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	dir := filepath.Dir(path)
+	st, err := statfs(dir)
+	if err != nil {
+		return nil
+	}
+	return checkFree(st.free, dir, uint64(fi.Size()), "the daemon's snapshot")
 }
 
 // snapshot copies the store to an unnamed file beside it (created 0600 and

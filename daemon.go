@@ -49,9 +49,9 @@ type daemon struct {
 	listening func(callback, admin net.Addr)
 	// hup delivers SIGHUP, which reloads the TLS certificate.
 	hup <-chan os.Signal
-	// freeSpace, if set, replaces statfs for the control socket's check
+	// statfs, if set, replaces statfsDir for the control socket's check
 	// that a backup's snapshot fits beside the store.
-	freeSpace func(dir string) (uint64, error)
+	statfs func(dir string) (fsStat, error)
 }
 
 // run is the daemon's life, one phase after the other: open the store,
@@ -148,7 +148,7 @@ func (d daemon) bindListeners(servers *servers, db *bolt.DB) (bound, error) {
 		ls.cert = cert
 	}
 	// Without the control socket forcebind works; only hot backups do not.
-	if ctl, h, err := listenControl(controlSocketPath(cfg.DB), controlConfig{db: db, log: log, freeSpace: d.freeSpace}); err != nil {
+	if ctl, h, err := listenControl(controlSocketPath(cfg.DB), controlConfig{db: db, log: log, statfs: d.statfs}); err != nil {
 		log.Error().Err(err).Msg("no control socket: `forcebind backup` will not work while the daemon runs")
 	} else {
 		servers.keep(ctl)

@@ -4,8 +4,8 @@ package main
 
 import "errors"
 
-// statfsFree reports that free space is not known here: the backup's space
-// check is skipped, and a full disk fails the copy itself.
-func statfsFree(string) (uint64, error) {
-	return 0, errors.ErrUnsupported
+// statfsDir reports that the file system is not known here: the backup's
+// space checks are skipped, and a full disk fails the copy itself.
+func statfsDir(string) (fsStat, error) {
+	return fsStat{}, errors.ErrUnsupported
 }

@@ -701,7 +701,7 @@ func TestBackupsOneAtATime(t *testing.T) {
 // A backup is refused, before anything is written, when the copy would not
 // fit: where it is written, and where the daemon takes its snapshot.
 func TestBackupChecksFreeSpace(t *testing.T) {
-	tiny := func(string) (uint64, error) { return 1000, nil }
+	tiny := func(string) (fsStat, error) { return fsStat{free: 1000, device: 1}, nil }
 
 	t.Run("where the copy goes", func(t *testing.T) {
 		key := mustKey(t)
@@ -713,7 +713,7 @@ func TestBackupChecksFreeSpace(t *testing.T) {
 		mustStoreWith(t, path, ring, 3)
 		outDir := t.TempDir()
 		var asked []string
-		job := backupJob{db: path, ring: ring, freeSpace: func(dir string) (uint64, error) {
+		job := backupJob{db: path, ring: ring, statfs: func(dir string) (fsStat, error) {
 			asked = append(asked, dir)
 			return tiny(dir)
 		}}
@@ -736,7 +736,7 @@ func TestBackupChecksFreeSpace(t *testing.T) {
 	})
 
 	t.Run("where the daemon snapshots", func(t *testing.T) {
-		h, logs := mustHarnessWith(t, func(d *daemon) { d.freeSpace = tiny })
+		h, logs := mustHarnessWith(t, func(d *daemon) { d.statfs = tiny })
 		env := map[string]string{"FORCEBIND_DB": h.cfg.DB, "FORCEBIND_KEY": h.cfg.Key}
 		outDir := t.TempDir()
 		code, _, errOut := runCLI(t, env, "backup", filepath.Join(outDir, "hot.db"))
@@ -756,6 +756,102 @@ func TestBackupChecksFreeSpace(t *testing.T) {
 			t.Error("the daemon took a backup it refused")
 		}
 	})
+}
+
+// A backup of a running daemon's store to the store's own file system
+// needs twice the store's size free: the daemon's snapshot and the copy
+// exist together until the copy is done. Elsewhere, or with no daemon
+// (no snapshot), the store's size is enough.
+func TestBackupSharedFileSystemNeedsTwice(t *testing.T) {
+	h, _ := mustHarness(t, nil)
+	mustBound(t, h)
+	ring, err := store.KeyringFromEnv(h.cfg.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := mustSize(t, h.cfg.DB)
+	offline := filepath.Join(t.TempDir(), "fb.db")
+	mustStoreWith(t, offline, ring, 1)
+	offlineSize := mustSize(t, offline)
+
+	tests := []struct {
+		name      string
+		db        string  // the store backed up
+		size      uint64  // its size
+		free      float64 // free space, in store sizes
+		sameFS    bool    // the copy goes to the store's file system
+		wantSpace bool    // refused for want of space
+	}{
+		{name: "hot, same file system, 1.5×", db: h.cfg.DB, size: size, free: 1.5, sameFS: true, wantSpace: true},
+		{name: "hot, same file system, 2×", db: h.cfg.DB, size: size, free: 2, sameFS: true},
+		{name: "hot, another file system, 1.5×", db: h.cfg.DB, size: size, free: 1.5},
+		{name: "offline, same file system, 1.5×", db: offline, size: offlineSize, free: 1.5, sameFS: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			outDir := t.TempDir()
+			storeDir := filepath.Dir(tt.db)
+			job := backupJob{db: tt.db, ring: ring, statfs: func(dir string) (fsStat, error) {
+				st := fsStat{free: uint64(tt.free * float64(tt.size)), device: 1}
+				if dir == outDir && !tt.sameFS {
+					st.device = 2
+				}
+				if dir != outDir && dir != storeDir {
+					t.Errorf("statfs of %s, which is neither where the copy goes nor the store's directory", dir)
+				}
+				return st, nil
+			}}
+			var out strings.Builder
+			err := job.run(t.Context(), filepath.Join(outDir, "copy.db"), &out)
+			if !tt.wantSpace {
+				if err != nil {
+					t.Fatalf("backup: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, errNoSpace) {
+				t.Fatalf("backup: %v, want errNoSpace", err)
+			}
+			for _, want := range []string{outDir, "the running daemon's snapshot", "same file system", "the store is " + sizeText(tt.size),
+				"so " + sizeText(2*tt.size) + " is needed", "only " + sizeText(uint64(tt.free*float64(tt.size))) + " is free"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			if left, _ := os.ReadDir(outDir); len(left) > 0 {
+				t.Errorf("the refused backup left %v", left)
+			}
+		})
+	}
+}
+
+// statfsDir reads the free space and the device of real directories: two
+// beside each other share both.
+func TestStatfsDir(t *testing.T) {
+	parent := t.TempDir()
+	a, b := filepath.Join(parent, "a"), filepath.Join(parent, "b")
+	for _, d := range []string{a, b} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sa, err := statfsDir(a)
+	if errors.Is(err, errors.ErrUnsupported) {
+		t.Skip("no statfs here")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := statfsDir(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sa.device != sb.device || sa.free == 0 {
+		t.Errorf("statfs of two sibling directories = %+v and %+v, want one device with space free", sa, sb)
+	}
+	if _, err := statfsDir(filepath.Join(parent, "missing")); err == nil {
+		t.Error("statfs of a missing directory: no error")
+	}
 }
 
 func mustSize(tb testing.TB, path string) uint64 {

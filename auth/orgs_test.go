@@ -74,13 +74,13 @@ func TestRefusedOrgHoldsNothing(t *testing.T) {
 		t.Fatalf("callback for a refused org answered %d:\n%s", p.status, p.body)
 	}
 	e.advance(time.Hour)
-	gone, err := e.db.SweepExpired(t.Context())
+	gone, err := e.db.ListExpired(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range gone {
-		if p.Binding != nil {
-			t.Errorf("a sign-in of org %s is held for confirmation", p.Binding.OrgID)
+	for _, l := range gone {
+		if l.Pending.Binding != nil {
+			t.Errorf("a sign-in of org %s is held for confirmation", l.Pending.Binding.OrgID)
 		}
 	}
 }

@@ -118,8 +118,8 @@ func TestCommandsShowOnlyWhatThePersonMayRead(t *testing.T) {
 			}
 		}
 	}
-	if n := srv.Calls(sftest.EndpointObjectInfo); n != 10 {
-		t.Errorf("%d object info reads, want 10: the five objects once for each person", n)
+	if n := srv.Calls(sftest.EndpointObjectInfo); n != 2 {
+		t.Errorf("%d object info reads, want 2: the five objects once for each person, in one batch", n)
 	}
 }
 

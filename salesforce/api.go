@@ -100,7 +100,8 @@ func queryPart(u *url.URL) string {
 // is escaped with [EscapeSOSL]; it must have at least two characters. It
 // asks only for the fields the user may read (see [FieldCache]), so a field
 // hidden from them is missing from the results instead of failing the
-// search.
+// search, and it leaves out the objects the user may not read at all
+// (a *[NotReadableError] only when none is left).
 func (c *Client) Search(ctx context.Context, text string, objects ...string) ([]Result, error) {
 	term := strings.TrimSpace(text)
 	if utf8.RuneCountInString(term) < 2 {
@@ -118,7 +119,7 @@ func (c *Client) Search(ctx context.Context, text string, objects ...string) ([]
 		}
 		objs = append(objs, o)
 	}
-	build := func(infos []*objectInfo) string {
+	build := func(objs []Object, infos []*objectInfo) string {
 		returning := make([]string, len(objs))
 		for i, o := range objs {
 			returning[i] = o.Name + "(" + strings.Join(o.selectFields(infos[i]), ", ") + ")"
@@ -171,7 +172,8 @@ func decodeSearch(data []byte) ([]Record, error) {
 // number) contains text, ordered by name, at most limit of them (limit <= 0
 // means 10). The text is matched literally: quotes, backslashes and the LIKE
 // wildcards % and _ are escaped. Like Search, it asks only for the fields
-// the user may read.
+// the user may read; for an object the user may not read at all it
+// returns a *[NotReadableError], which matches [ErrNotReadable].
 func (c *Client) Find(ctx context.Context, object, text string, limit int) ([]Result, error) {
 	o, ok := c.object(object)
 	if !ok {
@@ -186,7 +188,7 @@ func (c *Client) Find(ctx context.Context, object, text string, limit int) ([]Re
 	}
 	limit = min(limit, c.maxRecords)
 	pattern := "'%" + EscapeLike(text) + "%'"
-	build := func(infos []*objectInfo) string {
+	build := func(_ []Object, infos []*objectInfo) string {
 		var where []string
 		for _, f := range o.findFields(infos[0]) {
 			where = append(where, f+" LIKE "+pattern)

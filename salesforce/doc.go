@@ -9,14 +9,20 @@
 //
 // Search and Find ask only for the fields the user may read: a SOQL query
 // or SOSL RETURNING list that names a field hidden by field-level security
-// is refused whole with INVALID_FIELD. What each user may read comes from
-// the UI API's object info (GET …/ui-api/object-info/{Object}, which lists
-// only the fields accessible to the token's user), kept in a [FieldCache]
-// per org, user and object for a few minutes, shared by every Client
-// through [Config.Fields], and read once however many searches miss it at
-// the same time. When Salesforce still answers INVALID_FIELD (an
-// administrator hid a field since), the entry is dropped, read again once
-// and the request retried once.
+// is refused whole with INVALID_FIELD, and one that names an object the
+// user may not read at all with INVALID_TYPE. What each user may read
+// comes from the UI API's object info, which lists only the fields
+// accessible to the token's user: all the objects a search misses are read
+// in one request (GET …/ui-api/object-info/batch/{A},{B},…, from API
+// version 49.0; one request per object before it). Only what the object
+// table can ask about is kept, in a [FieldCache] per org, user and object
+// for a quarter of an hour, shared by every Client through
+// [Config.Fields], and read once however many searches miss it at the same
+// time. An object the user may not read is left out of Search, and Find of
+// it returns a *[NotReadableError]; that is remembered for a minute. When
+// Salesforce still answers INVALID_FIELD or INVALID_TYPE (an administrator
+// changed access since), the entries are dropped, read again once and the
+// request retried once.
 //
 // Every request carries the binding's access token as a bearer token and goes
 // only to the configured instance (or, for [Client.Identity], to the identity
@@ -26,8 +32,9 @@
 //
 // Errors from the API are *[APIError] values; match them with errors.Is
 // against [ErrSessionExpired], [ErrRateLimited], [ErrNotFound] and
-// [ErrUnavailable], or with errors.As for the details. No error string ever
-// contains a token.
+// [ErrUnavailable], or with errors.As for the details. An object the user
+// may not read is a *[NotReadableError], which matches [ErrNotReadable]
+// only. No error string ever contains a token.
 //
 // A Client with an [Observer] reports every HTTP request it sends (by
 // method and outcome, with its latency) and the org's API usage from the

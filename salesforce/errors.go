@@ -38,7 +38,36 @@ var (
 	// argument fails validation: an unknown object, a malformed record id, a
 	// search text that is too short.
 	ErrInvalidInput = errors.New("salesforce: invalid input")
+
+	// ErrNotReadable is returned when the user may not read an object at
+	// all (no read access on their profile or permission sets): Find of
+	// that object, or a Search of nothing but such objects. It is always
+	// a *[NotReadableError], which says which object.
+	ErrNotReadable = errors.New("salesforce: object not readable by the user")
 )
+
+// NotReadableError says that the client's user may not read an object at
+// all. Search leaves such objects out of its answer; Find of one, and a
+// Search with nothing else left, return this error. It matches
+// [ErrNotReadable] with errors.Is, and never any other sentinel: the
+// person is to be told they cannot see these records, not that something
+// failed. It is a plain value, safe to read from any goroutine.
+type NotReadableError struct {
+	Object string // API name, e.g. "Lead"
+	Label  string // singular label, e.g. "Lead"
+	// Reason is Salesforce's answer to the object info request that said
+	// so (e.g. "salesforce: HTTP 403 INSUFFICIENT_ACCESS: …"), for the
+	// log. It holds no token.
+	Reason string
+}
+
+// Error says which object, and why, in one line.
+func (e *NotReadableError) Error() string {
+	return fmt.Sprintf("salesforce: the user may not read %s records (%s)", e.Object, e.Reason)
+}
+
+// Is reports whether target is ErrNotReadable.
+func (e *NotReadableError) Is(target error) bool { return target == ErrNotReadable }
 
 // Error codes Salesforce sends that the client acts on.
 const (

@@ -51,7 +51,7 @@ func TestObserverRequests(t *testing.T) {
 		{
 			name: "search",
 			call: func(ctx context.Context, c *salesforce.Client) error { _, err := c.Search(ctx, "acme"); return err },
-			want: append(objectInfos("ok", 5), "search ok"),
+			want: append(objectInfos("ok", 1), "search ok"),
 		},
 		{
 			name: "query, once per page",
@@ -99,13 +99,13 @@ func TestObserverRequests(t *testing.T) {
 			name:  "rate limited",
 			setup: func(s *sftest.Server) { s.FailNext(sftest.EndpointSearch, 403, sftest.BodyRequestLimitExceeded) },
 			call:  func(ctx context.Context, c *salesforce.Client) error { _, err := c.Search(ctx, "acme"); return err },
-			want:  append(objectInfos("ok", 5), "search rate_limited"),
+			want:  append(objectInfos("ok", 1), "search rate_limited"),
 		},
 		{
 			name:  "HTML 502",
 			setup: func(s *sftest.Server) { s.FailNext(sftest.EndpointSearch, 502, sftest.BodyBadGatewayHTML) },
 			call:  func(ctx context.Context, c *salesforce.Client) error { _, err := c.Search(ctx, "acme"); return err },
-			want:  append(objectInfos("ok", 5), "search unavailable"),
+			want:  append(objectInfos("ok", 1), "search unavailable"),
 		},
 		{
 			name:  "malformed query",

@@ -91,15 +91,20 @@
 //     by form-token hash with an expiry, and a way to wait for one still
 //     running.
 //   - The field-metadata cache (salesforce/fields.go, FieldCache, one per
-//     Service): per org, user and object, the fields that user may read,
-//     for 5 minutes. It is a cache: each replica may keep its own, at the
+//     Service): per org, user and object, which of the object table's
+//     fields that user may read, for 15 minutes (whether they may read
+//     the object at all, for 1). It is a cache: each replica may keep its own, at the
 //     cost of its own metadata requests; an administrator's change shows
 //     on each within the TTL.
 //   - The sweep schedule (daemon.go, sweep and sweepEvery): each process
-//     sweeps expired links every minute and revokes the tokens they held.
-//     SweepExpired hands each link to one caller only (one transaction),
-//     so replicas sweeping at once are safe but wasteful; one sweeper, by
-//     a lease or leader election, is enough.
+//     sweeps expired links every minute: it lists them (ListExpired),
+//     revokes the tokens each held, and only then deletes it
+//     (DeletePending), so that a revocation that failed is tried again
+//     next round. Replicas sweeping at once may each revoke the same
+//     grant (harmless: a second revoke finds the token already invalid)
+//     and one of them deletes the link while the other gets ErrNotFound,
+//     which the sweep ignores: safe but wasteful; one sweeper, by a lease
+//     or leader election, is enough.
 //
 // # Concurrency
 //

@@ -7,8 +7,8 @@
 // authorization_code and refresh_token grants, revoke, the identity URL and
 // userinfo), the device flow, and the REST API under /services/data/vNN.N/
 // (query with nextRecordsUrl paging, SOSL search, sobjects reads, and the
-// UI API's object info), with Salesforce's error arrays and the
-// Sforce-Limit-Info header.
+// UI API's object info, one object at a time or in a batch), with
+// Salesforce's error arrays and the Sforce-Limit-Info header.
 //
 // The device flow is Salesforce's, not RFC 8628's endpoints: a device code
 // is asked for at the token endpoint with response_type=device_code and
@@ -42,6 +42,9 @@
 // search that names one anywhere (select list, WHERE, ORDER BY, RETURNING,
 // a relationship path) is refused whole with 400
 // [{"message":"No such column 'Amount' on entity 'Opportunity'. …","errorCode":"INVALID_FIELD"}].
+// So is object access: a user's denied_objects ([Server.SetObjectDenied]
+// at run time) get 403 from object info, and 400 INVALID_TYPE from a
+// query or a search that names them.
 //
 // Knobs on [Server] let tests expire or revoke tokens, turn on refresh-token
 // rotation, rewrite token answers (a new instance_url, another user), add

@@ -35,6 +35,10 @@ type User struct {
 	// user ("Opportunity.Amount"), as the fixtures set them; see
 	// Server.SetFieldHidden for the ones hidden now.
 	HiddenFields []string
+	// DeniedObjects are the objects the user may not read at all
+	// ("Lead"), as the fixtures set them; see Server.SetObjectDenied for
+	// the ones denied now.
+	DeniedObjects []string
 }
 
 type fixtureFile struct {
@@ -53,6 +57,7 @@ type fixtureFile struct {
 		ViewAll        bool     `json:"view_all"`
 		OwnRecordsOnly bool     `json:"own_records_only"`
 		HiddenFields   []string `json:"hidden_fields"`
+		DeniedObjects  []string `json:"denied_objects"`
 	} `json:"users"`
 	Records map[string][]map[string]any `json:"records"`
 }
@@ -157,6 +162,11 @@ func loadFixtures(data []byte, orgID string) (*orgData, error) {
 			object, field, _ := strings.Cut(path, ".")
 			if _, _, err := o.hideable(object, field); err != nil {
 				return nil, fmt.Errorf("fixtures: user %s: %w", u.Username, err)
+			}
+		}
+		for _, name := range u.DeniedObjects {
+			if _, ok := o.object(name); !ok {
+				return nil, fmt.Errorf("fixtures: user %s: unknown object %q in denied_objects", u.Username, name)
 			}
 		}
 	}

@@ -102,18 +102,60 @@ func specFor(object, field string) fieldSpec {
 }
 
 // handleObjectInfo answers object info for the token's user. An object the
-// fake does not have is 404 with the UI API's read-error array.
+// fake does not have is 404 with the UI API's read-error array; one the
+// user may not read (SetObjectDenied) is 403.
 func (s *Server) handleObjectInfo(w http.ResponseWriter, r *http.Request, u User, _ string) {
-	od, ok := s.org.object(r.PathValue("type"))
-	if !ok {
-		writeRaw(w, http.StatusNotFound, `[{"errorCode":"NOT_FOUND","message":"The requested resource does not exist"}]`)
+	status, body := s.objectInfo(u, r.PathValue("type"))
+	writeBytes(w, status, body)
+}
+
+// maxBatchObjects is how many objects one object info batch may name.
+const maxBatchObjects = 2000
+
+// handleObjectInfoBatch answers GET …/ui-api/object-info/batch/{A},{B},…
+// with the UI API's Simplified Batch Results: {"results":[…]}, one item
+// per object in the order asked, each {"result":…,"statusCode":…} holding
+// what the single-object resource would have answered, error arrays
+// included. The request itself succeeds (200) whatever the items say.
+func (s *Server) handleObjectInfoBatch(w http.ResponseWriter, r *http.Request, u User, _ string) {
+	names := strings.Split(r.PathValue("types"), ",")
+	if len(names) > maxBatchObjects {
+		writeAPIError(w, http.StatusBadRequest, "INVALID_INPUT", "You can request up to 2000 objects in a batch.")
 		return
 	}
+	type item struct {
+		Result     json.RawMessage `json:"result"`
+		StatusCode int             `json:"statusCode"`
+	}
+	results := make([]item, len(names))
+	for i, name := range names {
+		status, body := s.objectInfo(u, name)
+		results[i] = item{Result: body, StatusCode: status}
+	}
+	body, _ := json.Marshal(map[string]any{"results": results}) // only plain values: cannot fail
+	writeBytes(w, http.StatusOK, body)
+}
+
+// objectInfo is the answer to object info of name for u: its status and
+// body.
+func (s *Server) objectInfo(u User, name string) (int, []byte) {
+	od, ok := s.org.object(name)
+	if !ok {
+		return http.StatusNotFound, []byte(`[{"errorCode":"NOT_FOUND","message":"The requested resource does not exist"}]`)
+	}
 	hidden := s.hiddenFor(u)
+	if hidden.denies(od.name) {
+		// What Salesforce answers here is not recorded anywhere public
+		// (see the UI API reference's object info errors); this is the
+		// UI API read-error array with the status and code of a user
+		// without access. The client treats any 403 (other than the API
+		// limit's), a 404 and a 400 INVALID_TYPE alike.
+		return http.StatusForbidden, []byte(`[{"errorCode":"INSUFFICIENT_ACCESS","message":"You don't have access to this object."}]`)
+	}
 	fields := make(map[string]any)
 	for _, name := range od.fields {
 		if !hidden.has(od.name, name) {
-			fields[name] = fieldInfo(od.name, name)
+			fields[name] = fieldInfo(od.name, name, hidden)
 		}
 	}
 	meta := metaFor(od.name)
@@ -152,25 +194,29 @@ func (s *Server) handleObjectInfo(w http.ResponseWriter, r *http.Request, u User
 	sum := md5.Sum(body)
 	info["eTag"] = hex.EncodeToString(sum[:])
 	body, _ = json.Marshal(info)
-	writeBytes(w, http.StatusOK, body)
+	return http.StatusOK, body
 }
 
 // masterRecordType is the id of the master record type in every org.
 const masterRecordType = "012000000000000AAA"
 
 // fieldInfo renders one field of object info. json.Marshal writes map keys
-// in order, which gives the alphabetical order Salesforce uses.
-func fieldInfo(object, name string) map[string]any {
+// in order, which gives the alphabetical order Salesforce uses. A lookup
+// to an object the user may not read leaves that object out of its
+// referenceToInfos.
+func fieldInfo(object, name string, hidden hiddenSet) map[string]any {
 	spec := specFor(object, name)
 	refs := []any{}
 	var rel any
 	if spec.target != "" {
+		rel = spec.relationship
+	}
+	if spec.target != "" && !hidden.denies(spec.target) {
 		nameFields := []string{"FirstName", "LastName", "Name"}
 		if spec.target != "User" {
 			nameFields = metaFor(spec.target).nameFields
 		}
 		refs = append(refs, map[string]any{"apiName": spec.target, "nameFields": nameFields})
-		rel = spec.relationship
 	}
 	isName := name == nameField(object)
 	return map[string]any{

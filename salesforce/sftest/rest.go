@@ -168,7 +168,7 @@ func matchesWords(rec *record, words [][]patElem) bool {
 func (s *Server) handleSObject(w http.ResponseWriter, r *http.Request, u User, version string) {
 	od, ok := s.org.object(r.PathValue("type"))
 	id := r.PathValue("id")
-	if !ok {
+	if !ok || s.hiddenFor(u).denies(od.name) {
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
 		return
 	}

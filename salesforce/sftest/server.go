@@ -63,7 +63,9 @@ const (
 	EndpointQuery     Endpoint = "query"     // GET /services/data/vNN.N/query and query/{locator}
 	EndpointSearch    Endpoint = "search"    // GET /services/data/vNN.N/search
 	EndpointSObject   Endpoint = "sobject"   // GET /services/data/vNN.N/sobjects/{Type}/{Id}
-	// EndpointObjectInfo is GET /services/data/vNN.N/ui-api/object-info/{Type}.
+	// EndpointObjectInfo is GET /services/data/vNN.N/ui-api/object-info/{Type}
+	// and the batch form, …/ui-api/object-info/batch/{Type},{Type},…; one
+	// request of either counts once.
 	EndpointObjectInfo Endpoint = "object-info"
 )
 
@@ -119,8 +121,9 @@ type Server struct {
 	// turned unverified.
 	unverified map[string]bool
 	// hidden holds, by user id, the fields field-level security hides
-	// from that user now: the fixtures' HiddenFields, as SetFieldHidden
-	// changed them.
+	// from that user now and the objects they may not read: the
+	// fixtures' HiddenFields and DeniedObjects, as SetFieldHidden and
+	// SetObjectDenied changed them.
 	hidden map[string]hiddenSet
 
 	devices         map[string]*deviceCode // by device code
@@ -185,7 +188,7 @@ func NewServer(opts Options) *Server {
 		deviceInterval: DefaultDeviceInterval,
 	}
 	for _, u := range org.users {
-		s.hidden[u.ID] = newHiddenSet(org, u.HiddenFields)
+		s.hidden[u.ID] = newHiddenSet(org, u.HiddenFields, u.DeniedObjects)
 	}
 	s.ts = httptest.NewServer(s.routes())
 	s.URL = s.ts.URL
@@ -203,12 +206,14 @@ func (s *Server) Close() {
 func (s *Server) OrgID() string { return s.org.id }
 
 // Users returns the fixture users, with the emails SetEmail gave them and
-// the fields hidden from them now.
+// the fields and objects hidden from them now.
 func (s *Server) Users() []User {
 	users := append([]User(nil), s.org.users...)
 	for i := range users {
 		users[i] = s.withEmail(users[i])
-		users[i].HiddenFields = s.hiddenFor(users[i]).list()
+		hidden := s.hiddenFor(users[i])
+		users[i].HiddenFields = hidden.list()
+		users[i].DeniedObjects = hidden.deniedList()
 	}
 	return users
 }
@@ -422,6 +427,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /services/data/{version}/search/{$}", s.rest(EndpointSearch, s.handleSearch))
 	mux.HandleFunc("GET /services/data/{version}/sobjects/{type}/{id}", s.rest(EndpointSObject, s.handleSObject))
 	mux.HandleFunc("GET /services/data/{version}/ui-api/object-info/{type}", s.rest(EndpointObjectInfo, s.handleObjectInfo))
+	mux.HandleFunc("GET /services/data/{version}/ui-api/object-info/batch/{types}", s.rest(EndpointObjectInfo, s.handleObjectInfoBatch))
 	mux.HandleFunc("/services/data/", func(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
 	})

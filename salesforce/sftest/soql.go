@@ -299,8 +299,9 @@ func (p *parser) unexpected() error {
 	}
 }
 
-// parseSOQL parses src for a user from whom field-level security hides
-// hidden: naming one of those fields anywhere refuses the whole query, as
+// parseSOQL parses src for a user from whom security hides hidden: naming
+// one of those fields anywhere refuses the whole query with INVALID_FIELD,
+// and naming an object the user may not read with INVALID_TYPE, as
 // Salesforce does.
 func parseSOQL(org *orgData, hidden hiddenSet, src string) (*soqlQuery, error) {
 	toks, err := tokenize(src)
@@ -332,8 +333,8 @@ func parseSOQL(org *orgData, hidden hiddenSet, src string) (*soqlQuery, error) {
 		return nil, p.unexpected()
 	}
 	od, ok := org.object(objTok.text)
-	if !ok {
-		return nil, &queryError{code: "INVALID_TYPE", msg: fmt.Sprintf("sObject type '%s' is not supported.", objTok.text)}
+	if !ok || hidden.denies(od.name) {
+		return nil, unsupportedType(objTok.text)
 	}
 	q := &soqlQuery{object: od, limit: -1}
 	for _, f := range raw {
@@ -544,6 +545,9 @@ func (p *parser) resolveField(od *objectData, name string) (fieldRef, error) {
 		return fieldRef{}, noSuchRelationship(rel)
 	}
 	relName := strings.TrimSuffix(idField, "Id")
+	if p.hidden.denies(target) {
+		return fieldRef{}, noSuchRelationship(rel)
+	}
 	var canon string
 	if target == "User" {
 		canon, ok = userFields()[strings.ToLower(field)]
@@ -563,6 +567,14 @@ func noSuchColumn(name, object string) error {
 	return &queryError{code: "INVALID_FIELD", msg: fmt.Sprintf("No such column '%s' on entity '%s'. "+
 		"If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. "+
 		"Please reference your WSDL or the describe call for the appropriate names.", name, object)}
+}
+
+// unsupportedType is Salesforce's answer to a query or search that names
+// an object the user may not read at all, as for one that does not exist.
+func unsupportedType(name string) error {
+	return &queryError{code: "INVALID_TYPE", msg: fmt.Sprintf("sObject type '%s' is not supported. "+
+		"If you are attempting to use a custom object, be sure to append the '__c' after the entity name. "+
+		"Please reference your WSDL or the describe call for the appropriate names.", name)}
 }
 
 // noSuchRelationship is Salesforce's answer to a relationship path whose

@@ -36,9 +36,10 @@ func malformedSearch(format string, args ...any) error {
 	return &queryError{code: "MALFORMED_SEARCH", msg: fmt.Sprintf(format, args...)}
 }
 
-// parseSOSL parses src for a user from whom field-level security hides
-// hidden: a RETURNING list that names one of those fields refuses the whole
-// search, as Salesforce does.
+// parseSOSL parses src for a user from whom security hides hidden: a
+// RETURNING list that names one of those fields refuses the whole search
+// with INVALID_FIELD, and one that names an object the user may not read
+// with INVALID_TYPE, as Salesforce does.
 func parseSOSL(org *orgData, hidden hiddenSet, src string) (*soslQuery, error) {
 	rest := strings.TrimLeftFunc(src, unicode.IsSpace)
 	if len(rest) < 4 || !strings.EqualFold(rest[:4], "FIND") {
@@ -87,7 +88,9 @@ func parseSOSL(org *orgData, hidden hiddenSet, src string) (*soslQuery, error) {
 		}
 	} else {
 		for _, name := range objectOrder() {
-			q.returns = append(q.returns, soslSpec{object: org.objects[name], fields: []fieldRef{{name: "Id"}}, limit: -1})
+			if !hidden.denies(name) { // a search covers only what the user may read
+				q.returns = append(q.returns, soslSpec{object: org.objects[name], fields: []fieldRef{{name: "Id"}}, limit: -1})
+			}
 		}
 	}
 	if p.keyword("LIMIT") {
@@ -107,8 +110,8 @@ func (p *parser) returning() (soslSpec, error) {
 		return soslSpec{}, malformedSearch("expected an object after RETURNING")
 	}
 	od, ok := p.org.object(t.text)
-	if !ok {
-		return soslSpec{}, &queryError{code: "INVALID_TYPE", msg: fmt.Sprintf("sObject type '%s' is not supported.", t.text)}
+	if !ok || p.hidden.denies(od.name) {
+		return soslSpec{}, unsupportedType(t.text)
 	}
 	spec := soslSpec{object: od, fields: []fieldRef{{name: "Id"}}, limit: -1}
 	if !p.symbol("(") {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bbolt "go.etcd.io/bbolt"
 
@@ -17,7 +18,9 @@ import (
 // meta; bit 4 of which also puts the value at the key of damagedState, so
 // that RedeemPending reaches it), then calls every method and reopens the
 // file. Nothing may panic (the recovery in view and update must never have
-// to act) and every error must be one of the store's.
+// to act), every error must be one of the store's, and the sweep as auth
+// runs it (ListExpired, then DeletePending of each) must delete whatever
+// ListExpired lists, so that nothing is listed again the next round.
 func FuzzDamagedRecords(f *testing.F) {
 	good := mustKeyring(f, testKey(1))
 	rec := good.Seal(store.TableBindings, []byte("T1/U9"), nil, []byte(`{"team_id":"T1","user_id":"U9"}`))
@@ -96,8 +99,14 @@ func FuzzDamagedRecords(f *testing.F) {
 		check("RedeemPending", err)
 		_, err = db.SealedBy(ctx)
 		check("SealedBy", err)
-		_, err = db.SweepExpired(ctx)
-		check("SweepExpired", err)
+		_, err = sweep(ctx, db)
+		check("sweep", err)
+		clock.Advance(48 * time.Hour)
+		_, err = sweep(ctx, db)
+		check("sweep after everything expired", err)
+		if left, err := db.ListExpired(ctx); err != nil || len(left) != 0 {
+			t.Fatalf("ListExpired after a sweep = %d links, %v; want none: what is listed must be deletable", len(left), err)
+		}
 		_, err = db.Rotate(ctx)
 		check("Rotate", err)
 		_, err = db.DeleteUnopenable(ctx)

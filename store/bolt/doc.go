@@ -29,7 +29,8 @@
 // retires the previous one in the same transaction: each Slack user has at
 // most one live link. A retired link that holds tokens stays in the
 // pending bucket, out of the index and with an expiry in the past, until
-// [DB.SweepExpired] hands it back for revocation.
+// [DB.ListExpired] lists it, the caller revokes its tokens, and
+// [DB.DeletePending] removes it.
 //
 // # What rotation does not erase
 //
@@ -57,6 +58,7 @@
 // content, or a nested bucket where a record belongs, makes the method that
 // meets it fail with ErrCorrupt or ErrWrongKey (naming the record's key
 // id when it has one), never panic. A binding that does not open can still
-// be replaced ([DB.PutBinding]) and deleted ([DB.DeleteBinding]), and
-// [DB.SweepExpired] removes damaged pending links.
+// be replaced ([DB.PutBinding]) and deleted ([DB.DeleteBinding]); a
+// damaged pending link is listed by [DB.ListExpired] with its error and
+// removed by [DB.DeletePending], a nested bucket in its place included.
 package bolt

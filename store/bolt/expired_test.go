@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -10,8 +11,10 @@ import (
 	"github.com/forcebind/forcebind/store"
 )
 
-// A link that does not open, or whose key or value is too short to be one,
-// is listed with its error, and never panics the listing.
+// A link that does not open, whose key or value is too short to be one, or
+// that is a nested bucket, is listed with its error, never panics the
+// listing, and DeletePending removes it: a link listed and never deleted
+// would be listed, and logged, every round for ever.
 func TestListExpiredDamaged(t *testing.T) {
 	clock := newTestClock()
 	path := t.TempDir() + "/s.db"
@@ -27,7 +30,14 @@ func TestListExpiredDamaged(t *testing.T) {
 		if err := bk.Put(append([]byte(nil), k...), v); err != nil {
 			return err
 		}
-		return bk.Put([]byte{1}, []byte{2}) // a key and a value far too short
+		if err := bk.Put([]byte{1}, []byte{2}); err != nil { // a key and a value far too short
+			return err
+		}
+		nested, err := bk.CreateBucket(bytes.Repeat([]byte{3}, 32)) // a nested bucket where a link belongs
+		if err != nil {
+			return err
+		}
+		return nested.Put([]byte("x"), []byte("y"))
 	})
 
 	db = mustOpen(t, path, opts)
@@ -36,8 +46,8 @@ func TestListExpiredDamaged(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ListExpired: %v", err)
 	}
-	if len(got) != 2 {
-		t.Fatalf("ListExpired = %+v, want both damaged links", got)
+	if len(got) != 3 {
+		t.Fatalf("ListExpired = %+v, want the three damaged links", got)
 	}
 	for _, l := range got {
 		if !errors.Is(l.Err, store.ErrCorrupt) {
@@ -49,5 +59,8 @@ func TestListExpiredDamaged(t *testing.T) {
 	}
 	if n := bucketLen(t, db, bucketPending); n != 0 {
 		t.Errorf("%d pending records left, want 0", n)
+	}
+	if left, err := db.ListExpired(context.Background()); err != nil || len(left) != 0 {
+		t.Errorf("ListExpired after deleting = %+v, %v; want nothing", left, err)
 	}
 }

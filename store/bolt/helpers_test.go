@@ -1,7 +1,9 @@
 package bolt
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -137,4 +139,28 @@ func mustPutBindings(tb testing.TB, db *DB, bs []store.Binding) {
 	if err := db.PutBindings(tb.Context(), bs); err != nil {
 		tb.Fatalf("put %d bindings: %v", len(bs), err)
 	}
+}
+
+// sweep sweeps as forcebind's does, less the revocation: it lists the
+// expired links, then deletes each by its id. It returns the links it
+// deleted, and the errors it met (links that did not open, deletes that
+// failed) joined.
+func sweep(ctx context.Context, db *DB) ([]store.ExpiredLink, error) {
+	links, err := db.ListExpired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		deleted []store.ExpiredLink
+		errs    []error
+	)
+	for _, l := range links {
+		errs = append(errs, l.Err)
+		if err := db.DeletePending(ctx, l.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		deleted = append(deleted, l)
+	}
+	return deleted, errors.Join(errs...)
 }

@@ -1,7 +1,6 @@
 package bolt
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 
@@ -50,14 +49,4 @@ func countSealedBy(ring *store.Keyring, tx *bbolt.Tx) *store.KeyTally {
 		}
 	}
 	return tally
-}
-
-// printableKey shows a record key in a message: as text when it is a
-// binding key (team/user ids are printable), else as the first bytes in
-// hex. It never panics, whatever the key's length.
-func printableKey(key []byte) string {
-	if len(key) > 0 && bytes.IndexFunc(key, func(r rune) bool { return r < 0x21 || r > 0x7e }) < 0 && len(key) <= 64 {
-		return string(key)
-	}
-	return fmt.Sprintf("%x…", key[:min(4, len(key))])
 }

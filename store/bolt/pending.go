@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"time"
 
@@ -19,9 +18,9 @@ import (
 // user's previous link in the same transaction. A previous link without a
 // Binding is deleted. One that holds a Binding (tokens awaiting
 // confirmation) is not dropped with its tokens: it is expired instead, so
-// that its state redeems only to ErrExpired and the next SweepExpired
+// that its state redeems only to ErrExpired and the next ListExpired
 // returns it for the caller to revoke. A previous link that does not open is
-// left for SweepExpired too. TeamID and UserID are required; a zero Created
+// left for ListExpired too. TeamID and UserID are required; a zero Created
 // means now; Expires must be after both Created and now. It is safe for
 // concurrent use.
 func (db *DB) CreatePending(ctx context.Context, p store.Pending) (state string, err error) {
@@ -120,66 +119,16 @@ func (db *DB) RedeemPending(ctx context.Context, state string) (store.Pending, e
 	return p, nil
 }
 
-// SweepExpired deletes every pending link whose expiry has passed and
-// returns them, so that the caller can revoke tokens held in a
-// Pending.Binding. It decides from the plaintext expiry stored beside each
-// sealed link, so a link that no longer opens is removed too; such a link is
-// returned with only Expires set, and the errors met opening links are
-// joined into the returned error alongside the full list. The store does
-// not sweep by itself; the caller runs this on its own schedule. It is safe
-// for concurrent use.
-func (db *DB) SweepExpired(ctx context.Context) ([]store.Pending, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	now := db.now()
-	var (
-		removed []store.Pending
-		errs    []error
-	)
-	err := db.update(func(tx *bbolt.Tx) error {
-		removed, errs = nil, nil // in case bbolt ever retries
-		pending := tx.Bucket(bucketPending)
-		var keys [][]byte
-		c := pending.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			// Nothing here is trusted: a damaged key or value (even a
-			// nested bucket, whose v is nil) is reported and removed, never
-			// sliced blindly, so that one bad record neither panics the
-			// sweep nor stops it for ever.
-			exp, ok := store.PendingExpiry(v)
-			if ok && now.Before(exp) {
-				continue
-			}
-			p, err := db.keyring.OpenPending(k, v)
-			if err != nil {
-				p = store.Pending{Expires: exp}
-				errs = append(errs, fmt.Errorf("pending %s: %w", printableKey(k), err))
-			}
-			removed = append(removed, p)
-			keys = append(keys, bytes.Clone(k))
-		}
-		if err := deleteKeys(pending, keys); err != nil {
-			return err
-		}
-		return pruneIndex(tx.Bucket(bucketByUser), pending)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("sweep expired pending links: %w", err)
-	}
-	if len(errs) > 0 {
-		return removed, fmt.Errorf("sweep expired pending links: removed %d, %d did not open: %w", len(removed), len(errs), errors.Join(errs...))
-	}
-	return removed, nil
-}
-
 // ListExpired returns every pending link whose expiry has passed, without
 // removing any: the caller revokes the tokens a link holds in its Binding
 // first, then removes the link with DeletePending, so that a revocation
-// that failed can be tried again later with the link still there. Like
-// SweepExpired it decides from the plaintext expiry, so a link that does
-// not open is listed too, with its error. Nothing read from the file makes
-// it panic. It is safe for concurrent use.
+// that failed can be tried again later with the link still there. It
+// decides from the plaintext expiry stored beside each sealed link, so a
+// link that no longer opens (or a nested bucket where a link belongs) is
+// listed too, with only Expires set and its error, for DeletePending to
+// remove. The store does not sweep by itself; the caller runs this on its
+// own schedule. Nothing read from the file makes it panic. It is safe for
+// concurrent use.
 func (db *DB) ListExpired(ctx context.Context) ([]store.ExpiredLink, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -190,6 +139,10 @@ func (db *DB) ListExpired(ctx context.Context) ([]store.ExpiredLink, error) {
 		links = nil
 		c := tx.Bucket(bucketPending).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
+			// Nothing here is trusted: a damaged key or value (even a
+			// nested bucket, whose v is nil) is listed with its error,
+			// never sliced blindly, so that one bad record neither panics
+			// the sweep nor hides from it.
 			exp, ok := store.PendingExpiry(v)
 			if ok && now.Before(exp) {
 				continue
@@ -211,8 +164,11 @@ func (db *DB) ListExpired(ctx context.Context) ([]store.ExpiredLink, error) {
 }
 
 // DeletePending removes the pending link that ListExpired named id, with
-// its entry in the per-user index. It returns ErrNotFound when there is no
-// such link (any string is safe to pass). It is safe for concurrent use.
+// its entry in the per-user index and any index entry that points at no
+// link. Whatever is stored under id goes, a nested bucket that a damaged
+// file holds there included, so that a damaged link listed by ListExpired
+// is not listed again every round. It returns ErrNotFound when there is no
+// such key (any string is safe to pass). It is safe for concurrent use.
 func (db *DB) DeletePending(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -223,13 +179,15 @@ func (db *DB) DeletePending(ctx context.Context, id string) error {
 	}
 	err = db.update(func(tx *bbolt.Tx) error {
 		pending := tx.Bucket(bucketPending)
-		if pending.Get(key) == nil {
+		// Get answers nil for a nested bucket as for a missing key: only
+		// a cursor tells them apart.
+		if k, _ := pending.Cursor().Seek(key); !bytes.Equal(k, key) {
 			return store.ErrNotFound
 		}
-		if err := pending.Delete(key); err != nil {
+		if err := deleteKeys(pending, [][]byte{key}); err != nil {
 			return err
 		}
-		return dropIndex(tx.Bucket(bucketByUser), nil, [][]byte{key})
+		return pruneIndex(tx.Bucket(bucketByUser), pending)
 	})
 	if err != nil {
 		return fmt.Errorf("delete pending link %s: %w", shortID(id), err)
@@ -249,9 +207,9 @@ func shortID(id string) string {
 // for the same user replaces it; the caller repoints the user's index entry.
 // A link holding a Binding keeps its tokens until someone can revoke them:
 // it is re-sealed with an expiry just before now, so that RedeemPending
-// refuses it with ErrExpired and SweepExpired returns it. A link that does
-// not open may hold tokens too, so it is left as it is, and SweepExpired
-// removes and reports it at its own expiry.
+// refuses it with ErrExpired and ListExpired returns it. A link that does
+// not open may hold tokens too, so it is left as it is, and ListExpired
+// reports it at its own expiry for DeletePending to remove.
 func (db *DB) retirePending(pending *bbolt.Bucket, key []byte, now time.Time) error {
 	val := pending.Get(key)
 	if val == nil {
@@ -277,7 +235,7 @@ func (db *DB) retirePending(pending *bbolt.Bucket, key []byte, now time.Time) er
 }
 
 // pruneIndex removes the per-user index entries that point at no pending
-// link: those of the links just swept, and any a damaged file holds. The
+// link: that of the link just deleted, and any a damaged file holds. The
 // index has one entry per live link, so the scan stays small.
 func pruneIndex(byUser, pending *bbolt.Bucket) error {
 	var users [][]byte

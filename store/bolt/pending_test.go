@@ -87,14 +87,14 @@ func TestPendingBuckets(t *testing.T) {
 			if got := (counts{bucketLen(t, db, bucketPending), bucketLen(t, db, bucketByUser)}); got != mid {
 				t.Errorf("after the replacement: %+v, want %+v", got, mid)
 			}
-			if swept, err := db.SweepExpired(t.Context()); err != nil || len(swept) != 1 {
-				t.Fatalf("SweepExpired = %v, %v; want the retired link", swept, err)
+			if swept, err := sweep(t.Context(), db); err != nil || len(swept) != 1 {
+				t.Fatalf("sweep = %v, %v; want the retired link", swept, err)
 			}
 		}, counts{2, 2}},
 		{"swept", func(t *testing.T, db *DB, clock *testClock, _ string) {
 			clock.Advance(ttl)
-			if swept, err := db.SweepExpired(t.Context()); err != nil || len(swept) != 1 {
-				t.Fatalf("SweepExpired = %v, %v; want the link", swept, err)
+			if swept, err := sweep(t.Context(), db); err != nil || len(swept) != 1 {
+				t.Fatalf("sweep = %v, %v; want the link", swept, err)
 			}
 		}, counts{0, 0}},
 	}
@@ -112,10 +112,10 @@ func TestPendingBuckets(t *testing.T) {
 	}
 }
 
-// TestSweepExpiredRemovesUnopenable: a link whose seal was damaged by hand
-// is removed at its expiry, read from the plaintext beside it, and
-// reported.
-func TestSweepExpiredRemovesUnopenable(t *testing.T) {
+// TestSweepRemovesUnopenable: a link whose seal was damaged by hand is
+// listed at its expiry, read from the plaintext beside it, with its error,
+// and DeletePending removes it and its index entry.
+func TestSweepRemovesUnopenable(t *testing.T) {
 	clock := newTestClock()
 	path := t.TempDir() + "/s.db"
 	opts := Options{Keyring: mustKeyring(t, testKey(1)), Now: clock.Now}
@@ -133,9 +133,13 @@ func TestSweepExpiredRemovesUnopenable(t *testing.T) {
 
 	db = mustOpen(t, path, opts)
 	clock.Advance(ttl)
-	got, err := db.SweepExpired(t.Context())
-	if !errors.Is(err, store.ErrCorrupt) {
-		t.Errorf("SweepExpired error = %v, want ErrCorrupt for the damaged link", err)
+	swept, err := sweep(t.Context(), db)
+	if !errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrNotFound) {
+		t.Errorf("sweep error = %v, want only ErrCorrupt for the damaged link", err)
+	}
+	var got []store.Pending
+	for _, l := range swept {
+		got = append(got, l.Pending)
 	}
 	want := []store.Pending{{Expires: time.Unix(0, clock.Now().UnixNano())}}
 	if diff := cmp.Diff(want, got); diff != "" {

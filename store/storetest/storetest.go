@@ -30,7 +30,6 @@ type Backend interface {
 	// Pending links.
 	CreatePending(ctx context.Context, p store.Pending) (state string, err error)
 	RedeemPending(ctx context.Context, state string) (store.Pending, error)
-	SweepExpired(ctx context.Context) ([]store.Pending, error)
 	ListExpired(ctx context.Context) ([]store.ExpiredLink, error)
 	DeletePending(ctx context.Context, id string) error
 
@@ -98,7 +97,7 @@ var cases = []struct {
 	{"RedeemPendingConcurrent", testRedeemPendingConcurrent},
 	{"CreatePendingReplacesPrevious", testCreatePendingReplacesPrevious},
 	{"CreatePendingSameUserKeepsOne", testCreatePendingSameUserKeepsOne},
-	{"SweepExpired", testSweepExpired},
+	{"Sweep", testSweep},
 	{"ListExpiredThenDeletePending", testListExpiredThenDeletePending},
 	{"RedeemPendingExpiredReturnsPending", testRedeemPendingExpiredReturnsPending},
 	{"CreatePendingRetiresLinkWithTokens", testCreatePendingRetiresLinkWithTokens},
@@ -284,9 +283,27 @@ func mustCreatePending(tb testing.TB, db Backend, p store.Pending) string {
 func mustSweepAll(tb testing.TB, db Backend, clock *Clock) []store.Pending {
 	tb.Helper()
 	clock.Advance(48 * time.Hour)
-	swept, err := db.SweepExpired(tb.Context())
+	return mustSweep(tb, db)
+}
+
+// mustSweep sweeps as forcebind's sweep does: it lists the expired links,
+// then deletes each by its id, and returns the links it deleted. It fails
+// tb if a step fails or a link does not open.
+func mustSweep(tb testing.TB, db Backend) []store.Pending {
+	tb.Helper()
+	links, err := db.ListExpired(tb.Context())
 	if err != nil {
-		tb.Fatalf("SweepExpired: %v", err)
+		tb.Fatalf("ListExpired: %v", err)
+	}
+	var swept []store.Pending
+	for _, l := range links {
+		if l.Err != nil {
+			tb.Errorf("expired link %s does not open: %v", l.ID, l.Err)
+		}
+		if err := db.DeletePending(tb.Context(), l.ID); err != nil {
+			tb.Fatalf("DeletePending(%s): %v", l.ID, err)
+		}
+		swept = append(swept, l.Pending)
 	}
 	return swept
 }
