@@ -42,8 +42,8 @@ type record struct{ key, val []byte }
 
 // A table is what the batch walks need to know of one table.
 type table struct {
-	name    string
-	keyArg  func([]byte) any // a key as a query parameter
+	name   string
+	keyArg func([]byte) any // a key as a query parameter
 }
 
 var (
