@@ -120,6 +120,12 @@ func (s *Server) start(ctx context.Context, bin string, cred *syscall.Credential
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
 	}
+	// Every role is trusted on the socket, but those in PasswordGroup, so
+	// that a test can log in with a password as an operator would.
+	hba := "local all +" + PasswordGroup + " scram-sha-256\nlocal all all trust\n"
+	if err := writeAs(filepath.Join(data, "pg_hba.conf"), hba, cred); err != nil {
+		return err
+	}
 	logf, err := os.Create(filepath.Join(s.dir, "postgres.log"))
 	if err != nil {
 		return fmt.Errorf("pgtest: %w", err)
@@ -142,7 +148,28 @@ func (s *Server) start(ctx context.Context, bin string, cred *syscall.Credential
 		s.waitErr = s.cmd.Wait()
 		close(s.exited)
 	}()
-	return s.waitReady(ctx)
+	if err := s.waitReady(ctx); err != nil {
+		return err
+	}
+	return s.Exec(ctx, "postgres", "CREATE ROLE "+PasswordGroup+" NOLOGIN")
+}
+
+// PasswordGroup is a role on every Server: a role made a member of it
+// (CREATE ROLE … LOGIN PASSWORD '…' IN ROLE pgtest_password) must log in
+// with its password, where every other role is trusted.
+const PasswordGroup = "pgtest_password"
+
+// writeAs writes a file of the server's, owned by its user.
+func writeAs(path, content string, cred *syscall.Credential) error {
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		return fmt.Errorf("pgtest: %w", err)
+	}
+	if cred != nil {
+		if err := os.Chown(path, int(cred.Uid), int(cred.Gid)); err != nil {
+			return fmt.Errorf("pgtest: %w", err)
+		}
+	}
+	return nil
 }
 
 // waitReady connects until the server answers, the server exits or
@@ -283,7 +310,7 @@ func Shared(tb testing.TB) *Server {
 		shared.server, shared.err = Start(context.Background())
 	}
 	switch {
-	case errors.Is(shared.err, ErrNoPostgres) && os.Getenv(EnvRequire) != "1":
+	case errors.Is(shared.err, ErrNoPostgres) && !requirePostgres():
 		tb.Skipf("skipped: %v; or set %s=1 to make this a failure", shared.err, EnvRequire)
 	case shared.err != nil:
 		tb.Fatalf("%v", shared.err)
@@ -300,6 +327,11 @@ func Database(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	return u
+}
+
+// requirePostgres reports whether a missing PostgreSQL is a failure.
+func requirePostgres() bool {
+	return os.Getenv(EnvRequire) == "1"
 }
 
 // binDir finds the directory holding initdb and postgres.
