@@ -126,8 +126,9 @@ var errBadURL = errors.New("the database URL does not parse (its text is left ou
 // canary of an existing one (ErrWrongKey), re-seals a canary under an older
 // key in the ring under the primary, and reads the key id in the header of
 // every record, refusing a ring that lacks one with a *store.MissingKeysError
-// unless opts.AllowMissingKeys is set, as store/bolt's Open does. No error
-// holds the password.
+// unless opts.AllowMissingKeys is set, as store/bolt's Open does. It waits
+// for another process's Open to finish with the lock for as long as ctx
+// allows; ctx bounds only Open, not the DB. No error holds the password.
 func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	return open(ctx, url, opts, nil)
 }

@@ -336,3 +336,93 @@ func TestGetBindingOneRoundTrip(t *testing.T) {
 		t.Errorf("%d GetBindings made %d round trips, want %d", n, got, n)
 	}
 }
+
+// TestRotateWhileReplicasWrite: a replica refreshing tokens while another
+// rotates loses no refresh: rotation re-seals what it read under the row
+// lock, never an older copy.
+func TestRotateWhileReplicasWrite(t *testing.T) {
+	url := pgtest.Database(t)
+	old := mustOpen(t, url, storetest.Key(1))
+	const n = batchSize + 100
+	for i := range n {
+		mustPutBinding(t, old, storetest.SampleBinding("T1", fmt.Sprintf("U%04d", i)))
+	}
+	old.Close()
+	rotator := mustOpen(t, url, storetest.Key(2), storetest.Key(1))
+	replica := mustOpen(t, url, storetest.Key(2), storetest.Key(1))
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if _, err := rotator.Rotate(t.Context()); err != nil {
+			t.Errorf("Rotate: %v", err)
+		}
+	})
+	const refreshed = 200
+	for i := range refreshed {
+		user := fmt.Sprintf("U%04d", i*n/refreshed)
+		used := storetest.SampleBinding("T1", user).RefreshToken
+		if _, err := replica.UpdateTokens(t.Context(), "T1", user, used, storeTokens("new-"+user)); err != nil {
+			t.Errorf("UpdateTokens(%s) during Rotate: %v", user, err)
+		}
+	}
+	wg.Wait()
+
+	only := mustOpen(t, url, storetest.Key(2)) // the old key dropped
+	for i := range refreshed {
+		user := fmt.Sprintf("U%04d", i*n/refreshed)
+		got, err := only.GetBinding(t.Context(), "T1", user)
+		if err != nil || got.RefreshToken != "new-"+user {
+			t.Errorf("GetBinding(%s) after Rotate: refresh token %q, %v; want the refreshed one", user, got.RefreshToken, err)
+		}
+	}
+}
+
+// TestPendingAcrossReplicas: a link made on one replica is redeemed on
+// another, once however many race for it on both; links made for one
+// person on two replicas at once leave one live link.
+func TestPendingAcrossReplicas(t *testing.T) {
+	url := pgtest.Database(t)
+	replicas := []*DB{mustOpen(t, url), mustOpen(t, url)}
+	p := storetest.SamplePending(replicas[0].now(), "U1")
+
+	state, err := replicas[0].CreatePending(t.Context(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	var redeemed, notFound atomicCount
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := replicas[i%2].RedeemPending(t.Context(), state)
+			switch {
+			case err == nil:
+				redeemed.add()
+			case errors.Is(err, store.ErrNotFound):
+				notFound.add()
+			default:
+				t.Errorf("RedeemPending: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if redeemed.get() != 1 || notFound.get() != n-1 {
+		t.Errorf("%d redeemed and %d not found, want 1 and %d", redeemed.get(), notFound.get(), n-1)
+	}
+
+	for i := range n {
+		wg.Go(func() {
+			if _, err := replicas[i%2].CreatePending(t.Context(), p); err != nil {
+				t.Errorf("CreatePending: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	var links int
+	if err := mustConn(t, url).QueryRow(t.Context(), `SELECT count(*) FROM `+tablePending+` WHERE user_key = 'T1/U1'`).Scan(&links); err != nil {
+		t.Fatal(err)
+	}
+	if links != 1 {
+		t.Errorf("%d links for one person after %d concurrent CreatePending, want 1", links, n)
+	}
+}

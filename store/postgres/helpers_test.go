@@ -99,3 +99,9 @@ func mustOpenCounted(tb testing.TB, url string) (*DB, *wireCounter) {
 func storeTokens(refresh string) store.Tokens {
 	return store.Tokens{AccessToken: "00D!AQ-access-new", RefreshToken: refresh}
 }
+
+// An atomicCount counts from several goroutines.
+type atomicCount struct{ n atomic.Int64 }
+
+func (c *atomicCount) add()       { c.n.Add(1) }
+func (c *atomicCount) get() int64 { return c.n.Load() }
