@@ -57,6 +57,7 @@
 // content, or a nested bucket where a record belongs, makes the method that
 // meets it fail with ErrCorrupt or ErrWrongKey (naming the record's key
 // id when it has one), never panic. A binding that does not open can still
-// be replaced ([DB.PutBinding]) and deleted ([DB.DeleteBinding]), and
+// be replaced ([DB.PutBinding], [DB.ReplaceBinding]) and deleted
+// ([DB.DeleteBinding], [DB.DeleteBindingIfUnreadable]), and
 // [DB.SweepExpired] removes damaged pending links.
 package bolt
