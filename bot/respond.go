@@ -107,8 +107,9 @@ func (m *Messenger) respond(ctx context.Context, u *url.URL, msg *slack.WebhookM
 			err = fmt.Errorf("response_url on %s: %w", host, err)
 		case resp.StatusCode == http.StatusTooManyRequests:
 			drain(resp)
-			wait = retryAfter(resp.Header)
-			err = fmt.Errorf("response_url on %s: %w", host, &slack.RateLimitedError{RetryAfter: wait})
+			after := retryAfter(resp.Header)
+			wait = withJitter(after)
+			err = fmt.Errorf("response_url on %s: %w", host, &slack.RateLimitedError{RetryAfter: after})
 		default:
 			code := answerCode(resp)
 			switch {
