@@ -138,7 +138,7 @@ func TestLoginMovedToTheOrgsOwnMyDomain(t *testing.T) {
 // instance), as if it had been bound there, and makes the fake org's
 // refresh answers name instance and identity URLs on answerHost, as a
 // Salesforce answering there would.
-func (e *env) moveBinding(tb testing.TB, b store.Binding, login, instance, answerHost string) store.Binding {
+func (e *env) moveBinding(tb testing.TB, b store.Binding, login, instance, answerHost string) {
 	tb.Helper()
 	b.LoginURL = login
 	if instance != "" {
@@ -154,7 +154,6 @@ func (e *env) moveBinding(tb testing.TB, b store.Binding, login, instance, answe
 			g.ID = "https://" + answerHost + id.Path
 		}
 	})
-	return b
 }
 
 // Moving SALESFORCE_LOGIN_URL within one org keeps everyone linked: from
@@ -177,7 +176,7 @@ func TestLoginMovedWithinTheOrg(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := mustEnv(t, envOptions{routeHosts: []string{tt.bound, tt.configured, tt.instance, tt.newInstance}})
 			b := e.mustBind(t, jane, janeSF)
-			b = e.moveBinding(t, b, "https://"+tt.bound, "https://"+tt.instance, tt.newInstance)
+			e.moveBinding(t, b, "https://"+tt.bound, "https://"+tt.instance, tt.newInstance)
 			e.restart(t, func(c *Config) { c.LoginURL = "https://" + tt.configured })
 
 			a, err := e.svc.Account(t.Context(), jane)
