@@ -197,25 +197,29 @@ func TestUnreadableBinding(t *testing.T) {
 	})
 }
 
-// hookStore is the real store with hooks that run once, just before the
-// method they are named for: what lands in the store between a read and a
-// write of the Service.
+// hookStore is the real store with hooks that run once, at the moment
+// they are named for: what lands in the store between a read and a write
+// of the Service. Set them with its methods, which may race with the
+// Service's calls.
 type hookStore struct {
 	*bolt.DB
-	mu sync.Mutex
-	// afterGet runs once after a GetBinding, with its error.
-	afterGet func(err error)
-	// beforeWrite runs once before a binding is stored (PutBinding or
-	// ReplaceBinding).
-	beforeWrite func()
+	mu          sync.Mutex
+	afterGet    func(err error) // after a GetBinding, with its error
+	beforeWrite func()          // before a binding is stored (PutBinding or ReplaceBinding)
 }
 
-func (h *hookStore) take(f *func()) func() {
+// onAfterGet makes fn run once, after the next GetBinding.
+func (h *hookStore) onAfterGet(fn func(err error)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	fn := *f
-	*f = nil
-	return fn
+	h.afterGet = fn
+}
+
+// onBeforeWrite makes fn run once, before the next binding is stored.
+func (h *hookStore) onBeforeWrite(fn func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.beforeWrite = fn
 }
 
 func (h *hookStore) GetBinding(ctx context.Context, teamID, userID string) (store.Binding, error) {
@@ -230,17 +234,24 @@ func (h *hookStore) GetBinding(ctx context.Context, teamID, userID string) (stor
 	return b, err
 }
 
-func (h *hookStore) PutBinding(ctx context.Context, b store.Binding) error {
-	if fn := h.take(&h.beforeWrite); fn != nil {
+// writing runs the beforeWrite hook, if one is set.
+func (h *hookStore) writing() {
+	h.mu.Lock()
+	fn := h.beforeWrite
+	h.beforeWrite = nil
+	h.mu.Unlock()
+	if fn != nil {
 		fn()
 	}
+}
+
+func (h *hookStore) PutBinding(ctx context.Context, b store.Binding) error {
+	h.writing()
 	return h.DB.PutBinding(ctx, b)
 }
 
 func (h *hookStore) ReplaceBinding(ctx context.Context, b store.Binding) (store.Replaced, error) {
-	if fn := h.take(&h.beforeWrite); fn != nil {
-		fn()
-	}
+	h.writing()
 	return h.DB.ReplaceBinding(ctx, b)
 }
 
@@ -260,7 +271,7 @@ func TestUnlinkUnreadableSparesABindingStoredMeanwhile(t *testing.T) {
 	}
 	good := b
 	good.AccessToken, good.RefreshToken = g.AccessToken, g.RefreshToken
-	hs.afterGet = func(err error) {
+	hs.onAfterGet(func(err error) {
 		if !errors.Is(err, store.ErrCorrupt) {
 			t.Errorf("the first read = %v, want the damaged record", err)
 		}
@@ -268,7 +279,7 @@ func TestUnlinkUnreadableSparesABindingStoredMeanwhile(t *testing.T) {
 		if err := e.db.PutBinding(context.Background(), good); err != nil {
 			t.Error(err)
 		}
-	}
+	})
 
 	u, err := e.svc.Unlink(t.Context(), jane)
 	if err != nil {
@@ -294,14 +305,14 @@ func TestBindRevokesTheGrantItReallyReplaced(t *testing.T) {
 	e.sf.SetRotation(true)
 	b := e.mustBind(t, jane, janeSF)
 	token, _ := e.mustConfirmPage(t, jane, janeSF) // connect again, as the same user
-	hs.beforeWrite = func() {
+	hs.onBeforeWrite(func() {
 		// The old binding's session expires and is refreshed, rotating its
 		// refresh token, between the confirm's read and its write.
 		e.sf.ExpireAccessTokens()
 		if _, err := e.search(t, b); err != nil {
 			t.Errorf("search: %v", err)
 		}
-	}
+	})
 	if p := e.confirm(t, token, "confirm"); p.status != http.StatusOK {
 		t.Fatalf("confirm answered %d:\n%s", p.status, p.body)
 	}
