@@ -238,7 +238,7 @@ func (d doctor) checkStore(ctx context.Context, ring *store.Keyring) checkResult
 	db, err := bolt.Open(path, bolt.Options{Keyring: ring, ReadOnly: true, LockTimeout: d.lockTimeout})
 	var missing *store.MissingKeysError
 	if errors.As(err, &missing) {
-		return failed(name, err.Error(), missingKeysFix(missing, keySetting(d.cfg)))
+		return failed(name, fmt.Sprintf("%s: %s", path, missing.Problem()), missing.Fix())
 	}
 	if err != nil {
 		return storeFailure(path, err)
@@ -279,19 +279,6 @@ func storeFailure(path string, err error) checkResult {
 		return failed(name, err.Error(), "run doctor as the user forcebind runs as: the store is mode 0600")
 	}
 	return failed(name, err.Error(), "check that FORCEBIND_DB names a forcebind store")
-}
-
-// missingKeysFix says how to repair a keyring that lacks keys records are
-// sealed under: put them back and rotate, or, for a key lost for good,
-// delete what only it opened.
-func missingKeysFix(e *store.MissingKeysError, setting string) string {
-	ids := make([]string, len(e.Missing))
-	for i, m := range e.Missing {
-		ids[i] = m.KeyID
-	}
-	return fmt.Sprintf("put the %s with %s %s back in %s, below the primary, then (with forcebind stopped) run 'forcebind key rotate'; "+
-		"if a key is lost for good, 'forcebind key rotate -drop-unopenable' deletes the records only it opened, and those people connect again",
-		plural(len(ids), "key", "keys"), plural(len(ids), "id", "ids"), strings.Join(ids, ", "), setting)
 }
 
 // sealedWarning describes records that a rotation has not moved to the
