@@ -255,8 +255,9 @@ func (b *Bot) failure(in *incoming, err error) (reply, string) {
 // explain says what went wrong in a sentence a person can act on.
 func explain(err error) (text, outcome string) {
 	var (
-		apiErr *salesforce.APIError
-		ended  *account.RelinkError
+		apiErr      *salesforce.APIError
+		notReadable *salesforce.NotReadableError
+		ended       *account.RelinkError
 	)
 	// The binding's own errors come first. A failed refresh keeps the 401
 	// that started it only as text, so it cannot be matched here by
@@ -296,6 +297,8 @@ func explain(err error) (text, outcome string) {
 		return "I can't search for that. Try plain words, for example `search acme`.", "bad_input"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "Salesforce took too long to answer. Please try again.", "timeout"
+	case errors.As(err, &notReadable):
+		return "Your Salesforce user cannot see " + strings.ToLower(pluralLabel(notReadable.Label)) + ". Your Salesforce administrator can give you access.", "not_readable"
 	case errors.As(err, &apiErr):
 		return "Salesforce refused the request: " + escape(apiErr.Message), "salesforce_error"
 	case errors.Is(err, account.ErrStoreUnusable):
