@@ -41,8 +41,10 @@ var _ auth.Store = (*bolt.DB)(nil)
 type daemon struct {
 	cfg Config
 	log zerolog.Logger
-	// botTuning lets the demo and tests shorten the bot's timeouts.
-	botTuning func(*bot.Config)
+	// botTuning lets the demo and tests shorten the bot's timeouts, and
+	// authTuning the auth service's.
+	botTuning  func(*bot.Config)
+	authTuning func(*auth.Config)
 	// listening, if set, is told the listeners' addresses once bound: the
 	// callback listener's (nil in the device flow) and the one serving
 	// /readyz and /metrics (the same one unless FORCEBIND_ADMIN_LISTEN is set).
@@ -194,14 +196,18 @@ func (d daemon) buildParts(db *bolt.DB) (parts, error) {
 		HTTPClient: hc, Logger: log,
 	})
 	msgs := bot.NewMessenger(api, hc, cfg.SlackAPIURL, log)
-	svc, err := auth.New(auth.Config{
+	ac := auth.Config{
 		ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, LoginURL: cfg.LoginURL,
 		CallbackURL: cfg.CallbackURL, APIVersion: cfg.APIVersion, LinkTTL: cfg.LinkTTL,
 		Flow: cfg.ConnectFlow, RequireEmailMatch: cfg.RequireEmailMatch,
 		AllowedOrgIDs: cfg.AllowedOrgIDs, AllowCustomLoginHost: cfg.AllowCustomLoginHost,
 		Store: db, Notifier: msgs, HTTPClient: hc, Logger: log,
 		Observer: mx, APIObserver: mx,
-	})
+	}
+	if d.authTuning != nil {
+		d.authTuning(&ac)
+	}
+	svc, err := auth.New(ac)
 	if err != nil {
 		return parts{}, usageError{err}
 	}
@@ -306,26 +312,35 @@ func (d daemon) startServers(servers *servers, ls bound, p parts, db *bolt.DB) {
 // endpoints, or both.
 func (d daemon) handler(l listener, pages, ops http.Handler) http.Handler {
 	switch {
-	case l.callback && l.ops:
-		mux := http.NewServeMux()
-		mux.Handle("/", pages)
-		// Probes skip the Host check, so they can use the address; /metrics
-		// keeps it (see hostOnly), and FORCEBIND_ADMIN_LISTEN scrapes by address.
-		for _, path := range opsPaths {
-			h := ops
-			if path == "/metrics" {
-				h = hostOnly(d.cfg.CallbackURL, ops)
-			}
-			mux.Handle("GET "+path, h)
-		}
-		return mux
-	case l.callback:
-		return pages
 	case l.admin && d.cfg.Pprof:
 		return withPprof(ops)
+	case l.admin:
+		return ops
+	case !l.ops:
+		return pages
 	}
-	return ops
+	// FORCEBIND_LISTEN serves the operator's endpoints, beside the callback
+	// or (in the device flow) alone. Probes skip the Host check, so they
+	// can use the address; /metrics keeps it whenever a callback URL names
+	// the listener, so a page whose DNS name is rebound to it cannot read
+	// org hosts and counts. FORCEBIND_ADMIN_LISTEN scrapes by address.
+	mux := http.NewServeMux()
+	if l.callback {
+		mux.Handle("/", pages)
+	}
+	for _, path := range opsPaths {
+		h := ops
+		if path == "/metrics" && d.cfg.CallbackURL != "" {
+			h = auth.HostOnly(d.cfg.CallbackURL, metricsRefusal, ops)
+		}
+		mux.Handle("GET "+path, h)
+	}
+	return mux
 }
+
+// metricsRefusal answers a scrape of /metrics at another Host than the
+// callback URL's.
+const metricsRefusal = "wrong address: this listener answers /metrics only at its callback URL's host; scrape FORCEBIND_ADMIN_LISTEN to use another"
 
 // reloadOnHUP reloads the TLS certificate on each signal from hup until ctx
 // ends. A failed reload keeps the certificate in use.

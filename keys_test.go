@@ -28,6 +28,13 @@ type halfRotated struct {
 	oldID, newID   string
 }
 
+// fix is the advice every command gives for the key the half-rotated
+// store lacks: the same words in run's refusal, doctor's fix and key
+// rotate's report.
+func (h halfRotated) fix() string {
+	return store.MissingKeysFix([]string{h.oldID}, "FORCEBIND_KEY_FILE "+h.keyFile)
+}
+
 func mustHalfRotated(t *testing.T) halfRotated {
 	t.Helper()
 	ctx := context.Background()
@@ -127,7 +134,7 @@ func TestRunRefusesMissingKey(t *testing.T) {
 	if code != exitFail {
 		t.Errorf("exit %d, want %d; stderr:\n%s", code, exitFail, got)
 	}
-	for _, want := range []string{store.ErrWrongKey.Error(), h.oldID, "2 bindings", "FORCEBIND_KEY_FILE " + h.keyFile, "key rotate"} {
+	for _, want := range []string{store.ErrWrongKey.Error(), h.oldID, "2 bindings", "FORCEBIND_KEY_FILE " + h.keyFile, h.fix()} {
 		if !strings.Contains(got, want) {
 			t.Errorf("stderr does not say %q:\n%s", want, got)
 		}
@@ -150,7 +157,7 @@ func TestKeyRotateMissingKey(t *testing.T) {
 		t.Errorf("stdout does not report what moved: %q", out)
 	}
 	for _, want := range []string{"2 records of " + h.db + " did not open", "key id " + h.oldID + ", not in FORCEBIND_KEY_FILE " + h.keyFile + ": 2 bindings",
-		"do not remove any key", "-drop-unopenable"} {
+		"do not remove any key", h.fix()} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr does not say %q:\n%s", want, errOut)
 		}
@@ -233,6 +240,10 @@ func TestDoctorMissingKey(t *testing.T) {
 		if !strings.Contains(st.Fix, want) {
 			t.Errorf("store fix does not say %q: %q", want, st.Fix)
 		}
+	}
+	// The advice is the one run and key rotate give, said once.
+	if st.Fix != h.fix() || strings.Contains(st.Detail, h.fix()) {
+		t.Errorf("store check: detail %q, fix %q; want the fix %q, and only as the fix", st.Detail, st.Fix, h.fix())
 	}
 	h.noKeys(t, out)
 

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -203,20 +202,24 @@ func rotateKeys(ctx context.Context, cfg Config, drop bool, stdout io.Writer) er
 	}
 	if len(left) > 0 {
 		return fmt.Errorf("key rotate: %d %s of %s did not open and were left as they were:\n%s%s",
-			count(left), plural(count(left), "record", "records"), cfg.DB, describeRecords(left, ring), rotateAdvice(left, cfg))
+			count(left), plural(count(left), "record", "records"), cfg.DB, describeRecords(left, ring), rotateAdvice(left, ring))
 	}
 	fmt.Fprintln(stdout, "keys after the first may now be removed")
 	return nil
 }
 
 // rotateAdvice says what to do about records Rotate left.
-func rotateAdvice(left []store.KeyRecords, cfg Config) string {
-	drop := "'forcebind key rotate -drop-unopenable' deletes them (those people connect again)"
-	if !slices.ContainsFunc(left, func(r store.KeyRecords) bool { return r.KeyID != "" && !r.InRing }) {
-		return "the damaged records can never be opened; " + drop
+func rotateAdvice(left []store.KeyRecords, ring *store.Keyring) string {
+	var missing []string
+	for _, r := range left {
+		if r.KeyID != "" && !r.InRing {
+			missing = append(missing, r.KeyID)
+		}
 	}
-	return fmt.Sprintf("do not remove any key yet: put each missing key back in %s below the primary and run 'forcebind key rotate' again; "+
-		"if a key is lost for good, %s", keySetting(cfg), drop)
+	if len(missing) == 0 {
+		return "the damaged records can never be opened; 'forcebind key rotate -drop-unopenable' deletes them (those people connect again)"
+	}
+	return "do not remove any key yet: " + store.MissingKeysFix(missing, ring.Name())
 }
 
 // describeRecords lists records per key id, one indented line each.
@@ -227,7 +230,7 @@ func describeRecords(rs []store.KeyRecords, ring *store.Keyring) string {
 		case r.KeyID == "":
 			fmt.Fprintf(&b, "  too damaged to name a key: %s\n", r)
 		case !r.InRing:
-			fmt.Fprintf(&b, "  key id %s, not in %s: %s\n", r.KeyID, keyringName(ring), r)
+			fmt.Fprintf(&b, "  key id %s, not in %s: %s\n", r.KeyID, ring.Name(), r)
 		default:
 			fmt.Fprintf(&b, "  key id %s, in the ring, but altered or damaged: %s\n", r.KeyID, r)
 		}
@@ -242,22 +245,6 @@ func count(rs []store.KeyRecords) int {
 		n += r.Bindings + r.Pending
 	}
 	return n
-}
-
-// keyringName names where the keys came from, for messages.
-func keyringName(ring *store.Keyring) string {
-	if s := ring.Source(); s != "" {
-		return s
-	}
-	return "the keyring"
-}
-
-// keySetting names the key setting in use, with the file's path.
-func keySetting(cfg Config) string {
-	if cfg.KeyFile != "" {
-		return "FORCEBIND_KEY_FILE " + cfg.KeyFile
-	}
-	return "FORCEBIND_KEY"
 }
 
 // runCompact is `forcebind compact`: rewrite the store offline with only its

@@ -102,7 +102,7 @@ func newMetrics(reg registry, bindings func() (int, error)) *metrics {
 		}, []string{"operation", "outcome"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "forcebind_token_refreshes_total",
-			Help: "Salesforce access token refreshes, by outcome (ok, relink, moved, restricted, timeout, transient, rejected, client_rejected, error).",
+			Help: "Salesforce access token refreshes, by outcome (ok, relink, moved, org_not_allowed, restricted, timeout, transient, rejected, client_rejected, error).",
 		}, []string{"outcome"}),
 		linksEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "forcebind_links_ended_total",

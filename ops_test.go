@@ -105,8 +105,14 @@ func TestReadyzFollowsTheSocket(t *testing.T) {
 func TestOpsHostCheck(t *testing.T) {
 	h, _ := mustHarness(t, nil)
 	admin, _ := mustHarnessWith(t, func(d *daemon) { d.cfg.AdminListen = "127.0.0.1:0" })
+	// The device flow serves no callback, but FORCEBIND_CALLBACK_URL still
+	// names the one listener, and /metrics answers only there.
+	device, _ := mustHarnessWith(t, func(d *daemon) {
+		d.cfg.ConnectFlow, d.cfg.CallbackURL = auth.FlowDevice, "https://forcebind.internal:8787/oauth/callback"
+	})
 	waitStatus(t, h.ops+"/readyz", http.StatusOK)
 	waitStatus(t, admin.ops+"/readyz", http.StatusOK)
+	waitStatus(t, device.ops+"/readyz", http.StatusOK)
 	callbackHost := strings.TrimPrefix(h.callback, "http://")
 	tests := []struct {
 		name, base, path, host string
@@ -120,6 +126,10 @@ func TestOpsHostCheck(t *testing.T) {
 		{"callback by address", h.callback, "/oauth/callback?state=x&code=y", "10.1.2.3:8787", http.StatusMisdirectedRequest},
 		{"admin metrics by address", admin.ops, "/metrics", "10.1.2.3:9090", http.StatusOK},
 		{"admin metrics by any name", admin.ops, "/metrics", "attacker.example:9090", http.StatusOK},
+		{"device flow, readyz by address", device.ops, "/readyz", "10.1.2.3:8787", http.StatusOK},
+		{"device flow, metrics by a rebound name", device.ops, "/metrics", "attacker.example:8787", http.StatusMisdirectedRequest},
+		{"device flow, metrics by address", device.ops, "/metrics", "10.1.2.3:8787", http.StatusMisdirectedRequest},
+		{"device flow, metrics at the callback URL's host", device.ops, "/metrics", "forcebind.internal:8787", http.StatusOK},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,21 +154,6 @@ func TestOpsHostCheck(t *testing.T) {
 				t.Errorf("/metrics served no metrics:\n%s", body)
 			}
 		})
-	}
-}
-
-func TestHostPort(t *testing.T) {
-	tests := []struct{ scheme, host, want string }{
-		{"http", "localhost", "localhost:80"},
-		{"https", "forcebind.example.com", "forcebind.example.com:443"},
-		{"https", "forcebind.example.com:443", "forcebind.example.com:443"},
-		{"http", "127.0.0.1:8787", "127.0.0.1:8787"},
-		{"https", "[::1]", "[::1]:443"},
-	}
-	for _, tt := range tests {
-		if got := hostPort(tt.scheme, tt.host); got != tt.want {
-			t.Errorf("hostPort(%q, %q) = %q, want %q", tt.scheme, tt.host, got, tt.want)
-		}
 	}
 }
 

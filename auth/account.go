@@ -31,6 +31,9 @@ type (
 	// RelinkReason is account.RelinkReason: why a binding ended and its
 	// owner was sent a fresh link.
 	RelinkReason = account.RelinkReason
+	// RelinkError is account.RelinkError: a binding that ended, with the
+	// fresh link made for its owner.
+	RelinkError = account.RelinkError
 )
 
 // The values of NotRevoked, Failure and RelinkReason; see package account.
@@ -47,8 +50,9 @@ const (
 	FailureInterrupted   = account.FailureInterrupted
 	FailureOrgNotAllowed = account.FailureOrgNotAllowed
 
-	RelinkGrantEnded = account.RelinkGrantEnded
-	RelinkLoginMoved = account.RelinkLoginMoved
+	RelinkGrantEnded    = account.RelinkGrantEnded
+	RelinkLoginMoved    = account.RelinkLoginMoved
+	RelinkOrgNotAllowed = account.RelinkOrgNotAllowed
 )
 
 // Errors of the token source, Account, Client and Unlink: package
@@ -57,9 +61,11 @@ const (
 var (
 	ErrRelinkRequired  = account.ErrRelinkRequired
 	ErrLoginMoved      = account.ErrLoginMoved
+	ErrOrgNotAllowed   = account.ErrOrgNotAllowed
 	ErrRestricted      = account.ErrRestricted
 	ErrTimeout         = account.ErrTimeout
 	ErrRefreshRejected = account.ErrRefreshRejected
+	ErrRefreshSpent    = account.ErrRefreshSpent
 	ErrTransient       = account.ErrTransient
 	ErrClientRejected  = account.ErrClientRejected
 	ErrNotLinked       = account.ErrNotLinked

@@ -149,7 +149,7 @@ func (s *Service) signIn(ctx context.Context, q url.Values) (view, *callbackFail
 	p, err := s.cfg.Store.RedeemPending(ctx, c.state)
 	if p.Binding != nil {
 		// A confirmation token used as a state: it is spent now, so are its tokens.
-		s.revokeGrantQuietly(*p.Binding, "an unused token")
+		s.revokeQuietly(*p.Binding, p.Binding.RefreshToken, "an unused token")
 	}
 	switch {
 	case errors.Is(err, store.ErrExpired):
@@ -192,7 +192,7 @@ func (s *Service) signIn(ctx context.Context, q url.Values) (view, *callbackFail
 	defer cancelStore()
 	token, err := s.cfg.Store.CreatePending(sctx, confirmP)
 	if err != nil {
-		s.revokeGrantQuietly(b, "an unused token")
+		s.revokeQuietly(b, b.RefreshToken, "an unused token")
 		return view{}, &callbackFailure{log: log, level: zerolog.ErrorLevel, msg: "hold tokens for confirmation", err: err, ended: FailureError,
 			page: problemPage(http.StatusInternalServerError, "Something went wrong", "forcebind could not save the sign-in. Ask @forcebind for a new link.")}
 	}
@@ -382,7 +382,7 @@ func (s *Service) decide(ctx context.Context, token, decision string) (page view
 	switch {
 	case errors.Is(err, store.ErrExpired):
 		if p.Binding != nil {
-			s.revokeGrantQuietly(*p.Binding, "an unused token") // the store hands back what expired
+			s.revokeQuietly(*p.Binding, p.Binding.RefreshToken, "an unused token") // the store hands back what expired
 		}
 		return problemPage(http.StatusGone, "This confirmation has expired", "Nothing was linked. Ask @forcebind for a new link."), true
 	case errors.Is(err, store.ErrNotFound) || (err == nil && p.Binding == nil):
@@ -394,7 +394,7 @@ func (s *Service) decide(ctx context.Context, token, decision string) (page view
 	b := *p.Binding
 	log := s.log.With().Str("team", b.TeamID).Str("user", b.UserID).Logger()
 	if decision == "cancel" {
-		s.revokeGrantQuietly(b, "an unused token")
+		s.revokeQuietly(b, b.RefreshToken, "an unused token")
 		log.Info().Msg("binding cancelled by the user")
 		return problemPage(http.StatusOK, "Cancelled", "Nothing was linked, and the sign-in was revoked at Salesforce."), true
 	}
@@ -489,24 +489,31 @@ func (ds *decisions) prune(now time.Time) {
 }
 
 // bind stores b, a sign-in the person has agreed to, as their binding: the
-// last step of both flows. A binding it replaces has its grant revoked. It
-// writes the audit line, reports the link as bound and tells the person.
-// If the store fails it revokes b's grant and returns the error; the caller
-// logs it and tells the person.
+// last step of both flows. The binding it replaces, read in the same write,
+// has its grant revoked: a refresh that rotated it a moment before is the
+// grant revoked, never one left live unrecorded. It writes the audit line,
+// reports the link as bound and tells the person. If the store fails it
+// revokes b's grant and returns the error; the caller logs it and tells
+// the person.
 func (s *Service) bind(ctx context.Context, b store.Binding, flow Flow) error {
-	old, oldErr := s.cfg.Store.GetBinding(ctx, b.TeamID, b.UserID)
 	b.LinkedAt = s.now().UTC()
-	if err := s.cfg.Store.PutBinding(ctx, b); err != nil {
-		s.revokeGrantQuietly(b, "an unused token")
+	old, err := s.cfg.Store.ReplaceBinding(ctx, b)
+	if err != nil {
+		s.revokeQuietly(b, b.RefreshToken, "an unused token")
 		return fmt.Errorf("store binding: %w", err)
 	}
-	if oldErr == nil {
-		s.audit("binding relinked", b)
-		if old.RefreshToken != b.RefreshToken {
-			s.revokeGrantQuietly(old, "a replaced grant") // no longer used by anyone
-		}
-	} else {
+	switch {
+	case !old.Found:
 		s.audit("binding created", b)
+	case old.Err != nil:
+		s.log.Warn().Err(old.Err).Str("team", b.TeamID).Str("user", b.UserID).
+			Msg("the binding replaced could not be opened, so its grant could not be revoked")
+		s.audit("binding relinked", b)
+	default:
+		s.audit("binding relinked", b)
+		if old.Binding.RefreshToken != b.RefreshToken {
+			s.revokeQuietly(old.Binding, old.Binding.RefreshToken, "a replaced grant") // no longer used by anyone
+		}
 	}
 	s.observeLink(flow, "bound")
 	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
@@ -526,7 +533,7 @@ func (s *Service) admit(ctx context.Context, b store.Binding, id salesforce.Iden
 	if why == 0 {
 		return 0
 	}
-	s.revokeGrantQuietly(b, "an unused token")
+	s.revokeQuietly(b, b.RefreshToken, "an unused token")
 	s.linkFailed(who, flow, why)
 	return why
 }
@@ -615,27 +622,32 @@ func (s *Service) exchange(ctx context.Context, code string, p store.Pending) (s
 // tokens at org, so nothing usable is left behind.
 func (s *Service) grantBinding(ctx context.Context, org Org, tok *oauth2.Token, teamID, userID string) (store.Binding, salesforce.Identity, error) {
 	var none salesforce.Identity
+	// What the tokens are until they are bound: the person's, at org. The
+	// refresh token revokes the whole grant; without one, the access token
+	// is all there is.
+	unkept := store.Binding{TeamID: teamID, UserID: userID, LoginURL: org.LoginURL.String()}
+	unused := cmp.Or(tok.RefreshToken, tok.AccessToken)
 	g, err := checkGrant(org, tok)
 	if err != nil {
-		s.revokeQuietly(org, tok.RefreshToken)
+		s.revokeQuietly(unkept, unused, "an unused token")
 		return store.Binding{}, none, err
 	}
 	if tok.RefreshToken == "" {
-		s.revokeQuietly(org, tok.AccessToken)
+		s.revokeQuietly(unkept, unused, "an unused token")
 		return store.Binding{}, none, errors.New("token response has no refresh_token: the connected app must allow the refresh_token scope")
 	}
 	sf, err := salesforce.New(salesforce.Config{InstanceURL: g.instanceURL, APIVersion: s.cfg.APIVersion, HTTPClient: s.http, Tokens: salesforce.StaticToken(tok.AccessToken), Observer: s.cfg.APIObserver})
 	if err != nil {
-		s.revokeQuietly(org, tok.RefreshToken)
+		s.revokeQuietly(unkept, unused, "an unused token")
 		return store.Binding{}, none, err
 	}
 	id, err := sf.Identity(ctx, g.idURL)
 	if err != nil {
-		s.revokeQuietly(org, tok.RefreshToken)
+		s.revokeQuietly(unkept, unused, "an unused token")
 		return store.Binding{}, none, fmt.Errorf("identity: %w", err)
 	}
 	if id.OrgID != g.orgID || id.UserID != g.userID {
-		s.revokeQuietly(org, tok.RefreshToken)
+		s.revokeQuietly(unkept, unused, "an unused token")
 		return store.Binding{}, none, errors.New("identity does not match the token response")
 	}
 	return store.Binding{
@@ -651,18 +663,6 @@ func (s *Service) grantBinding(ctx context.Context, org Org, tok *oauth2.Token, 
 		IssuedAt:         g.issuedAt,
 		Scopes:           g.scopes,
 	}, id, nil
-}
-
-// revokeQuietly revokes a token org has just issued that forcebind will
-// not keep, on its own deadline (the request that led here may be gone),
-// logging a failure.
-func (s *Service) revokeQuietly(org Org, token string) {
-	if token == "" {
-		return
-	}
-	if err := s.revokeAt(context.Background(), org, token); err != nil {
-		s.log.Warn().Err(err).Msg("revoke of an unused token failed")
-	}
 }
 
 // confirmWindow is the least time the confirmation page stays valid.

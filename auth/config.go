@@ -43,7 +43,10 @@ type Config struct {
 	// AllowedOrgIDs are the Salesforce orgs people may bind
 	// (FORCEBIND_ALLOWED_ORG_IDS), as 15- or 18-character org ids; empty
 	// means any. A sign-in to another org is refused in both flows before
-	// anything is stored, its grant is revoked, and the person is told.
+	// anything is stored, its grant is revoked, and the person is told. A
+	// binding to another org made before the list said so is ended the
+	// first time it is used: its grant revoked, the binding removed, and a
+	// fresh link sent (RelinkOrgNotAllowed).
 	AllowedOrgIDs []string
 	// AllowCustomLoginHost accepts a LoginURL whose host is neither a
 	// Salesforce domain nor loopback (FORCEBIND_ALLOW_CUSTOM_LOGIN_HOST).
@@ -74,9 +77,11 @@ type Config struct {
 type Observer interface {
 	// Refreshed reports one token refresh by outcome: "ok", "relink" (the
 	// grant ended), "moved" (the binding was made at a login host no
-	// longer configured; nothing was sent), "restricted" (login IP ranges
-	// or login hours), "timeout", "transient", "rejected" (the answer
-	// failed forcebind's checks), "client_rejected" or "error".
+	// longer configured, and nothing was sent; or the configured one of
+	// the same kind does not know its grant), "org_not_allowed" (its org
+	// is not in AllowedOrgIDs), "restricted" (login IP ranges or login
+	// hours), "timeout", "transient", "rejected" (the answer failed
+	// forcebind's checks), "client_rejected" or "error".
 	Refreshed(outcome string)
 	// LinkEnded reports one binding link that ended, by outcome: "bound",
 	// or a Failure's String.

@@ -20,7 +20,7 @@ import (
 // confirmation (a pending link that holds a sign-in) says so on redeemed
 // and then waits for release before it returns: the moment the
 // confirmation is spent and nothing else is done yet. failPut makes
-// PutBinding fail.
+// storing the binding (ReplaceBinding) fail.
 type pausingStore struct {
 	*bolt.DB
 	redeemed chan struct{}
@@ -46,11 +46,11 @@ func (s *pausingStore) RedeemPending(ctx context.Context, state string) (store.P
 	return p, err
 }
 
-func (s *pausingStore) PutBinding(ctx context.Context, b store.Binding) error {
+func (s *pausingStore) ReplaceBinding(ctx context.Context, b store.Binding) (store.Replaced, error) {
 	if s.failPut {
-		return errors.New("disk full")
+		return store.Replaced{}, errors.New("disk full")
 	}
-	return s.DB.PutBinding(ctx, b)
+	return s.DB.ReplaceBinding(ctx, b)
 }
 
 // mustRedeemed waits until a confirmation has been redeemed.

@@ -60,10 +60,12 @@
 // token source refreshes on demand, once per user at a time, committing the
 // new tokens (and the instance the answer names, which moves with the org)
 // to the store before they are used. A grant Salesforce ended is answered
-// with a fresh link of the configured flow; an invalid_grant for the user's
-// login IP ranges or login hours is not an ended grant, and keeps the
-// binding (ErrRestricted). Tokens a refresh obtained that nothing stores
-// are revoked.
+// with a fresh link of the configured flow, made and sent on a deadline of
+// its own once the binding is deleted; the *RelinkError returned carries
+// the link, so the person's answer can when the message could not. An
+// invalid_grant for the user's login IP ranges or login hours is not an
+// ended grant, and keeps the binding (ErrRestricted). Tokens a refresh
+// obtained that nothing stores are revoked.
 //
 // Each Salesforce people sign in to is an Org: a login URL, from which
 // every endpoint derives, and the connected app's credentials there. A
@@ -71,13 +73,19 @@
 // one a binding's grant belongs to by the login host the binding recorded,
 // or its instance; that Org alone refreshes and revokes the grant, with its
 // own credentials, and its answers are checked against its own login host.
-// A binding of no configured Org (the configuration moved to another
-// Salesforce) is removed with its token sent nowhere, and its owner gets a
-// fresh link (see Service.Account). Unlink revokes and deletes
-// only the grant it revoked; Sweep revokes the tokens of unconfirmed links
-// before it forgets them, retrying later when Salesforce cannot be reached.
-// A binding whose record cannot be opened (ErrUnreadable) is replaced by the
-// next confirmed link and removed by Unlink. Close stops the device
+// Failing both, a binding made at a production login host is tried at a
+// configured production one, and a sandbox's at a sandbox's (the org's My
+// Domain and login.salesforce.com, a My Domain renamed): a refresh there
+// records that host; invalid_grant there means another Salesforce. A
+// binding of no configured Org (the configuration moved to another
+// Salesforce) is removed with its token sent nowhere, one of an org
+// Config.AllowedOrgIDs no longer lists is revoked and removed, and either
+// owner gets a fresh link (see Service.Account). Unlink revokes and
+// deletes only the grant it revoked; Sweep revokes the tokens of
+// unconfirmed links before it forgets them, within a time budget, retrying
+// later when Salesforce cannot be reached. A binding whose record cannot be
+// opened (ErrUnreadable) is replaced by the next confirmed link and removed
+// by Unlink, while it still cannot be opened. Close stops the device
 // pollers, telling each waiting person, and waits for them and for
 // refreshes in flight.
 //

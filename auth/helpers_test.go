@@ -39,8 +39,12 @@ type notes struct {
 	mu      sync.Mutex
 	linked  []Account
 	relinks []Link
-	// relinkWhy holds the reason of each Relink call, in order.
-	relinkWhy []RelinkReason
+	// relinkWhy holds the reason of each Relink call, in order, and
+	// relinkCtxs what each one's context looked like.
+	relinkWhy  []RelinkReason
+	relinkCtxs []ctxSeen
+	// relinkErr, if set, is what Relink answers.
+	relinkErr error
 	// nameLookups counts DisplayName calls.
 	nameLookups int
 	// email is what Email answers; emailErr, if set, is its error.
@@ -157,12 +161,28 @@ func (n *notes) lastRelink() (Link, bool) {
 	return n.relinks[len(n.relinks)-1], true
 }
 
-func (n *notes) Relink(_ context.Context, _ Requester, l Link, why RelinkReason) error {
+func (n *notes) Relink(ctx context.Context, _ Requester, l Link, why RelinkReason) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.relinks = append(n.relinks, l)
 	n.relinkWhy = append(n.relinkWhy, why)
-	return nil
+	n.relinkCtxs = append(n.relinkCtxs, seeCtx(ctx))
+	return n.relinkErr
+}
+
+// relinkContexts describes the context of each Relink call so far.
+func (n *notes) relinkContexts() []ctxSeen {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]ctxSeen(nil), n.relinkCtxs...)
+}
+
+// failRelinks makes every Relink call fail with err (nil: succeed), as a
+// DM Slack would not take.
+func (n *notes) failRelinks(err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.relinkErr = err
 }
 
 // relinkReasons returns the reason of every Relink call so far.
@@ -330,8 +350,9 @@ func mustEnv(tb testing.TB, o envOptions) *env {
 }
 
 // restart replaces the Service, as a restart of forcebind does: the old
-// one is closed, edit changes the configuration (nil keeps it), and the
-// new one serves the callback listener. The store stays open.
+// one is closed, edit changes the configuration (nil keeps it; the Store
+// is the open store unless edit wraps it), and the new one serves the
+// callback listener. The store stays open.
 func (e *env) restart(tb testing.TB, edit func(*Config)) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
@@ -339,10 +360,10 @@ func (e *env) restart(tb testing.TB, edit func(*Config)) {
 	if err := e.svc.Close(ctx); err != nil {
 		tb.Fatalf("close service: %v", err)
 	}
+	e.cfg.Store = e.db
 	if edit != nil {
 		edit(&e.cfg)
 	}
-	e.cfg.Store = e.db
 	svc, err := New(e.cfg)
 	if err != nil {
 		tb.Fatal(err)

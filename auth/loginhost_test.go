@@ -133,3 +133,129 @@ func TestLoginMovedToTheOrgsOwnMyDomain(t *testing.T) {
 		t.Errorf("%d links sent, want none", n)
 	}
 }
+
+// moveBinding records jane's binding as made at login (and, if set, at
+// instance), as if it had been bound there, and makes the fake org's
+// refresh answers name instance and identity URLs on answerHost, as a
+// Salesforce answering there would.
+func (e *env) moveBinding(tb testing.TB, b store.Binding, login, instance, answerHost string) {
+	tb.Helper()
+	b.LoginURL = login
+	if instance != "" {
+		b.InstanceURL = instance
+	}
+	if err := e.db.PutBinding(tb.Context(), b); err != nil {
+		tb.Fatal(err)
+	}
+	id := mustURL(tb, e.sf.IdentityURL(janeSF))
+	e.sf.RewriteGrants(func(grantType string, g *sftest.Grant) {
+		if grantType == "refresh_token" {
+			g.InstanceURL = "https://" + answerHost
+			g.ID = "https://" + answerHost + id.Path
+		}
+	})
+}
+
+// Moving SALESFORCE_LOGIN_URL within one org keeps everyone linked: from
+// the org's My Domain to login.salesforce.com, or to the My Domain it was
+// renamed to (the old name then only redirects, so the binding's own host
+// can tell nothing). Both hosts are production ones, so the grant is tried
+// at the configured host; it works there, and that host is recorded with
+// the new tokens. Nothing goes to the old host.
+func TestLoginMovedWithinTheOrg(t *testing.T) {
+	tests := []struct {
+		name                  string
+		bound, configured     string // login hosts
+		instance, newInstance string
+	}{
+		{"from its My Domain to login.salesforce.com", "acme.my.salesforce.com", "login.salesforce.com", "acme.my.salesforce.com", "acme.my.salesforce.com"},
+		{"a My Domain renamed", "acme-old.my.salesforce.com", "acme.my.salesforce.com", "acme-old.my.salesforce.com", "acme.my.salesforce.com"},
+		{"from login.salesforce.com to another My Domain of its kind", "login.salesforce.com", "acme.my.salesforce.com", "na99.salesforce.com", "acme.my.salesforce.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mustEnv(t, envOptions{routeHosts: []string{tt.bound, tt.configured, tt.instance, tt.newInstance}})
+			b := e.mustBind(t, jane, janeSF)
+			e.moveBinding(t, b, "https://"+tt.bound, "https://"+tt.instance, tt.newInstance)
+			e.restart(t, func(c *Config) { c.LoginURL = "https://" + tt.configured })
+
+			a, err := e.svc.Account(t.Context(), jane)
+			if err != nil {
+				t.Fatalf("Account after the move = %v; want the binding kept\nlogs:\n%s", err, e.logs)
+			}
+			stored, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refreshes, _ := e.obs.got()
+			got := []any{stored.LoginURL, stored.InstanceURL, a.LoginURL, e.notes.relinkReasons(), e.sf.HostCalls(tt.configured), refreshes}
+			want := []any{"https://" + tt.configured, "https://" + tt.newInstance, "https://" + tt.configured, []RelinkReason(nil), 1, []string{"ok"}}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("[stored login host, stored instance, account's login host, links sent, calls at the configured host, refreshes] mismatch (-want +got):\n%s", diff)
+			}
+			if tt.bound != tt.newInstance && tt.bound != tt.configured {
+				if n := e.sf.HostCalls(tt.bound); n != 0 {
+					t.Errorf("%d requests to the old login host, want none", n)
+				}
+			}
+			// Used as usual from now on: no second refresh before one is due.
+			if err := e.searchAs(t, jane); err != nil {
+				t.Fatalf("search after the move: %v", err)
+			}
+			if refreshes, _ := e.obs.got(); len(refreshes) != 1 {
+				t.Errorf("refreshes %v after a search, want still the one", refreshes)
+			}
+			e.assertNoTokens(t, "logs", e.logs.String())
+		})
+	}
+}
+
+// A binding tried at the configured login host of its kind whose grant is
+// not known there was made at another Salesforce: it is removed, and its
+// owner told that forcebind moved, not that the grant ended.
+func TestLoginMovedToAnotherOrgOfTheSameKind(t *testing.T) {
+	e := mustEnv(t, envOptions{routeHosts: []string{"acme.my.salesforce.com"}})
+	b := e.mustBind(t, jane, janeSF)
+	e.moveBinding(t, b, "https://acme.my.salesforce.com", "https://acme.my.salesforce.com", "acme.my.salesforce.com")
+	globex := mustOtherOrg(t)
+	e.hc.Transport = globex.Route(e.hc.Transport, "globex.my.salesforce.com")
+	e.restart(t, func(c *Config) { c.LoginURL = "https://globex.my.salesforce.com" })
+
+	_, err := e.svc.Account(t.Context(), jane)
+	if !errors.Is(err, ErrLoginMoved) {
+		t.Fatalf("Account = %v, want ErrLoginMoved", err)
+	}
+	refreshes, _ := e.obs.got()
+	got := []any{globex.Calls(sftest.EndpointToken), e.notes.relinkReasons(), refreshes}
+	want := []any{1, []RelinkReason{RelinkLoginMoved}, []string{"moved"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("[token calls at the new org, links sent, refresh outcomes] mismatch (-want +got):\n%s", diff)
+	}
+	if _, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("binding kept: %v", err)
+	}
+}
+
+// A move between production and a sandbox is another Salesforce, whatever
+// the hosts: nothing is sent to the configured one.
+func TestLoginMovedBetweenProductionAndSandbox(t *testing.T) {
+	tests := []struct{ bound, configured string }{
+		{"acme.my.salesforce.com", "test.salesforce.com"},
+		{"acme--uat.sandbox.my.salesforce.com", "login.salesforce.com"},
+		{"test.salesforce.com", "acme.my.salesforce.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.bound+" to "+tt.configured, func(t *testing.T) {
+			e := mustEnv(t, envOptions{routeHosts: []string{tt.bound, tt.configured}})
+			b := e.mustBind(t, jane, janeSF)
+			e.moveBinding(t, b, "https://"+tt.bound, "https://"+tt.bound, tt.configured)
+			e.restart(t, func(c *Config) { c.LoginURL = "https://" + tt.configured })
+			if _, err := e.svc.Account(t.Context(), jane); !errors.Is(err, ErrLoginMoved) {
+				t.Fatalf("Account = %v, want ErrLoginMoved", err)
+			}
+			if n := e.sf.HostCalls(tt.configured) + e.sf.HostCalls(tt.bound); n != 0 {
+				t.Errorf("%d requests sent to either host, want none", n)
+			}
+		})
+	}
+}

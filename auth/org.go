@@ -76,35 +76,94 @@ type orgSet struct {
 // signIn is the Org new links are made for: the first configured.
 func (set orgSet) signIn() Org { return set.list[0] }
 
+// fit is how sure orgSet.of is that an Org is a binding's.
+type fit int
+
+const (
+	// fitNone: no configured Org is the binding's Salesforce; its tokens
+	// are sent nowhere.
+	fitNone fit = iota
+	// fitOwn: the Org's login URL is the binding's own login host, or its
+	// own instance (the org's My Domain).
+	fitOwn
+	// fitSameKind: neither, but the binding's login host and the Org's
+	// are Salesforce login hosts of one kind, both production or both
+	// sandbox (see loginKind), where the same org may well sign in: the
+	// administrator moved from the org's My Domain to
+	// login.salesforce.com, or to the My Domain it was renamed to (whose
+	// old name then only redirects, and no refresh there can report the
+	// new one). The grant is tried there: a refresh answer for another
+	// org or user is rejected, and invalid_grant means forcebind moved.
+	fitSameKind
+)
+
 // of returns the Org b's grant belongs to, where it is refreshed and
-// revoked, and false when no configured Org is b's Salesforce: then b's
-// tokens are sent nowhere. An Org is b's while its login URL is b's own
-// login host (recorded at bind time), or, failing that, b's own instance:
-// the org's My Domain that Salesforce named in its last token answer (the
-// administrator moved from login.salesforce.com to the org's My Domain, or
-// updated it after a My Domain rename that a refresh had already reported).
-// Anything else (a sandbox binding after a move to production, another
-// org's My Domain) is another Salesforce. A binding without a recorded
-// login host (none is written so) counts as the sign-in Org's.
-func (set orgSet) of(b store.Binding) (Org, bool) {
+// revoked, and how it fits (see fit); fitNone, with no Org, when none is
+// b's Salesforce: then b's tokens are sent nowhere. An Org is b's own while
+// its login URL is b's own login host (recorded at bind time), or, failing
+// that, b's own instance: the org's My Domain that Salesforce named in its
+// last token answer. Failing both, the first Org whose login host is of
+// b's login host's kind is tried. Anything else (a sandbox binding after a
+// move to production, a host whose kind cannot be told) is another
+// Salesforce. A binding without a recorded login host (none is written
+// so) counts as the sign-in Org's own.
+func (set orgSet) of(b store.Binding) (Org, fit) {
 	if b.LoginURL == "" {
-		return set.signIn(), true
+		return set.signIn(), fitOwn
 	}
-	if own, err := url.Parse(b.LoginURL); err == nil && own.Host != "" {
+	own, err := url.Parse(b.LoginURL)
+	if err == nil && own.Host != "" {
 		for _, o := range set.list {
 			if sameOrigin(own, o.LoginURL) {
-				return o, true
+				return o, fitOwn
 			}
 		}
 	}
 	if inst, err := url.Parse(b.InstanceURL); err == nil && inst.Host != "" {
 		for _, o := range set.list {
 			if sameOrigin(inst, o.LoginURL) {
-				return o, true
+				return o, fitOwn
 			}
 		}
 	}
-	return Org{}, false
+	if err == nil {
+		if kind := loginKind(own); kind != "" {
+			for _, o := range set.list {
+				if loginKind(o.LoginURL) == kind {
+					return o, fitSameKind
+				}
+			}
+		}
+	}
+	return Org{}, fitNone
+}
+
+// loginKind says which Salesforce a login host signs people in to:
+// "production" for login.salesforce.com and a production My Domain
+// (name.my.salesforce.com), "sandbox" for test.salesforce.com and a
+// sandbox's My Domain (name--sandbox.sandbox.my.salesforce.com). It is ""
+// for every other host, whose kind is not told by its name (scratch,
+// Developer Edition and legacy instance-named My Domains, other
+// Salesforce domains, a loopback fake): a binding made at one is never
+// tried at another host.
+func loginKind(u *url.URL) string {
+	if !isSalesforceHost(u) || (u.Port() != "" && u.Port() != "443") {
+		return ""
+	}
+	host := strings.ToLower(u.Hostname())
+	switch {
+	case host == "login.salesforce.com":
+		return "production"
+	case host == "test.salesforce.com":
+		return "sandbox"
+	}
+	if name, ok := strings.CutSuffix(host, ".sandbox.my.salesforce.com"); ok && name != "" && !strings.Contains(name, ".") {
+		return "sandbox"
+	}
+	if name, ok := strings.CutSuffix(host, ".my.salesforce.com"); ok && name != "" && !strings.Contains(name, ".") {
+		return "production"
+	}
+	return ""
 }
 
 // hosts names the configured login hosts, for a log line.

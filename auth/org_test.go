@@ -44,9 +44,10 @@ func TestOrgEndpoints(t *testing.T) {
 }
 
 // A binding's grant belongs to the org its login host names (or its own
-// instance does), whichever of the configured orgs that is; one of none
-// of them belongs nowhere, and one with no login host recorded to the
-// org links are made for.
+// instance does), whichever of the configured orgs that is; failing both,
+// it is tried at the first org whose login host is of its login host's
+// kind, production or sandbox; one of no such org belongs nowhere, and one
+// with no login host recorded to the org links are made for.
 func TestOrgOfABinding(t *testing.T) {
 	u := func(raw string) *url.URL {
 		v, err := url.Parse(raw)
@@ -58,25 +59,39 @@ func TestOrgOfABinding(t *testing.T) {
 	prod := Org{LoginURL: u("https://login.salesforce.com"), ClientID: "prod"}
 	sandbox := Org{LoginURL: u("https://test.salesforce.com"), ClientID: "sandbox"}
 	acme := Org{LoginURL: u("https://acme.my.salesforce.com"), ClientID: "acme"}
-	set := orgSet{list: []Org{prod, sandbox, acme}}
+	all := orgSet{list: []Org{prod, sandbox, acme}}
+	prodOnly := orgSet{list: []Org{prod}}
+	acmeOnly := orgSet{list: []Org{acme}}
 	tests := []struct {
-		name  string
-		b     store.Binding
-		want  string // the Org's ClientID; "" for none
-		found bool
+		name string
+		set  orgSet
+		b    store.Binding
+		want string // the Org's ClientID; "" for none
+		fit  fit
 	}{
-		{"its login host", store.Binding{LoginURL: "https://test.salesforce.com", InstanceURL: "https://acme--dev.sandbox.my.salesforce.com"}, "sandbox", true},
-		{"its login host, port spelled out", store.Binding{LoginURL: "https://login.salesforce.com:443"}, "prod", true},
-		{"its instance is a configured My Domain", store.Binding{LoginURL: "https://login.example", InstanceURL: "https://acme.my.salesforce.com"}, "acme", true},
-		{"no login host recorded", store.Binding{InstanceURL: "https://other.my.salesforce.com"}, "prod", true},
-		{"none of them", store.Binding{LoginURL: "https://globex.my.salesforce.com", InstanceURL: "https://globex.my.salesforce.com"}, "", false},
-		{"not a URL", store.Binding{LoginURL: "%%", InstanceURL: "%%"}, "", false},
+		{"its login host", all, store.Binding{LoginURL: "https://test.salesforce.com", InstanceURL: "https://acme--dev.sandbox.my.salesforce.com"}, "sandbox", fitOwn},
+		{"its login host, port spelled out", all, store.Binding{LoginURL: "https://login.salesforce.com:443"}, "prod", fitOwn},
+		{"its instance is a configured My Domain", all, store.Binding{LoginURL: "https://login.example", InstanceURL: "https://acme.my.salesforce.com"}, "acme", fitOwn},
+		{"no login host recorded", all, store.Binding{InstanceURL: "https://other.my.salesforce.com"}, "prod", fitOwn},
+		{"a production My Domain, tried at login.salesforce.com", prodOnly,
+			store.Binding{LoginURL: "https://globex.my.salesforce.com", InstanceURL: "https://globex.my.salesforce.com"}, "prod", fitSameKind},
+		{"a My Domain renamed, tried at the new name", acmeOnly,
+			store.Binding{LoginURL: "https://acme-old.my.salesforce.com", InstanceURL: "https://acme-old.my.salesforce.com"}, "acme", fitSameKind},
+		{"login.salesforce.com, tried at a My Domain", acmeOnly, store.Binding{LoginURL: "https://login.salesforce.com", InstanceURL: "https://na1.salesforce.com"}, "acme", fitSameKind},
+		{"a sandbox's My Domain, tried at test.salesforce.com", all,
+			store.Binding{LoginURL: "https://globex--uat.sandbox.my.salesforce.com", InstanceURL: "https://globex--uat.sandbox.my.salesforce.com"}, "sandbox", fitSameKind},
+		{"a sandbox, production configured", prodOnly, store.Binding{LoginURL: "https://test.salesforce.com", InstanceURL: "https://globex--uat.sandbox.my.salesforce.com"}, "", fitNone},
+		{"production, a sandbox configured", orgSet{list: []Org{sandbox}}, store.Binding{LoginURL: "https://login.salesforce.com"}, "", fitNone},
+		{"a host whose kind is not told", prodOnly, store.Binding{LoginURL: "https://globex.develop.my.salesforce.com"}, "", fitNone},
+		{"not a Salesforce host", prodOnly, store.Binding{LoginURL: "https://login.example", InstanceURL: "https://login.example"}, "", fitNone},
+		{"plain http", prodOnly, store.Binding{LoginURL: "http://globex.my.salesforce.com"}, "", fitNone},
+		{"not a URL", all, store.Binding{LoginURL: "%%", InstanceURL: "%%"}, "", fitNone},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			org, ok := set.of(tt.b)
-			if org.ClientID != tt.want || ok != tt.found {
-				t.Errorf("of = %q, %v; want %q, %v", org.ClientID, ok, tt.want, tt.found)
+			org, f := tt.set.of(tt.b)
+			if org.ClientID != tt.want || f != tt.fit {
+				t.Errorf("of = %q, fit %d; want %q, fit %d", org.ClientID, f, tt.want, tt.fit)
 			}
 		})
 	}

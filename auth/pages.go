@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -10,12 +11,63 @@ import (
 	"time"
 )
 
+// HostOnly serves next only to requests whose Host is callbackURL's, as
+// the callback listener's own pages are, and answers any other with 421
+// Misdirected Request and refusal, in plain text. On the callback
+// listener, which browsers reach, a page whose DNS name is rebound to the
+// listener's address could otherwise read what next serves (the daemon
+// wraps /metrics with it). Default ports compare equal, over https when
+// callbackURL is https (a TLS-terminating proxy in front) or the request
+// came over TLS. An unparsable callbackURL refuses every request. The
+// handler is safe for concurrent use.
+func HostOnly(callbackURL, refusal string, next http.Handler) http.Handler {
+	var check hostCheck // the zero value refuses everyone
+	if u, err := url.Parse(callbackURL); err == nil && u.Host != "" {
+		check = newHostCheck(u)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !check.allows(r) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusMisdirectedRequest)
+			fmt.Fprintln(w, refusal)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// hostCheck is the callback listener's Host check: the callback URL's
+// host[:port], with its default port made explicit. The zero value allows
+// no request.
+type hostCheck struct {
+	host  string // lower case host:port; "" allows nothing
+	https bool   // the callback URL is https
+}
+
+func newHostCheck(callback *url.URL) hostCheck {
+	if callback.Host == "" {
+		return hostCheck{}
+	}
+	return hostCheck{host: strings.ToLower(hostPort(callback)), https: strings.EqualFold(callback.Scheme, "https")}
+}
+
+// allows compares the request's Host with the callback URL's, with
+// default ports made explicit.
+func (c hostCheck) allows(r *http.Request) bool {
+	scheme := "http"
+	if c.https || r.TLS != nil {
+		scheme = "https" // behind a TLS-terminating proxy, or over TLS itself
+	}
+	return c.host != "" && strings.EqualFold(hostPort(&url.URL{Scheme: scheme, Host: r.Host}), c.host)
+}
+
 // pages renders the listener's HTML and applies its security headers. The
 // pages use no JavaScript and no third-party assets; the one stylesheet is
 // inline and allowed by its hash.
 type pages struct {
-	host   string // the callback URL's host[:port], the only Host served
-	origin string // scheme://host of the callback URL
+	hosts  hostCheck // the only Host served
+	origin string    // scheme://host of the callback URL
 	csp    string
 	tmpl   *template.Template
 }
@@ -58,7 +110,7 @@ type doneView struct{ SFUsername, SlackUser, SlackTeam string }
 func newPages(callback *url.URL) pages {
 	sum := sha256.Sum256([]byte(style))
 	return pages{
-		host:   strings.ToLower(hostPort(callback)),
+		hosts:  newHostCheck(callback),
 		origin: strings.ToLower(callback.Scheme + "://" + callback.Host),
 		csp: "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; " +
 			"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -75,25 +127,12 @@ func (p pages) secure(next http.Handler) http.Handler {
 		h.Set("Content-Security-Policy", p.csp)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
-		if r.URL.Path != "/healthz" && !p.hostAllowed(r) {
+		if r.URL.Path != "/healthz" && !p.hosts.allows(r) {
 			p.problem(w, http.StatusMisdirectedRequest, "Wrong address", "This server answers only at its callback address.")
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// hostAllowed compares the request's Host with the callback URL's, with
-// default ports made explicit.
-func (p pages) hostAllowed(r *http.Request) bool {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if strings.HasPrefix(p.origin, "https://") {
-		scheme = "https" // behind a TLS-terminating proxy
-	}
-	return strings.EqualFold(hostPort(&url.URL{Scheme: scheme, Host: r.Host}), p.host)
 }
 
 // sameOriginPost refuses a cross-site form post. Browsers send

@@ -162,6 +162,29 @@ func TestRefreshTimeoutAndRejectedAnswer(t *testing.T) {
 			t.Errorf("the operator was not told at error level:\n%s", e.logs)
 		}
 	})
+	t.Run("a rejected answer with a rotated refresh token", func(t *testing.T) {
+		// Salesforce retired the binding's refresh token for the one in the
+		// answer, which is revoked unused: the error says the binding can
+		// no longer be renewed, where without rotation it still can.
+		for _, rotation := range []bool{false, true} {
+			e := mustEnv(t, envOptions{sfSecret: secret, svcSecret: secret})
+			e.sf.SetRotation(rotation)
+			b := e.mustBind(t, jane, janeSF)
+			e.sf.RewriteGrants(func(grantType string, g *sftest.Grant) {
+				if grantType == "refresh_token" {
+					g.Signature = "bm90IGEgc2lnbmF0dXJl"
+				}
+			})
+			e.sf.ExpireAccessTokens()
+			_, err := e.search(t, b)
+			if !errors.Is(err, ErrRefreshRejected) || errors.Is(err, ErrRefreshSpent) != rotation {
+				t.Errorf("rotation %t: search = %v, want ErrRefreshRejected, and ErrRefreshSpent only with rotation", rotation, err)
+			}
+			if live := e.sf.LiveRefreshTokens(); live != map[bool]int{false: 1, true: 0}[rotation] {
+				t.Errorf("rotation %t: %d live refresh tokens", rotation, live)
+			}
+		}
+	})
 	t.Run("an answer for another user", func(t *testing.T) {
 		e := mustEnv(t, envOptions{})
 		b := e.mustBind(t, jane, janeSF)

@@ -19,9 +19,9 @@ import (
 // Store is what auth needs of the binding store. *bolt.DB (store/bolt) implements it.
 type Store interface {
 	GetBinding(ctx context.Context, teamID, userID string) (store.Binding, error)
-	PutBinding(ctx context.Context, b store.Binding) error
-	DeleteBinding(ctx context.Context, teamID, userID string) error
+	ReplaceBinding(ctx context.Context, b store.Binding) (store.Replaced, error)
 	DeleteBindingIf(ctx context.Context, teamID, userID, refreshToken string) error
+	DeleteBindingIfUnreadable(ctx context.Context, teamID, userID string) error
 	UpdateTokens(ctx context.Context, teamID, userID, usedRefreshToken string, t store.Tokens) (store.Binding, error)
 	CreatePending(ctx context.Context, p store.Pending) (string, error)
 	RedeemPending(ctx context.Context, state string) (store.Pending, error)
@@ -166,10 +166,14 @@ func (s *Service) Start(ctx context.Context, who Requester) (Link, error) {
 // tokens; ErrNotLinked when there is none, or an error matching
 // ErrUnreadable when it is stored but cannot be opened. Such a record traps
 // nobody: Start needs no binding, and the binding a confirmed link stores
-// replaces it. A binding made at a Salesforce no configured Org is (see
-// orgSet.of) is removed here, its token sent nowhere, and who sent a fresh
-// link, once: Account then returns ErrLoginMoved. A store that cannot be
-// used at all gives ErrStoreUnusable.
+// replaces it. A binding forcebind may no longer use is removed here, and
+// who sent a fresh link, once: one made at a Salesforce no configured Org
+// is (see orgSet.of), its token sent nowhere (Account then returns an
+// error matching ErrLoginMoved), or one of an org Config.AllowedOrgIDs no
+// longer lists, its grant revoked (ErrOrgNotAllowed); either is a
+// *RelinkError. One made at another login host of the configured kind is
+// refreshed there first (see fitSameKind). A store that cannot be used at
+// all gives ErrStoreUnusable.
 func (s *Service) Account(ctx context.Context, who Requester) (Account, error) {
 	b, err := s.current(ctx, who)
 	if err != nil {
@@ -212,24 +216,59 @@ func (s *Service) client(b store.Binding, who Requester) (*salesforce.Client, er
 	return salesforce.New(cfg)
 }
 
-// current is who's binding, as Account describes it: one whose Salesforce
-// is still configured, or ErrLoginMoved once it has been removed.
+// current is who's binding, as Account describes it: one forcebind may
+// still use, at the Org it belongs to.
 func (s *Service) current(ctx context.Context, who Requester) (store.Binding, error) {
 	b, err := s.binding(ctx, who.TeamID, who.UserID)
 	if err != nil {
 		return store.Binding{}, err
 	}
-	if _, ok := s.orgs.of(b); ok {
-		return b, nil
-	}
-	s.log.Warn().Str("team", who.TeamID).Str("user", who.UserID).Str("login_host", hostOf(b.LoginURL)).Str("configured_host", s.orgs.hosts()).
-		Msg("binding was made at a Salesforce login host SALESFORCE_LOGIN_URL no longer names; removing it without sending its token anywhere, and sending a fresh link")
-	err = s.relink(ctx, b, who, RelinkLoginMoved)
-	if errors.Is(err, ErrTransient) {
+	_, f, err := s.usable(ctx, b, who)
+	switch {
+	case errors.Is(err, ErrTransient):
 		// The person linked again meanwhile, under this configuration.
 		return s.binding(ctx, who.TeamID, who.UserID)
+	case err != nil:
+		return store.Binding{}, err
+	case f == fitSameKind:
+		// Refreshed at the configured Org before use: that records it as
+		// b's login host with the instance it names, or finds the grant is
+		// not known there. b's own host may only redirect by now (a My
+		// Domain renamed), which no API call follows.
+		if _, err := s.refresh(ctx, b.TeamID, b.UserID, b.AccessToken, who); err != nil {
+			return store.Binding{}, err
+		}
+		return s.binding(ctx, who.TeamID, who.UserID)
 	}
-	return store.Binding{}, err
+	return b, nil
+}
+
+// usable decides whether b may still be used, and returns the Org its
+// grant is refreshed and revoked at, with how it fits. A binding forcebind
+// may no longer use ends here, its owner sent a fresh link (see relink,
+// whose error it returns): one made at a Salesforce no configured Org is
+// (fitNone), its token sent nowhere, or one of an org Config.AllowedOrgIDs
+// does not list, its grant revoked at its Org first. Command lookups and
+// refreshes both ask it, so a configuration change reaches every binding
+// the first time it is used.
+func (s *Service) usable(ctx context.Context, b store.Binding, who Requester) (Org, fit, error) {
+	log := s.log.With().Str("team", b.TeamID).Str("user", b.UserID).Logger()
+	org, f := s.orgs.of(b)
+	if f == fitNone {
+		log.Warn().Str("login_host", hostOf(b.LoginURL)).Str("configured_host", s.orgs.hosts()).
+			Msg("binding was made at a Salesforce login host SALESFORCE_LOGIN_URL no longer names; removing it without sending its token anywhere, and sending a fresh link")
+		return Org{}, f, s.relink(ctx, b, who, RelinkLoginMoved)
+	}
+	if !s.orgAllowed(b.OrgID) {
+		log.Warn().Str("sf_org", b.OrgID).
+			Msg("binding is of a Salesforce org FORCEBIND_ALLOWED_ORG_IDS does not list; revoking its grant, removing it and sending a fresh link")
+		// Revoked before it is forgotten: nothing would hold it after.
+		if err := s.revokeAt(ctx, org, b.RefreshToken); err != nil {
+			log.Warn().Err(err).Msg("revoke of a grant of an org no longer allowed failed; removing the binding anyway")
+		}
+		return Org{}, f, s.relink(ctx, b, who, RelinkOrgNotAllowed)
+	}
+	return org, f, nil
 }
 
 // binding is the stored binding, without the login host check:
@@ -261,95 +300,145 @@ const maxUnlinkRounds = 3
 // whatever the revocation answered. It deletes only the grant it revoked:
 // when a refresh or a relink stored a new one meanwhile, that one is
 // revoked too, then deleted, up to maxUnlinkRounds times. A record that
-// cannot be opened is deleted unrevoked (RevokeUnreadable). It returns
-// ErrNotLinked when there was no binding.
+// cannot be opened is deleted unrevoked (RevokeUnreadable), but only while
+// it still cannot: a binding a confirmed link stored meanwhile is revoked
+// and deleted like any other. It returns ErrNotLinked when there was no
+// binding.
 func (s *Service) Unlink(ctx context.Context, who Requester) (Unlinked, error) {
 	teamID, userID := who.TeamID, who.UserID
-	b, err := s.binding(ctx, teamID, userID)
-	if errors.Is(err, ErrUnreadable) {
-		return s.unlinkUnreadable(ctx, teamID, userID, err)
-	}
-	if err != nil {
-		return Unlinked{}, err
-	}
-	u := Unlinked{Account: accountOf(b), Revoked: true}
-	removed := b // what the audit line names: the binding first read
 	log := s.log.With().Str("team", teamID).Str("user", userID).Logger()
+	var (
+		u       = Unlinked{Revoked: true}
+		removed *store.Binding // what the audit line names: the binding first read
+	)
 	for round := 1; ; round++ {
-		switch err := s.revokeGrant(ctx, b); {
-		case errors.Is(err, errLoginMoved):
-			log.Warn().Str("login_host", hostOf(b.LoginURL)).Msg("binding made at a login host SALESFORCE_LOGIN_URL no longer names; deleting it without revoking, its token sent nowhere")
-			u.Revoked, u.NotRevoked = false, RevokeLoginMoved
-		case err != nil:
-			log.Warn().Err(err).Msg("revoke failed; deleting the binding anyway")
-			u.Revoked, u.NotRevoked = false, RevokeFailed
-		}
-		err := s.cfg.Store.DeleteBindingIf(ctx, teamID, userID, b.RefreshToken)
+		b, err := s.binding(ctx, teamID, userID)
 		switch {
-		case err == nil, errors.Is(err, store.ErrNotFound):
-			s.audit("binding removed", removed)
+		case errors.Is(err, ErrNotLinked) && removed == nil:
+			return Unlinked{}, err
+		case errors.Is(err, ErrNotLinked):
+			s.audit("binding removed", *removed)
 			return u, nil
-		case !errors.Is(err, store.ErrConflict):
-			return Unlinked{}, fmt.Errorf("delete binding: %w", storeFailed(err))
-		case round == maxUnlinkRounds:
+		case errors.Is(err, ErrUnreadable):
+			done, err := s.unlinkUnreadable(ctx, teamID, userID, err)
+			if err != nil {
+				return Unlinked{}, err
+			}
+			if done {
+				if removed == nil {
+					u.Account = accountOf(store.Binding{TeamID: teamID, UserID: userID})
+				}
+				u.Revoked, u.NotRevoked = false, RevokeUnreadable
+				return u, nil
+			}
+		case err != nil:
+			return Unlinked{}, err
+		default:
+			if removed == nil {
+				removed, u.Account = &b, accountOf(b)
+			}
+			done, err := s.unlinkGrant(ctx, b, &u, log)
+			if err != nil {
+				return Unlinked{}, err
+			}
+			if done {
+				s.audit("binding removed", *removed)
+				return u, nil
+			}
+		}
+		if round == maxUnlinkRounds {
 			return Unlinked{}, fmt.Errorf("delete binding: it changed %d times while being revoked; try again", round)
 		}
 		// A refresh or a relink stored another grant since b was read:
 		// that one is live at Salesforce, so it is revoked too before the
 		// binding goes.
-		log.Info().Msg("binding changed while it was revoked; revoking the new grant too")
-		b, err = s.binding(ctx, teamID, userID)
-		switch {
-		case errors.Is(err, ErrNotLinked):
-			s.audit("binding removed", removed)
-			return u, nil
-		case errors.Is(err, ErrUnreadable):
-			return s.unlinkUnreadable(ctx, teamID, userID, err)
-		case err != nil:
-			return Unlinked{}, err
-		}
+		log.Info().Msg("binding changed while it was being removed; revoking the new grant too")
 	}
 }
 
-// unlinkUnreadable deletes a binding whose record cannot be opened. Its
-// token is unknown, so nothing can be revoked; the log names the key id
-// (readErr does).
-func (s *Service) unlinkUnreadable(ctx context.Context, teamID, userID string, readErr error) (Unlinked, error) {
-	s.log.Warn().Err(readErr).Str("team", teamID).Str("user", userID).
-		Msg("binding record cannot be opened; deleting it without revoking its grant (the person is told to revoke it in Salesforce)")
-	if err := s.cfg.Store.DeleteBinding(ctx, teamID, userID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return Unlinked{}, fmt.Errorf("delete binding: %w", storeFailed(err))
+// unlinkGrant revokes b's grant and deletes b, only if its refresh token is
+// still the one revoked, and records in u how the revocation went. done is
+// false when the binding changed meanwhile: the caller reads it again.
+func (s *Service) unlinkGrant(ctx context.Context, b store.Binding, u *Unlinked, log zerolog.Logger) (done bool, _ error) {
+	switch err := s.revokeGrant(ctx, b); {
+	case errors.Is(err, errLoginMoved):
+		log.Warn().Str("login_host", hostOf(b.LoginURL)).Msg("binding made at a login host SALESFORCE_LOGIN_URL no longer names; deleting it without revoking, its token sent nowhere")
+		u.Revoked, u.NotRevoked = false, RevokeLoginMoved
+	case err != nil:
+		log.Warn().Err(err).Msg("revoke failed; deleting the binding anyway")
+		u.Revoked, u.NotRevoked = false, RevokeFailed
 	}
-	b := store.Binding{TeamID: teamID, UserID: userID}
-	s.audit("binding removed: record unreadable", b)
-	return Unlinked{Account: accountOf(b), NotRevoked: RevokeUnreadable}, nil
+	switch err := s.cfg.Store.DeleteBindingIf(ctx, b.TeamID, b.UserID, b.RefreshToken); {
+	case err == nil, errors.Is(err, store.ErrNotFound):
+		return true, nil
+	case errors.Is(err, store.ErrConflict):
+		return false, nil
+	default:
+		return false, fmt.Errorf("delete binding: %w", storeFailed(err))
+	}
+}
+
+// unlinkUnreadable deletes a binding whose record cannot be opened, while
+// it still cannot: done is false when it opens now (a confirmed link
+// stored a good binding meanwhile, whose grant is live and must be revoked
+// first). The record's token is unknown, so nothing can be revoked; the
+// log names the key id (readErr does).
+func (s *Service) unlinkUnreadable(ctx context.Context, teamID, userID string, readErr error) (done bool, _ error) {
+	switch err := s.cfg.Store.DeleteBindingIfUnreadable(ctx, teamID, userID); {
+	case errors.Is(err, store.ErrConflict):
+		return false, nil
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return false, fmt.Errorf("delete binding: %w", storeFailed(err))
+	}
+	s.log.Warn().Err(readErr).Str("team", teamID).Str("user", userID).
+		Msg("binding record cannot be opened; deleted it without revoking its grant (the person is told to revoke it in Salesforce)")
+	s.audit("binding removed: record unreadable", store.Binding{TeamID: teamID, UserID: userID})
+	return true, nil
 }
 
 // revokeRetryWindow is how long after a confirmation expired Sweep keeps
 // trying to revoke the tokens it held, when Salesforce cannot be reached.
 const revokeRetryWindow = 24 * time.Hour
 
+// sweepBudget bounds the time one Sweep spends revoking, by the Service's
+// clock: each revocation may wait CallTimeout on a Salesforce that does
+// not answer, and the links left over wait for the next Sweep.
+const sweepBudget = 30 * time.Second
+
 // Sweep removes expired links. A link that held tokens awaiting a
 // confirmation has them revoked first, and is removed only once Salesforce
 // confirmed, or answered that the token is not valid; when Salesforce
 // cannot be reached the link stays for the next Sweep, until
 // revokeRetryWindow after its expiry, when it is dropped with an error in
-// the log. It returns how many links it removed. Run it every minute or so.
+// the log. Revocations stop being started once sweepBudget has passed: the
+// links not reached are left for the next Sweep. The revocations that
+// failed are logged in one line per Sweep, not one per link. It returns
+// how many links it removed. Run it every minute or so.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	links, err := s.cfg.Store.ListExpired(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("sweep links: %w", err)
 	}
 	var (
-		removed int
-		errs    []error
+		removed, deferred int
+		failed            []error // revocations that failed, kept for the next Sweep
+		errs              []error
 	)
+	start := s.now()
 	for _, l := range links {
-		if l.Err != nil {
+		switch {
+		case l.Err != nil:
 			// It cannot be opened, so its tokens (if any) are unknown.
 			errs = append(errs, l.Err)
-		} else if b := l.Pending.Binding; b != nil && !s.revokeHeld(ctx, l) {
+		case l.Pending.Binding == nil:
+		case s.now().Sub(start) >= sweepBudget:
+			deferred++
 			continue
+		default:
+			if err := s.revokeHeld(ctx, l); err != nil {
+				failed = append(failed, err)
+				continue
+			}
 		}
 		if err := s.cfg.Store.DeletePending(ctx, l.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			errs = append(errs, err)
@@ -357,35 +446,42 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		}
 		removed++
 	}
+	if len(failed) > 0 {
+		s.log.Warn().Err(failed[0]).Int("links", len(failed)).
+			Msg("revoking the tokens of unconfirmed links failed; they are kept for the next sweep (the error is the first link's)")
+	}
+	if deferred > 0 {
+		s.log.Info().Int("links", deferred).Dur("budget", sweepBudget).
+			Msg("sweep spent its time revoking; the other expired links wait for the next one")
+	}
 	if len(errs) > 0 {
 		return removed, fmt.Errorf("sweep links: %w", errors.Join(errs...))
 	}
 	return removed, nil
 }
 
-// revokeHeld revokes the tokens an expired link held for a confirmation and
-// reports whether the link may go now: revoked, not valid at Salesforce
-// any more, made at a login host no longer configured, or past
-// revokeRetryWindow.
-func (s *Service) revokeHeld(ctx context.Context, l store.ExpiredLink) bool {
+// revokeHeld revokes the tokens an expired link held for a confirmation.
+// It returns nil when the link may go now: revoked, not valid at
+// Salesforce any more, made at a login host no longer configured, or past
+// revokeRetryWindow; otherwise the revocation's error, and the link stays.
+func (s *Service) revokeHeld(ctx context.Context, l store.ExpiredLink) error {
 	p := l.Pending
 	log := s.log.With().Str("team", p.TeamID).Str("user", p.UserID).Logger()
 	err := s.revokeGrant(ctx, *p.Binding)
 	switch {
 	case err == nil:
-		return true
+		return nil
 	case errors.Is(err, errTokenInvalid):
-		return true // nothing live is left
+		return nil // nothing live is left
 	case errors.Is(err, errLoginMoved):
 		log.Warn().Msg("unconfirmed link made at a login host SALESFORCE_LOGIN_URL no longer names; dropped without revoking")
-		return true
+		return nil
 	case s.now().Sub(p.Expires) >= revokeRetryWindow:
 		log.Error().Err(err).Time("expired", p.Expires).
 			Msg("giving up revoking an unconfirmed link's token; it stays valid at Salesforce until it expires or is revoked there")
-		return true
+		return nil
 	}
-	log.Warn().Err(err).Msg("revoke of an unconfirmed link's token failed; kept for the next sweep")
-	return false
+	return err
 }
 
 // Close stops the device-flow pollers (Start then returns ErrClosed in that
@@ -421,8 +517,8 @@ var (
 // too) at the Org b's grant belongs to, or returns errLoginMoved, sending
 // nothing, when no configured Org is b's (see orgSet.of).
 func (s *Service) revokeGrant(ctx context.Context, b store.Binding) error {
-	org, ok := s.orgs.of(b)
-	if !ok {
+	org, f := s.orgs.of(b)
+	if f == fitNone {
 		return errLoginMoved
 	}
 	return s.revokeAt(ctx, org, b.RefreshToken)
@@ -456,16 +552,23 @@ func (s *Service) revokeAt(ctx context.Context, org Org, token string) error {
 	return nil
 }
 
-// revokeGrantQuietly revokes the grant of a binding forcebind does not
-// keep, on its own deadline (the request that led here may be gone),
-// logging a failure with what: a grant a new one replaced, a sign-in
-// that was refused, cancelled or never confirmed. It sends nothing for a
-// binding whose Salesforce is no longer configured.
-func (s *Service) revokeGrantQuietly(b store.Binding, what string) {
-	if b.RefreshToken == "" {
+// revokeQuietly revokes token, of b's grant, that forcebind does not keep,
+// at the Org b's grant belongs to (see orgSet.of; it sends nothing when
+// none is), on its own deadline (the request that led here may be gone),
+// logging a failure with what: a sign-in that was refused, cancelled or
+// never confirmed, a grant a new one replaced, tokens a refresh gave that
+// are not stored. Every token forcebind lets go of goes through it, so
+// each goes back only to the Org that issued it. For tokens not yet in a
+// binding, b names only the Slack user and the Org's login URL.
+func (s *Service) revokeQuietly(b store.Binding, token, what string) {
+	if token == "" {
 		return
 	}
-	if err := s.revokeGrant(context.Background(), b); err != nil {
+	org, f := s.orgs.of(b)
+	if f == fitNone {
+		return
+	}
+	if err := s.revokeAt(context.Background(), org, token); err != nil {
 		s.log.Warn().Err(err).Str("team", b.TeamID).Str("user", b.UserID).Msg("revoke of " + what + " failed")
 	}
 }

@@ -104,31 +104,42 @@ func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, w
 		// Another refresh finished after this caller read its token.
 		return salesforce.Token{AccessToken: b.AccessToken, InstanceURL: b.InstanceURL}, "", nil
 	}
-	org, ok := s.orgs.of(b)
-	if !ok {
-		log.Warn().Str("login_host", hostOf(b.LoginURL)).Str("configured_host", s.orgs.hosts()).
-			Msg("binding was made at a Salesforce login host SALESFORCE_LOGIN_URL no longer names; removing it without sending its token anywhere, and sending a fresh link")
-		return salesforce.Token{}, "moved", s.relink(ctx, b, who, RelinkLoginMoved)
+	org, f, err := s.usable(ctx, b, who)
+	switch {
+	case errors.Is(err, ErrOrgNotAllowed):
+		return salesforce.Token{}, "org_not_allowed", err
+	case err != nil:
+		return salesforce.Token{}, "moved", err
 	}
 	hctx := context.WithValue(ctx, oauth2.HTTPClient, s.http)
 	tok, err := org.OAuth("").TokenSource(hctx, &oauth2.Token{RefreshToken: b.RefreshToken}).Token()
 	if err != nil {
-		return s.refreshFailed(ctx, b, who, err)
+		return s.refreshFailed(ctx, b, f, who, err)
 	}
 	grant, err := checkGrant(org, tok)
 	if err == nil && (grant.orgID != b.OrgID || grant.userID != b.SalesforceUserID) {
 		err = fmt.Errorf("the answer names Salesforce user %s of org %s, not the binding's", grant.userID, grant.orgID)
 	}
+	rotated := tok.RefreshToken != "" && tok.RefreshToken != b.RefreshToken
 	if err != nil {
 		// The operator has to look: a wrong SALESFORCE_CLIENT_SECRET fails
 		// every signature, and a foreign URL is worth knowing about.
-		log.Error().Err(err).Msg("refresh answer rejected and not used; keeping the binding")
-		s.dropTokens(org, b, tok)
-		return salesforce.Token{}, "rejected", fmt.Errorf("refresh: %w: %w", ErrRefreshRejected, err)
+		log.Error().Err(err).Bool("refresh_token_rotated", rotated).Msg("refresh answer rejected and not used; keeping the binding")
+		s.revokeQuietly(b, unkept(b, tok), "tokens a refresh gave that are not kept")
+		err = fmt.Errorf("refresh: %w: %w", ErrRefreshRejected, err)
+		if rotated {
+			// Salesforce retired b's refresh token for the one just
+			// revoked: the binding cannot be renewed any more.
+			err = fmt.Errorf("%w (%w)", err, ErrRefreshSpent)
+		}
+		return salesforce.Token{}, "rejected", err
 	}
-	newRefresh := ""
-	if tok.RefreshToken != b.RefreshToken {
+	newRefresh, newLogin := "", ""
+	if rotated {
 		newRefresh = tok.RefreshToken // rotation is on
+	}
+	if f == fitSameKind {
+		newLogin = org.LoginURL.String() // the grant lives there from now on
 	}
 	// Salesforce has answered (and may have rotated the refresh token): the
 	// commit gets its own deadline, so a slow token answer cannot leave it
@@ -136,12 +147,12 @@ func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, w
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	nb, err := s.cfg.Store.UpdateTokens(cctx, teamID, userID, b.RefreshToken, store.Tokens{
-		AccessToken: tok.AccessToken, RefreshToken: newRefresh, InstanceURL: grant.instanceURL, IssuedAt: grant.issuedAt,
+		AccessToken: tok.AccessToken, RefreshToken: newRefresh, InstanceURL: grant.instanceURL, LoginURL: newLogin, IssuedAt: grant.issuedAt,
 	})
 	if err != nil {
 		// Nothing will hold what this refresh got: revoke it, or a rotated
 		// refresh token would stay live at Salesforce with no record of it.
-		s.dropTokens(org, b, tok)
+		s.revokeQuietly(b, unkept(b, tok), "tokens a refresh gave that are not kept")
 	}
 	switch {
 	case errors.Is(err, store.ErrConflict):
@@ -156,6 +167,10 @@ func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, w
 	case err != nil:
 		return salesforce.Token{}, "error", fmt.Errorf("refresh: store new tokens: %w", storeFailed(err))
 	}
+	if newLogin != "" {
+		log.Info().Str("from", hostOf(b.LoginURL)).Str("to", hostOf(newLogin)).
+			Msg("the grant refreshed at the configured login host of the same kind; it is recorded as the binding's login host")
+	}
 	if nb.InstanceURL != b.InstanceURL {
 		log.Info().Str("from", b.InstanceURL).Str("to", nb.InstanceURL).Msg("Salesforce moved the org's instance; stored with the new tokens")
 	}
@@ -163,10 +178,10 @@ func (s *Service) doRefresh(ctx context.Context, teamID, userID, stale string, w
 	return salesforce.Token{AccessToken: nb.AccessToken, InstanceURL: nb.InstanceURL}, "ok", nil
 }
 
-// refreshFailed decides what a failed refresh means for b (the token
-// endpoint answered an error, or did not answer) and returns doRefresh's
-// answer.
-func (s *Service) refreshFailed(ctx context.Context, b store.Binding, who Requester, err error) (_ salesforce.Token, outcome string, _ error) {
+// refreshFailed decides what a failed refresh of b at an Org of fit f means
+// for b (the token endpoint answered an error, or did not answer) and
+// returns doRefresh's answer.
+func (s *Service) refreshFailed(ctx context.Context, b store.Binding, f fit, who Requester, err error) (_ salesforce.Token, outcome string, _ error) {
 	log := s.log.With().Str("team", b.TeamID).Str("user", b.UserID).Logger()
 	code, status, desc := retrieveError(err)
 	switch {
@@ -174,6 +189,12 @@ func (s *Service) refreshFailed(ctx context.Context, b store.Binding, who Reques
 		log.Warn().Str("error_code", code).Str("restriction", restricted(desc)).
 			Msg("refresh refused for the user's login IP ranges or login hours; the grant lives, keeping the binding")
 		return salesforce.Token{}, "restricted", ErrRestricted
+	case code == "invalid_grant" && f == fitSameKind:
+		// Tried at a login host that is not the binding's own: the grant is
+		// not known there, which says forcebind moved, not that it ended.
+		log.Warn().Str("login_host", hostOf(b.LoginURL)).Str("configured_host", s.orgs.hosts()).
+			Msg("refresh at the configured login host answered invalid_grant: the binding was made at another Salesforce; deleting it and sending a fresh link")
+		return salesforce.Token{}, "moved", s.relink(ctx, b, who, RelinkLoginMoved)
 	case code == "invalid_grant":
 		log.Info().Msg("refresh answered invalid_grant: the grant has ended; deleting the binding and sending a fresh link")
 		return salesforce.Token{}, "relink", s.relink(ctx, b, who, RelinkGrantEnded)
@@ -223,66 +244,78 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// dropTokens revokes what a refresh answer gave that forcebind does not
-// keep: the rotated refresh token if there is one (it revokes its access
-// token too), else the new access token. b's own refresh token is left
-// alone unless it was rotated away. It runs on its own deadline and logs a
-// failure.
-func (s *Service) dropTokens(org Org, b store.Binding, tok *oauth2.Token) {
-	token := tok.AccessToken
+// unkept is the token that revokes what a refresh answer gave that
+// forcebind does not keep: the rotated refresh token if there is one (it
+// revokes its access token too), else the new access token. b's own
+// refresh token is left alone unless it was rotated away.
+func unkept(b store.Binding, tok *oauth2.Token) string {
 	if tok.RefreshToken != "" && tok.RefreshToken != b.RefreshToken {
-		token = tok.RefreshToken
+		return tok.RefreshToken
 	}
-	if token == "" {
-		return
-	}
-	if err := s.revokeAt(context.Background(), org, token); err != nil {
-		s.log.Warn().Err(err).Str("team", b.TeamID).Str("user", b.UserID).Msg("revoke of tokens a refresh gave that are not kept failed")
-	}
+	return tok.AccessToken
 }
 
 // commitTimeout bounds storing the tokens a refresh obtained.
 const commitTimeout = 10 * time.Second
 
+// relinkTimeout bounds making and sending the fresh link once a binding
+// has been deleted: that message is the only word its owner gets, so it
+// does not share what a refresh left of its own deadline, and a Slack rate
+// limit can be waited out.
+const relinkTimeout = 60 * time.Second
+
 // relink deletes a binding that ended for why and sends its owner a fresh
-// link. It returns the caller's answer: ErrLoginMoved for
-// RelinkLoginMoved, else ErrRelinkRequired; ErrTransient when the person
-// linked again meanwhile, whose new binding stays. When the binding is
-// already gone (another relink of it, or a disconnect, got there first)
-// no link is sent: the person has been told, or asked to be unlinked.
+// link. Once the binding is gone it returns a *RelinkError (matching
+// ErrLoginMoved, ErrOrgNotAllowed or ErrRelinkRequired, as why says) with
+// the link and whether it was sent, so that the person's answer can carry
+// the link when the message could not. The link is made and sent on its
+// own deadline, relinkTimeout, detached from ctx. relink returns
+// ErrTransient when the person linked again meanwhile, whose new binding
+// stays, and ErrNotLinked when the binding is already gone (another relink
+// of it, or a disconnect, got there first): no link is sent then, the
+// person has been told, or asked to be unlinked. When the store fails to
+// delete it, the binding stays, nothing is said, and the error is
+// returned: the next use tries again.
 func (s *Service) relink(ctx context.Context, b store.Binding, who Requester, why RelinkReason) error {
-	answer := ErrRelinkRequired
-	if why == RelinkLoginMoved {
-		answer = ErrLoginMoved
-	}
+	log := s.log.With().Str("team", b.TeamID).Str("user", b.UserID).Str("why", why.String()).Logger()
 	// Only the binding of the dead grant goes: if the person linked again while
 	// this refresh ran, the new binding stays and no link is sent.
 	switch err := s.cfg.Store.DeleteBindingIf(ctx, b.TeamID, b.UserID, b.RefreshToken); {
 	case errors.Is(err, store.ErrConflict):
-		s.log.Info().Str("team", b.TeamID).Str("user", b.UserID).Str("why", why.String()).Msg("binding ended, but the user has linked again meanwhile")
+		log.Info().Msg("binding ended, but the user has linked again meanwhile")
 		return ErrTransient
 	case errors.Is(err, store.ErrNotFound):
-		return answer
+		return ErrNotLinked
 	case err != nil:
-		s.log.Error().Err(err).Str("team", b.TeamID).Str("user", b.UserID).Msg("delete ended binding")
+		log.Error().Err(err).Msg("delete ended binding; it stays until the next try")
+		return fmt.Errorf("delete ended binding: %w", storeFailed(err))
 	}
-	if why == RelinkLoginMoved {
+	switch why {
+	case RelinkLoginMoved:
 		s.audit("binding removed: login host no longer configured", b)
-	} else {
+	case RelinkOrgNotAllowed:
+		s.audit("binding removed: org no longer allowed", b)
+	default:
 		s.audit("binding removed: grant ended", b)
 	}
 	if who.TeamID == "" {
 		who.TeamID, who.UserID = b.TeamID, b.UserID
 	}
+	ended := &RelinkError{Why: why}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), relinkTimeout)
+	defer cancel()
 	link, err := s.Start(ctx, who)
 	if err != nil {
-		s.log.Error().Err(err).Msg("create fresh link")
-		return answer
+		log.Error().Err(err).Msg("create fresh link")
+		return ended
 	}
+	ended.Link = link
 	if err := s.cfg.Notifier.Relink(ctx, who, link, why); err != nil {
-		s.log.Error().Err(err).Str("team", b.TeamID).Str("user", b.UserID).Msg("send fresh link")
+		log.Error().Err(err).Msg("send fresh link; the person's answer carries it instead")
+		return ended
 	}
-	return answer
+	ended.Sent = true
+	return ended
 }
 
 // retrieveErrorCode returns the OAuth error code and HTTP status of a token

@@ -3,8 +3,10 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/forcebind/forcebind/salesforce/sftest"
 	"github.com/forcebind/forcebind/store"
+	"github.com/forcebind/forcebind/store/bolt"
 )
 
 // Expired confirmations have their tokens revoked before they are
@@ -192,4 +195,188 @@ func TestUnreadableBinding(t *testing.T) {
 			t.Errorf("second Unlink = %v, want ErrNotLinked", err)
 		}
 	})
+}
+
+// hookStore is the real store with hooks that run once, at the moment
+// they are named for: what lands in the store between a read and a write
+// of the Service. Set them with its methods, which may race with the
+// Service's calls.
+type hookStore struct {
+	*bolt.DB
+	mu          sync.Mutex
+	afterGet    func(err error) // after a GetBinding, with its error
+	beforeWrite func()          // before a binding is stored (PutBinding or ReplaceBinding)
+}
+
+// onAfterGet makes fn run once, after the next GetBinding.
+func (h *hookStore) onAfterGet(fn func(err error)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.afterGet = fn
+}
+
+// onBeforeWrite makes fn run once, before the next binding is stored.
+func (h *hookStore) onBeforeWrite(fn func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.beforeWrite = fn
+}
+
+func (h *hookStore) GetBinding(ctx context.Context, teamID, userID string) (store.Binding, error) {
+	b, err := h.DB.GetBinding(ctx, teamID, userID)
+	h.mu.Lock()
+	fn := h.afterGet
+	h.afterGet = nil
+	h.mu.Unlock()
+	if fn != nil {
+		fn(err)
+	}
+	return b, err
+}
+
+// writing runs the beforeWrite hook, if one is set.
+func (h *hookStore) writing() {
+	h.mu.Lock()
+	fn := h.beforeWrite
+	h.beforeWrite = nil
+	h.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+}
+
+func (h *hookStore) PutBinding(ctx context.Context, b store.Binding) error {
+	h.writing()
+	return h.DB.PutBinding(ctx, b)
+}
+
+func (h *hookStore) ReplaceBinding(ctx context.Context, b store.Binding) (store.Replaced, error) {
+	h.writing()
+	return h.DB.ReplaceBinding(ctx, b)
+}
+
+// disconnect of a record that cannot be opened deletes it only while it
+// still cannot: a good binding a confirmed link stored just after the
+// record was read is revoked and deleted like any other, never dropped
+// with its grant live.
+func TestUnlinkUnreadableSparesABindingStoredMeanwhile(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	b := e.mustBind(t, jane, janeSF)
+	e.reopenStore(t, damageBinding(jane))
+	hs := &hookStore{DB: e.db}
+	e.restart(t, func(c *Config) { c.Store = hs })
+	g, err := e.sf.Login(janeSF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := b
+	good.AccessToken, good.RefreshToken = g.AccessToken, g.RefreshToken
+	hs.onAfterGet(func(err error) {
+		if !errors.Is(err, store.ErrCorrupt) {
+			t.Errorf("the first read = %v, want the damaged record", err)
+		}
+		// A confirm lands between the read and the delete.
+		if err := e.db.PutBinding(context.Background(), good); err != nil {
+			t.Error(err)
+		}
+	})
+
+	u, err := e.svc.Unlink(t.Context(), jane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.sf.RevokeRefreshToken(good.RefreshToken) {
+		t.Error("the grant stored meanwhile was left live at Salesforce")
+	}
+	if _, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("binding kept: %v", err)
+	}
+	if !u.Revoked || u.Account.Username != janeSF {
+		t.Errorf("Unlink = %+v, want the binding stored meanwhile revoked", u)
+	}
+}
+
+// A confirmed link revokes the grant it replaces as it was at the moment
+// of the write: a refresh that rotated the refresh token just before is
+// not left live with no record of it.
+func TestBindRevokesTheGrantItReallyReplaced(t *testing.T) {
+	hs := &hookStore{}
+	e := mustEnv(t, envOptions{store: func(db *bolt.DB) Store { hs.DB = db; return hs }})
+	e.sf.SetRotation(true)
+	b := e.mustBind(t, jane, janeSF)
+	token, _ := e.mustConfirmPage(t, jane, janeSF) // connect again, as the same user
+	hs.onBeforeWrite(func() {
+		// The old binding's session expires and is refreshed, rotating its
+		// refresh token, between the confirm's read and its write.
+		e.sf.ExpireAccessTokens()
+		if _, err := e.search(t, b); err != nil {
+			t.Errorf("search: %v", err)
+		}
+	})
+	if p := e.confirm(t, token, "confirm"); p.status != http.StatusOK {
+		t.Fatalf("confirm answered %d:\n%s", p.status, p.body)
+	}
+	cur, err := e.db.GetBinding(t.Context(), jane.TeamID, jane.UserID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := e.sf.LiveRefreshTokens(); n != 1 || !e.sf.RevokeRefreshToken(cur.RefreshToken) {
+		t.Errorf("%d live refresh tokens, want just the new binding's", n)
+	}
+}
+
+// mustHeldLinks leaves n people's sign-ins held for a confirmation that
+// never comes, and expires them.
+func (e *env) mustHeldLinks(tb testing.TB, n int) {
+	tb.Helper()
+	for i := range n {
+		who := jane
+		who.UserID = fmt.Sprintf("U0HELD%d", i)
+		e.mustConfirmPage(tb, who, janeSF)
+	}
+	e.advance(11 * time.Minute)
+}
+
+// One sweep spends at most sweepBudget revoking: the links it does not
+// reach wait for the next sweep, and each is revoked once.
+func TestSweepBounded(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	e.mustHeldLinks(t, 3)
+	// Each revocation takes longer than the whole budget.
+	e.sf.BeforeAnswer(sftest.EndpointRevoke, func() { e.advance(sweepBudget + time.Second) })
+	var removed []int
+	for range 4 {
+		n, err := e.svc.Sweep(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		removed = append(removed, n)
+	}
+	got := []any{removed, e.sf.Calls(sftest.EndpointRevoke), e.sf.LiveRefreshTokens()}
+	if diff := cmp.Diff([]any{[]int{1, 1, 1, 0}, 3, 0}, got); diff != "" {
+		t.Errorf("[removed per sweep, revocations, live grants] mismatch (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(e.logs.String(), "the other expired links wait for the next one") {
+		t.Errorf("no log line says links were left for the next sweep:\n%s", e.logs)
+	}
+}
+
+// While Salesforce cannot be reached, a sweep says so in one line, with
+// how many links it keeps, not in one line per link.
+func TestSweepLogsFailuresOnce(t *testing.T) {
+	e := mustEnv(t, envOptions{})
+	e.mustHeldLinks(t, 3)
+	e.sf.SetFailure(sftest.EndpointRevoke, http.StatusServiceUnavailable, "<html>down</html>")
+	if n, err := e.svc.Sweep(t.Context()); err != nil || n != 0 {
+		t.Fatalf("Sweep = %d, %v; want nothing removed, no error", n, err)
+	}
+	var lines []string
+	for _, l := range strings.Split(e.logs.String(), "\n") {
+		if strings.Contains(l, "kept for the next sweep") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], `"links":3`) {
+		t.Errorf("log lines about failed revocations: %q, want one naming 3 links", lines)
+	}
 }

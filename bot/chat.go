@@ -92,8 +92,9 @@ func postRetrying(ctx context.Context, hc *http.Client, u, what string, body []b
 			err = fmt.Errorf("%s: %w", what, err)
 		case resp.StatusCode == http.StatusTooManyRequests:
 			drain(resp)
-			wait = retryAfter(resp.Header)
-			err = fmt.Errorf("%s: rate limited for %s: %w", what, wait, &slack.RateLimitedError{RetryAfter: wait})
+			after := retryAfter(resp.Header)
+			wait = withJitter(after)
+			err = fmt.Errorf("%s: rate limited for %s: %w", what, after, &slack.RateLimitedError{RetryAfter: after})
 		default:
 			if err := read(resp); err != nil {
 				return fmt.Errorf("%s: %w", what, err)

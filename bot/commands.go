@@ -232,30 +232,45 @@ func (b *Bot) requester(in *incoming) account.Requester {
 }
 
 // failure turns an error into plain words for the person and a log line for
-// the operator.
+// the operator. When a binding ended and the private message with its
+// fresh link could not be sent, the answer carries the link instead: it
+// goes only to the person, as every answer does.
 func (b *Bot) failure(in *incoming, err error) (reply, string) {
 	text, outcome := explain(err)
 	l := b.log.Warn()
 	// These need the operator: a failure of forcebind's own, its app
 	// settings, an answer it could not verify, a record it cannot open.
 	switch outcome {
-	case "error", "client_rejected", "refresh_rejected", "unreadable":
+	case "error", "client_rejected", "refresh_rejected", "refresh_spent", "unreadable":
 		l = b.log.Error()
 	}
 	l.Err(err).Str("team", in.TeamID).Str("user", in.UserID).Str("outcome", outcome).Msg("command failed")
+	var ended *account.RelinkError
+	if errors.As(err, &ended) && !ended.Sent && ended.Link.URL != "" {
+		return in.linkReply(text, ended.Link), outcome
+	}
 	return in.reply(text), outcome
 }
 
 // explain says what went wrong in a sentence a person can act on.
 func explain(err error) (text, outcome string) {
-	var apiErr *salesforce.APIError
-	// The binding's own errors come first: a failed refresh also carries
-	// the 401 that started it, which is not what went wrong.
+	var (
+		apiErr      *salesforce.APIError
+		notReadable *salesforce.NotReadableError
+		ended       *account.RelinkError
+	)
+	// The binding's own errors come first. A failed refresh keeps the 401
+	// that started it only as text, so it cannot be matched here by
+	// mistake; the order still puts what the binding says first.
 	switch {
+	case errors.As(err, &ended):
+		return relinkAnswer(ended)
+	case errors.Is(err, account.ErrOrgNotAllowed):
+		return endedText(account.RelinkOrgNotAllowed) + " I've sent you a new link, privately.", "org_not_allowed"
 	case errors.Is(err, account.ErrLoginMoved):
-		return "Whoever runs forcebind has moved it to another Salesforce, so your old connection no longer applies. I've sent you a new link, privately.", "login_moved"
+		return endedText(account.RelinkLoginMoved) + " I've sent you a new link, privately.", "login_moved"
 	case errors.Is(err, account.ErrRelinkRequired):
-		return "Your Salesforce connection has ended (it was revoked or expired). I've sent you a new link, privately.", "relink"
+		return endedText(account.RelinkGrantEnded) + " I've sent you a new link, privately.", "relink"
 	case errors.Is(err, account.ErrNotLinked):
 		return "You are not connected to Salesforce any more. Send `connect` to link your account.", "not_connected"
 	case errors.Is(err, account.ErrUnreadable):
@@ -266,6 +281,8 @@ func explain(err error) (text, outcome string) {
 		return "Salesforce refused to renew your session: your Salesforce user may not sign in from here or at this hour (login IP ranges or login hours). You are still connected; try again within those limits, or ask your Salesforce administrator.", "login_restricted"
 	case errors.Is(err, account.ErrTimeout):
 		return "Salesforce did not answer in time while I renewed your session. You are still connected; please try again.", "refresh_timeout"
+	case errors.Is(err, account.ErrRefreshSpent):
+		return "I could not verify Salesforce's answer while renewing your session, so I did not use it, and Salesforce had already retired your previous session for it: your connection can no longer be renewed. Whoever runs forcebind has been told (it is in the log). The next time you ask me something I'll send you a link to connect again.", "refresh_spent"
 	case errors.Is(err, account.ErrRefreshRejected):
 		return "I could not verify Salesforce's answer while renewing your session, so I did not use it. You are still connected; whoever runs forcebind has been told (it is in the log). Please try again later.", "refresh_rejected"
 	case errors.Is(err, account.ErrTransient):
@@ -280,12 +297,47 @@ func explain(err error) (text, outcome string) {
 		return "I can't search for that. Try plain words, for example `search acme`.", "bad_input"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "Salesforce took too long to answer. Please try again.", "timeout"
+	case errors.As(err, &notReadable):
+		return "Your Salesforce user cannot see " + strings.ToLower(pluralLabel(notReadable.Label)) + ". Your Salesforce administrator can give you access.", "not_readable"
 	case errors.As(err, &apiErr):
 		return "Salesforce refused the request: " + escape(apiErr.Message), "salesforce_error"
 	case errors.Is(err, account.ErrStoreUnusable):
 		return "Something is wrong on forcebind's side. It has been logged.", "error"
 	}
 	return "Something went wrong on forcebind's side. It has been logged; please try again.", "error"
+}
+
+// relinkAnswer says that a binding ended, and where the fresh link is:
+// sent privately, in this answer (linkReply appends it), or, when none
+// could be made, that connect makes one.
+func relinkAnswer(e *account.RelinkError) (text, outcome string) {
+	outcome = "relink"
+	switch e.Why {
+	case account.RelinkLoginMoved:
+		outcome = "login_moved"
+	case account.RelinkOrgNotAllowed:
+		outcome = "org_not_allowed"
+	}
+	text = endedText(e.Why)
+	switch {
+	case e.Sent:
+		return text + " I've sent you a new link, privately.", outcome
+	case e.Link.URL != "":
+		return text + " Here is a new link:", outcome
+	}
+	return text + " Send `connect` to link your account again.", outcome
+}
+
+// endedText says why a binding ended, for the answer of the command that
+// found it ended.
+func endedText(why account.RelinkReason) string {
+	switch why {
+	case account.RelinkLoginMoved:
+		return "Whoever runs forcebind has moved it to another Salesforce, so your old connection no longer applies."
+	case account.RelinkOrgNotAllowed:
+		return "Whoever runs forcebind no longer lets it work with your Salesforce org, so your connection has been removed and its access revoked at Salesforce."
+	}
+	return "Your Salesforce connection has ended (it was revoked or expired)."
 }
 
 // busyText answers work the pool had no room for.

@@ -37,6 +37,11 @@ func TestExplainBindingErrors(t *testing.T) {
 		{afterRefresh(fmt.Errorf("refresh: %w: bad signature", account.ErrRefreshRejected)), "refresh_rejected", "could not verify Salesforce's answer"},
 		{afterRefresh(account.ErrRestricted), "login_restricted", "login IP ranges or login hours"},
 		{afterRefresh(account.ErrLoginMoved), "login_moved", "moved it to another Salesforce"},
+		{afterRefresh(&account.RelinkError{Why: account.RelinkGrantEnded, Link: account.Link{URL: "https://x"}, Sent: true}), "relink", "I've sent you a new link, privately"},
+		{afterRefresh(&account.RelinkError{Why: account.RelinkLoginMoved, Link: account.Link{URL: "https://x"}}), "login_moved", "Here is a new link"},
+		{afterRefresh(&account.RelinkError{Why: account.RelinkOrgNotAllowed}), "org_not_allowed", "Send `connect`"},
+		{afterRefresh(account.ErrOrgNotAllowed), "org_not_allowed", "no longer lets it work with your Salesforce org"},
+		{afterRefresh(fmt.Errorf("refresh: %w: bad signature (%w)", account.ErrRefreshRejected, account.ErrRefreshSpent)), "refresh_spent", "can no longer be renewed"},
 		{afterRefresh(account.ErrRelinkRequired), "relink", "has ended"},
 		{afterRefresh(account.ErrTransient), "refresh_failed", "try again in a minute"},
 		{afterRefresh(fmt.Errorf("refresh: %w: %w", account.ErrUnreadable, corrupt)), "unreadable", "Send `connect`"},
@@ -52,6 +57,13 @@ func TestExplainBindingErrors(t *testing.T) {
 			}
 			if tt.wantOutcome != "session_rejected" && strings.Contains(text, "disconnect") {
 				t.Errorf("explain(%v) = %q tells the person to disconnect", tt.err, text)
+			}
+			var ended *account.RelinkError
+			if errors.As(tt.err, &ended) && !ended.Sent && strings.Contains(text, "I've sent you") {
+				t.Errorf("explain(%v) = %q claims a link was sent", tt.err, text)
+			}
+			if strings.Contains(text, "still connected") && errors.Is(tt.err, account.ErrRefreshSpent) {
+				t.Errorf("explain(%v) = %q says the person is still connected", tt.err, text)
 			}
 		})
 	}
@@ -117,6 +129,7 @@ func TestMessengerRelink(t *testing.T) {
 	}{
 		{account.RelinkGrantEnded, "revoked or expired", "another Salesforce"},
 		{account.RelinkLoginMoved, "moved it to another Salesforce", "revoked or expired"},
+		{account.RelinkOrgNotAllowed, "no longer lets it work with your Salesforce org", "another Salesforce"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.why.String(), func(t *testing.T) {
@@ -129,6 +142,49 @@ func TestMessengerRelink(t *testing.T) {
 			msg := mustMessage(t, s, to(s.DMChannel(jane)))
 			if !strings.Contains(msg.Text, tt.want) || strings.Contains(msg.Text, tt.notWant) {
 				t.Errorf("DM %q: want %q, not %q", msg.Text, tt.want, tt.notWant)
+			}
+		})
+	}
+}
+
+// A binding that ended while its fresh link could not be sent privately
+// (Slack refused the message) is answered with the link itself, and the
+// answer never claims a link was sent; one whose link was sent says so,
+// without the link.
+func TestEndedBindingAnswer(t *testing.T) {
+	link := account.Link{URL: "https://login.example/authorize?state=fresh-for-jane", Expires: time.Now().Add(10 * time.Minute)}
+	tests := []struct {
+		name    string
+		err     error
+		want    []string
+		notWant []string
+	}{
+		{"not sent", &account.RelinkError{Why: account.RelinkGrantEnded, Link: link},
+			[]string{"has ended", "Here is a new link", link.URL}, []string{"I've sent you"}},
+		{"sent", &account.RelinkError{Why: account.RelinkGrantEnded, Link: link, Sent: true},
+			[]string{"has ended", "I've sent you a new link, privately"}, []string{link.URL}},
+		{"no link made", &account.RelinkError{Why: account.RelinkLoginMoved},
+			[]string{"moved it to another Salesforce", "Send `connect`"}, []string{"I've sent you"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := mustSlack(t)
+			r := mustRun(t, s, &fakeAuth{err: fmt.Errorf("salesforce search: refresh session: %w", tt.err)}, nil)
+			s.SendDM(jane, "search acme")
+			m := mustMessage(t, s, to(s.DMChannel(jane)))
+			got := m.Text + string(m.Blocks)
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("answer lacks %q:\n%s", w, got)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(got, w) {
+					t.Errorf("answer has %q:\n%s", w, got)
+				}
+			}
+			if strings.Contains(r.logs.String(), link.URL) {
+				t.Errorf("the log has the link:\n%s", r.logs)
 			}
 		})
 	}

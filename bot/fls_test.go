@@ -141,3 +141,22 @@ func TestCommandAfterFieldHidden(t *testing.T) {
 		t.Errorf("after Industry was hidden: %s", got)
 	}
 }
+
+// A person whose profile may not read an object at all is told so by the
+// command for it, and searches still answer with the other objects.
+func TestCommandsForAnObjectThePersonMayNotRead(t *testing.T) {
+	srv := sftest.NewServer(sftest.Options{})
+	t.Cleanup(srv.Close)
+	if err := srv.SetObjectDenied("sam@acme.example", "Lead", true); err != nil {
+		t.Fatal(err)
+	}
+	s := mustSlack(t)
+	mustRun(t, s, mustOrgAuth(t, srv, map[string]string{sam: "sam@acme.example"}), nil)
+	if got := ask(t, s, sam, "lead dana"); !strings.Contains(got, "cannot see leads") {
+		t.Errorf("lead dana answered %q, want that sam cannot see leads", got)
+	}
+	got := ask(t, s, sam, "search müller")
+	if !strings.Contains(got, "Hans Müller") || strings.Contains(got, "went wrong") || strings.Contains(got, "refused") {
+		t.Errorf("search müller answered %q, want the contacts and accounts sam may read", got)
+	}
+}

@@ -159,8 +159,11 @@ func (m *Messenger) Relink(ctx context.Context, who account.Requester, l account
 
 // relinkText opens the DM that carries a fresh link.
 func relinkText(why account.RelinkReason) string {
-	if why == account.RelinkLoginMoved {
+	switch why {
+	case account.RelinkLoginMoved:
 		return "Whoever runs forcebind has moved it to another Salesforce, so your connection to the old one has been removed (nothing was sent to either). Connect again to keep using me."
+	case account.RelinkOrgNotAllowed:
+		return "Whoever runs forcebind no longer lets it work with your Salesforce org, so your connection has been removed and its access revoked at Salesforce. If you also have a user in an org it works with, connect again with it."
 	}
 	return "Your Salesforce connection has ended (it was revoked or expired), so I can't answer as you any more."
 }

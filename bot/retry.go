@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"path"
@@ -114,7 +115,7 @@ func (p retryPolicy) ShouldRetry(state *slack.RetryState, req *http.Request, res
 	reason := ""
 	switch {
 	case resp != nil && resp.StatusCode == http.StatusTooManyRequests:
-		wait, reason = retryAfter(resp.Header), "rate limited"
+		wait, reason = withJitter(retryAfter(resp.Header)), "rate limited"
 	case resp != nil && resp.StatusCode >= 500 && readOnly(method):
 		wait, reason = state.Backoff.Duration(), resp.Status
 	case resp == nil && err != nil && (neverSent(err) || readOnly(method)):
@@ -165,6 +166,19 @@ func retryAfter(h http.Header) time.Duration {
 	}
 	return time.Second
 }
+
+// withJitter is a wait of d and a little more, chosen at random: up to a
+// tenth of d, or up to minJitter when that is more. Slack gives every call
+// refused in one window the same Retry-After; without it, every worker
+// waiting out a rate limit would send again in the same instant and be
+// refused together again. The caller's deadline check sees the whole wait.
+func withJitter(d time.Duration) time.Duration {
+	spread := max(d/10, minJitter)
+	return d + rand.N(spread)
+}
+
+// minJitter is the least spread withJitter may add to a wait.
+const minJitter = 250 * time.Millisecond
 
 // fits reports whether waiting d still leaves ctx time to send again.
 func fits(ctx context.Context, d time.Duration) bool {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
+	"github.com/slack-go/slack"
 
 	"github.com/forcebind/forcebind/auth/account"
 	"github.com/forcebind/forcebind/bot/slacktest"
@@ -338,5 +339,38 @@ func TestResponseOrigins(t *testing.T) {
 		if diff := cmp.Diff(tt.want, responseOrigins(tt.apiURL)); diff != "" {
 			t.Errorf("responseOrigins(%q) mismatch (-want +got):\n%s", tt.apiURL, diff)
 		}
+	}
+}
+
+// Calls refused together by a rate limit are not all sent again in the
+// same instant: each waits its Retry-After and a little more, at random,
+// and the deadline check counts the whole wait.
+func TestRateLimitWaitHasJitter(t *testing.T) {
+	p := retryPolicy{log: zerolog.Nop()}
+	answer := &http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"2"}}}
+	seen := map[time.Duration]bool{}
+	for range 50 {
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "https://slack.com/api/chat.postMessage", nil)
+		retry, wait := p.ShouldRetry(&slack.RetryState{MaxRetries: maxRetries}, req, answer, nil)
+		if !retry || wait < 2*time.Second || wait >= 2*time.Second+minJitter {
+			t.Fatalf("ShouldRetry = %t, %s; want a retry after 2s and less than %s more", retry, wait, minJitter)
+		}
+		seen[wait] = true
+	}
+	if len(seen) < 2 {
+		t.Errorf("50 calls refused together all wait exactly %v", seen)
+	}
+	// A wait that, with its jitter, would outlast the deadline is not started.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second+minJitter/100)
+	defer cancel()
+	refused := 0
+	for range 50 {
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "https://slack.com/api/chat.postMessage", nil)
+		if retry, _ := p.ShouldRetry(&slack.RetryState{MaxRetries: maxRetries}, req, answer, nil); !retry {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Error("no wait was refused though most outlast the deadline with their jitter")
 	}
 }

@@ -8,8 +8,8 @@ import "errors"
 // safe to share between goroutines and never carry key or token material.
 var (
 	// ErrNotFound is returned when a binding or pending link does not exist:
-	// GetBinding, DeleteBinding, DeleteBindingIf and UpdateTokens for a user
-	// with no binding, and RedeemPending for a state that is unknown,
+	// GetBinding, DeleteBinding, DeleteBindingIf, DeleteBindingIfUnreadable
+	// and UpdateTokens for a user with no binding, and RedeemPending for a state that is unknown,
 	// malformed or already redeemed.
 	ErrNotFound = errors.New("not found")
 
@@ -33,7 +33,9 @@ var (
 
 	// ErrConflict is returned by UpdateTokens and DeleteBindingIf when the
 	// stored refresh token is no longer the one the caller holds: another
-	// refresh or a relink got there first, and nothing was written.
+	// refresh or a relink got there first, and nothing was written; and by
+	// DeleteBindingIfUnreadable when the record opens (a good binding was
+	// stored since), which it then leaves alone.
 	ErrConflict = errors.New("binding changed since the refresh started")
 
 	// ErrSchema is returned by Open when the store was written by a newer

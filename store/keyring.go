@@ -176,9 +176,10 @@ func (k *Keyring) Source() string {
 	return k.source
 }
 
-// name is the keyring as messages call it: "FORCEBIND_KEY_FILE /path", or
-// "the keyring" when its source is unknown.
-func (k *Keyring) name() string {
+// Name is the keyring as messages call it: its Source, such as
+// "FORCEBIND_KEY_FILE /path", or "the keyring" when that is unknown. It
+// holds no key material.
+func (k *Keyring) Name() string {
 	if k.source == "" {
 		return "the keyring"
 	}

@@ -55,8 +55,13 @@ type MissingKeysError struct {
 }
 
 // Error says which keys are missing, how many records each seals, and what
-// to do about it.
+// to do about it: Problem, then Fix.
 func (e *MissingKeysError) Error() string {
+	return e.Problem() + "; " + e.Fix()
+}
+
+// Problem says which keys are missing and how many records each seals.
+func (e *MissingKeysError) Problem() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%v: ", ErrWrongKey)
 	for i, m := range e.Missing {
@@ -65,13 +70,36 @@ func (e *MissingKeysError) Error() string {
 		}
 		fmt.Fprintf(&b, "%s sealed under key id %s", m, m.KeyID)
 	}
-	where := e.Source
-	if where == "" {
-		where = "the keyring"
-	}
-	fmt.Fprintf(&b, ", which %s does not hold (it holds %s); add the %s to %s below the primary key, then run 'forcebind key rotate'",
-		where, e.held, plural(len(e.Missing), "missing key", "missing keys"), where)
+	fmt.Fprintf(&b, ", which %s does not hold (it holds %s)", e.where(), e.held)
 	return b.String()
+}
+
+// Fix says what to do about the missing keys (see MissingKeysFix).
+func (e *MissingKeysError) Fix() string {
+	ids := make([]string, len(e.Missing))
+	for i, m := range e.Missing {
+		ids[i] = m.KeyID
+	}
+	return MissingKeysFix(ids, e.where())
+}
+
+// where names the keyring, as Keyring.Name does.
+func (e *MissingKeysError) where() string {
+	if e.Source == "" {
+		return "the keyring"
+	}
+	return e.Source
+}
+
+// MissingKeysFix says what to do about records sealed under the keys with
+// the given ids, which the keyring named where lacks: put them back below
+// the primary and rotate, or, for a key lost for good, delete what only it
+// opened. It is the one wording of that advice, the end of
+// MissingKeysError's message and what doctor and key rotate advise.
+func MissingKeysFix(ids []string, where string) string {
+	return fmt.Sprintf("put the %s with %s %s back in %s, below the primary key, then (with forcebind stopped) run 'forcebind key rotate'; "+
+		"if a key is lost for good, 'forcebind key rotate -drop-unopenable' deletes the records only it opened, and those people connect again",
+		plural(len(ids), "key", "keys"), plural(len(ids), "id", "ids"), strings.Join(ids, ", "), where)
 }
 
 // Unwrap makes errors.Is(err, ErrWrongKey) true.
@@ -196,7 +224,7 @@ func (t *KeyTally) UnopenedError(what string) error {
 		case r.KeyID == "":
 			parts[i] = fmt.Sprintf("%s too damaged to name a key", r)
 		case !r.InRing:
-			parts[i] = fmt.Sprintf("%s sealed under key id %s, which %s does not hold", r, r.KeyID, t.ring.name())
+			parts[i] = fmt.Sprintf("%s sealed under key id %s, which %s does not hold", r, r.KeyID, t.ring.Name())
 			sentinel = ErrWrongKey
 		default:
 			parts[i] = fmt.Sprintf("%s under key id %s, in the ring, that do not authenticate (altered or damaged)", r, r.KeyID)

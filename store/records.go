@@ -56,12 +56,18 @@ func (b Binding) MarshalJSON() ([]byte, error) {
 // RefreshToken means "unchanged": Salesforce returns none unless refresh
 // token rotation is on. An empty InstanceURL means "unchanged" too; a
 // refresh answer names the org's instance, which moves on an instance
-// migration or a My Domain rename. Its String and GoString methods leave the tokens
-// out and its MarshalJSON redacts them.
+// migration or a My Domain rename. An empty LoginURL means "unchanged"
+// as well; it is set when the refresh succeeded at another login host of
+// the same org than the one the binding recorded (the administrator moved
+// SALESFORCE_LOGIN_URL from a My Domain to login.salesforce.com, or to the
+// org's renamed My Domain), which is where its grant lives from then on.
+// Its String and GoString methods leave the tokens out and its
+// MarshalJSON redacts them.
 type Tokens struct {
 	AccessToken  string
 	RefreshToken string
 	InstanceURL  string
+	LoginURL     string
 	IssuedAt     time.Time
 }
 
@@ -84,7 +90,20 @@ func (t Tokens) MarshalJSON() ([]byte, error) {
 	return json.Marshal(r)
 }
 
-// GetBinding returns the binding of a Slack user, or ErrNotFound. It is safe
+// Replaced is what a backend's ReplaceBinding found in the place of the
+// binding it stored, read in the same transaction as the write. It is a
+// plain value.
+type Replaced struct {
+	// Found reports whether a binding was stored there before.
+	Found bool
+	// Binding is the binding replaced, when Found and its record opened.
+	// Its grant is no longer used by anyone: the caller revokes it.
+	Binding Binding
+	// Err is why the replaced record did not open (it matches ErrWrongKey
+	// or ErrCorrupt, and names the key id), or nil. Its tokens are then
+	// unknown and its grant cannot be revoked.
+	Err error
+}
 
 // A Pending is a link that has been handed to a Slack user and not yet
 // completed. It is a plain value, not safe to modify from several goroutines

@@ -59,7 +59,7 @@ func (k *Keyring) Open(table string, key, extra, record []byte) ([]byte, error) 
 	}
 	rk := k.lookup(id[:])
 	if rk == nil {
-		return nil, fmt.Errorf("%w: record sealed under key id %x, which is not in %s (ids %s)", ErrWrongKey, id, k.name(), k.ids())
+		return nil, fmt.Errorf("%w: record sealed under key id %x, which is not in %s (ids %s)", ErrWrongKey, id, k.Name(), k.ids())
 	}
 	pt, err := rk.aead.Open(nil, nil, record[headerLen:], additionalData(record[:headerLen], []byte(table), key, extra))
 	if err != nil {

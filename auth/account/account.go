@@ -74,8 +74,10 @@ type Notifier interface {
 	Linked(ctx context.Context, a Account) error
 	// Relink sends who, privately, a fresh link after their binding ended
 	// for why: Salesforce ended the grant (refresh answered invalid_grant),
-	// or the binding was made at a Salesforce the configuration no longer
-	// names. It is called once per ended binding.
+	// the binding was made at a Salesforce the configuration no longer
+	// names, or is of an org it no longer allows. It is called once per
+	// ended binding; when it fails, the link is handed to the command's
+	// own answer instead (see RelinkError).
 	Relink(ctx context.Context, who Requester, link Link, why RelinkReason) error
 	// DisplayName returns the name the confirmation page shows for the Slack
 	// user (with their handle), or "" when Slack does not say. It is asked
@@ -154,6 +156,10 @@ const (
 	// moved forcebind, from a sandbox to production say): the binding was
 	// removed without its token being sent anywhere.
 	RelinkLoginMoved
+	// RelinkOrgNotAllowed means the binding is of a Salesforce org that
+	// the administrator no longer lets people link (auth.Config's
+	// AllowedOrgIDs): its grant was revoked and the binding removed.
+	RelinkOrgNotAllowed
 )
 
 // String names the reason for logs.
@@ -163,6 +169,8 @@ func (r RelinkReason) String() string {
 		return "grant_ended"
 	case RelinkLoginMoved:
 		return "login_moved"
+	case RelinkOrgNotAllowed:
+		return "org_not_allowed"
 	}
 	return "unknown"
 }

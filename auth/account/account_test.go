@@ -31,7 +31,7 @@ func TestValuesHoldNoCredential(t *testing.T) {
 			}
 		}
 	}
-	for _, v := range []any{Account{}, Requester{}, Link{}, Unlinked{}} {
+	for _, v := range []any{Account{}, Requester{}, Link{}, Unlinked{}, RelinkError{}} {
 		typ := reflect.TypeOf(v)
 		walk(t, typ.Name(), typ)
 	}

@@ -3,6 +3,7 @@ package bolt
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 
 	bbolt "go.etcd.io/bbolt"
@@ -112,12 +113,71 @@ func (db *DB) PutBinding(ctx context.Context, b store.Binding) error {
 	return nil
 }
 
+// ReplaceBinding stores b as PutBinding does, replacing any binding of the
+// same Slack user whether or not its record opens, and returns what it
+// replaced, read in the same write transaction. A grant stored between a
+// caller's read and its write (a refresh that rotated the token, another
+// confirmed link) is thus the one handed back for revoking, never
+// overwritten unseen. It is safe for concurrent use.
+func (db *DB) ReplaceBinding(ctx context.Context, b store.Binding) (store.Replaced, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Replaced{}, err
+	}
+	key, err := store.BindingKey(b.TeamID, b.UserID)
+	if err != nil {
+		return store.Replaced{}, fmt.Errorf("replace binding: %w", err)
+	}
+	rec, err := db.keyring.SealBinding(key, b)
+	if err != nil {
+		return store.Replaced{}, fmt.Errorf("replace binding %s: %w", key, err)
+	}
+	var old store.Replaced
+	err = db.update(func(tx *bbolt.Tx) error {
+		old = store.Replaced{}
+		if prev := tx.Bucket(bucketBindings).Get(key); prev != nil {
+			old.Found = true
+			// An old record that does not open is replaced all the same:
+			// it must not keep its owner from connecting again.
+			if old.Binding, old.Err = db.keyring.OpenBinding(key, prev); old.Err != nil {
+				old.Binding = store.Binding{}
+				old.Err = fmt.Errorf("replaced binding %s: %w", key, old.Err)
+			}
+		}
+		return putBinding(tx, key, rec)
+	})
+	if err != nil {
+		return store.Replaced{}, fmt.Errorf("replace binding %s: %w", key, err)
+	}
+	return old, nil
+}
+
 // DeleteBinding removes the binding of a Slack user, or returns ErrNotFound
 // when there was none. It does not open the record, so it also removes one
 // that does not open (GetBinding's ErrCorrupt or ErrWrongKey). It is safe
 // for concurrent use.
 func (db *DB) DeleteBinding(ctx context.Context, teamID, userID string) error {
 	return db.deleteBinding(ctx, teamID, userID, nil)
+}
+
+// DeleteBindingIfUnreadable removes the binding of a Slack user, but only
+// while its record still does not open (GetBinding's ErrCorrupt or
+// ErrWrongKey); the check and the delete happen in one transaction. It is
+// for removing a record whose tokens cannot be read without removing a
+// good binding stored in the meantime (a confirmed link), whose grant
+// would stay live at Salesforce with no record of it. It returns
+// ErrConflict, and changes nothing, when the record opens, and ErrNotFound
+// when there is none. It is safe for concurrent use.
+func (db *DB) DeleteBindingIfUnreadable(ctx context.Context, teamID, userID string) error {
+	return db.deleteBinding(ctx, teamID, userID, func(key, rec []byte) error {
+		_, err := db.keyring.OpenBinding(key, rec)
+		switch {
+		case err == nil:
+			return store.ErrConflict
+		case errors.Is(err, store.ErrWrongKey) || errors.Is(err, store.ErrCorrupt):
+			return nil
+		}
+		return err
+	})
 }
 
 // DeleteBindingIf removes the binding of a Slack user, but only if its
@@ -129,7 +189,11 @@ func (db *DB) DeleteBinding(ctx context.Context, teamID, userID string) error {
 // stored refresh token differs, and ErrNotFound when there is no binding.
 // It is safe for concurrent use.
 func (db *DB) DeleteBindingIf(ctx context.Context, teamID, userID, refreshToken string) error {
-	return db.deleteBinding(ctx, teamID, userID, func(b store.Binding) error {
+	return db.deleteBinding(ctx, teamID, userID, func(key, rec []byte) error {
+		b, err := db.keyring.OpenBinding(key, rec)
+		if err != nil {
+			return err
+		}
 		if subtle.ConstantTimeCompare([]byte(b.RefreshToken), []byte(refreshToken)) != 1 {
 			return store.ErrConflict
 		}
@@ -138,8 +202,8 @@ func (db *DB) DeleteBindingIf(ctx context.Context, teamID, userID, refreshToken 
 }
 
 // deleteBinding removes a binding in one write transaction, after cond (if
-// set) has accepted the stored value.
-func (db *DB) deleteBinding(ctx context.Context, teamID, userID string, cond func(store.Binding) error) error {
+// set) has accepted the stored record.
+func (db *DB) deleteBinding(ctx context.Context, teamID, userID string, cond func(key, rec []byte) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -154,11 +218,7 @@ func (db *DB) deleteBinding(ctx context.Context, teamID, userID string, cond fun
 			return store.ErrNotFound
 		}
 		if cond != nil {
-			b, err := db.keyring.OpenBinding(key, rec)
-			if err != nil {
-				return err
-			}
-			if err := cond(b); err != nil {
+			if err := cond(key, rec); err != nil {
 				return err
 			}
 		}
@@ -178,8 +238,8 @@ func (db *DB) deleteBinding(ctx context.Context, teamID, userID string, cond fun
 // check and the write happen in one transaction. Otherwise it returns
 // ErrConflict and changes nothing: someone else refreshed (or relinked) in
 // the meantime, and the caller should re-read the binding. A zero
-// t.IssuedAt means now; an empty t.RefreshToken or t.InstanceURL keeps the
-// stored one. It returns the binding as stored, or ErrNotFound
+// t.IssuedAt means now; an empty t.RefreshToken, t.InstanceURL or
+// t.LoginURL keeps the stored one. It returns the binding as stored, or ErrNotFound
 // when the binding is gone. It is safe for concurrent use.
 func (db *DB) UpdateTokens(ctx context.Context, teamID, userID, usedRefreshToken string, t store.Tokens) (store.Binding, error) {
 	if err := ctx.Err(); err != nil {
@@ -212,6 +272,9 @@ func (db *DB) UpdateTokens(ctx context.Context, teamID, userID, usedRefreshToken
 		}
 		if t.InstanceURL != "" {
 			b.InstanceURL = t.InstanceURL
+		}
+		if t.LoginURL != "" {
+			b.LoginURL = t.LoginURL
 		}
 		b.IssuedAt = t.IssuedAt
 		rec, err := db.keyring.SealBinding(key, b)

@@ -58,7 +58,8 @@
 // content, or a nested bucket where a record belongs, makes the method that
 // meets it fail with ErrCorrupt or ErrWrongKey (naming the record's key
 // id when it has one), never panic. A binding that does not open can still
-// be replaced ([DB.PutBinding]) and deleted ([DB.DeleteBinding]); a
-// damaged pending link is listed by [DB.ListExpired] with its error and
-// removed by [DB.DeletePending], a nested bucket in its place included.
+// be replaced ([DB.PutBinding], [DB.ReplaceBinding]) and deleted
+// ([DB.DeleteBinding], [DB.DeleteBindingIfUnreadable]); a damaged pending
+// link is listed by [DB.ListExpired] with its error and removed by
+// [DB.DeletePending], a nested bucket in its place included.
 package bolt

@@ -79,6 +79,102 @@ func (db *DB) PutBinding(ctx context.Context, b store.Binding) error {
 	return nil
 }
 
+// insertBinding stores a sealed record at key if there is none, counting
+// it, in one statement; it answers how many rows it inserted (0 or 1). ON
+// CONFLICT DO NOTHING waits for a concurrent insert of the same key to
+// end, so 0 means a row is there now, committed.
+const insertBinding = `WITH ins AS (
+	INSERT INTO ` + tableBindings + ` (key, record) VALUES ($2, $3)
+	ON CONFLICT (key) DO NOTHING RETURNING 1),
+cnt AS (` + addCount + ` AND EXISTS (SELECT 1 FROM ins) RETURNING 1)
+SELECT count(*) FROM ins`
+
+// ReplaceBinding stores b as PutBinding does, replacing any binding of the
+// same Slack user whether or not its record opens, and returns what it
+// replaced, read under the row lock in the transaction that writes. A
+// grant stored by another process between a caller's read and its write
+// (a refresh that rotated the token, another confirmed link) is thus the
+// one handed back for revoking, never overwritten unseen. It is safe for
+// concurrent use.
+func (db *DB) ReplaceBinding(ctx context.Context, b store.Binding) (store.Replaced, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Replaced{}, err
+	}
+	key, err := store.BindingKey(b.TeamID, b.UserID)
+	if err != nil {
+		return store.Replaced{}, fmt.Errorf("replace binding: %w", err)
+	}
+	rec, err := db.keyring.SealBinding(key, b)
+	if err != nil {
+		return store.Replaced{}, fmt.Errorf("replace binding %s: %w", key, err)
+	}
+	var old store.Replaced
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// A row that is there is locked and read; one that is not is
+		// inserted. Between the two another process can insert or delete
+		// the row, so each step is tried again while the other fails.
+		for range 10 {
+			old = store.Replaced{}
+			var prev []byte
+			err := tx.QueryRow(ctx, `SELECT record FROM `+tableBindings+` WHERE key = $1 FOR UPDATE`, string(key)).Scan(&prev)
+			switch {
+			case err == nil:
+				old.Found = true
+				// A record that does not open is replaced all the same: it
+				// must not keep its owner from connecting again.
+				if old.Binding, old.Err = db.keyring.OpenBinding(key, prev); old.Err != nil {
+					old.Binding = store.Binding{}
+					old.Err = fmt.Errorf("replaced binding %s: %w", key, old.Err)
+				}
+				_, err := tx.Exec(ctx, `UPDATE `+tableBindings+` SET record = $2 WHERE key = $1`, string(key), rec)
+				return err
+			case !errors.Is(err, pgx.ErrNoRows):
+				return err
+			}
+			var n int
+			if err := tx.QueryRow(ctx, insertBinding, 1, string(key), rec).Scan(&n); err != nil || n == 1 {
+				return err
+			}
+		}
+		return errors.New("the row was inserted and deleted by others at each of 10 tries")
+	})
+	if err != nil {
+		return store.Replaced{}, fmt.Errorf("replace binding %s: %w", key, err)
+	}
+	return old, nil
+}
+
+// DeleteBindingIfUnreadable removes the binding of a Slack user, but only
+// while its record still does not open (GetBinding's ErrCorrupt or
+// ErrWrongKey): the row is locked and read again in the transaction that
+// deletes it. It is for removing a record whose tokens cannot be read
+// without removing a good binding stored in the meantime, by any process.
+// It returns ErrConflict, and changes nothing, when the record opens, and
+// ErrNotFound when there is none. It is safe for concurrent use.
+func (db *DB) DeleteBindingIfUnreadable(ctx context.Context, teamID, userID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	key, err := store.BindingKey(teamID, userID)
+	if err != nil {
+		return fmt.Errorf("delete binding: %w", err)
+	}
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		_, err := db.lockBinding(ctx, tx, key)
+		switch {
+		case err == nil:
+			return store.ErrConflict
+		case errors.Is(err, store.ErrWrongKey) || errors.Is(err, store.ErrCorrupt):
+			return execDelete(ctx, tx, key)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete binding %s: %w", key, err)
+	}
+	return nil
+}
+
 // deleteBinding removes the binding at key and uncounts it, in one
 // statement; it answers how many rows went (0 or 1).
 const deleteBinding = `WITH del AS (
@@ -169,8 +265,8 @@ func (db *DB) lockBinding(ctx context.Context, tx pgx.Tx, key []byte) (store.Bin
 // writes it, so of several processes racing, one wins and the others get
 // ErrConflict, changing nothing: someone else refreshed (or relinked) in
 // the meantime, and the caller should re-read the binding. A zero
-// t.IssuedAt means now; an empty t.RefreshToken or t.InstanceURL keeps the
-// stored one. It returns the binding as stored, or ErrNotFound when the
+// t.IssuedAt means now; an empty t.RefreshToken, t.InstanceURL or
+// t.LoginURL keeps the stored one. It returns the binding as stored, or ErrNotFound when the
 // binding is gone. It is safe for concurrent use.
 func (db *DB) UpdateTokens(ctx context.Context, teamID, userID, usedRefreshToken string, t store.Tokens) (store.Binding, error) {
 	if err := ctx.Err(); err != nil {
@@ -198,6 +294,9 @@ func (db *DB) UpdateTokens(ctx context.Context, teamID, userID, usedRefreshToken
 		}
 		if t.InstanceURL != "" {
 			b.InstanceURL = t.InstanceURL
+		}
+		if t.LoginURL != "" {
+			b.LoginURL = t.LoginURL
 		}
 		b.IssuedAt = t.IssuedAt
 		rec, err := db.keyring.SealBinding(key, b)

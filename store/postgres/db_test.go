@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -424,5 +425,58 @@ func TestPendingAcrossReplicas(t *testing.T) {
 	}
 	if links != 1 {
 		t.Errorf("%d links for one person after %d concurrent CreatePending, want 1", links, n)
+	}
+}
+
+// TestReplaceBindingAcrossReplicas: replicas confirming links for one new
+// person at once each get back the grant they replaced: of all the grants
+// stored, one is kept and every other is handed back exactly once, for
+// revoking, and only the first write found nothing there.
+func TestReplaceBindingAcrossReplicas(t *testing.T) {
+	url := pgtest.Database(t)
+	replicas := []*DB{mustOpen(t, url), mustOpen(t, url)}
+	const n = 12
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		back    []string // refresh tokens handed back
+		missing int      // writes that found nothing there
+	)
+	for i := range n {
+		wg.Go(func() {
+			b := storetest.SampleBinding("T1", "U1")
+			b.RefreshToken = fmt.Sprintf("refresh-%02d", i)
+			old, err := replicas[i%2].ReplaceBinding(t.Context(), b)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil || old.Err != nil:
+				t.Errorf("ReplaceBinding: %v, %v", err, old.Err)
+			case old.Found:
+				back = append(back, old.Binding.RefreshToken)
+			default:
+				missing++
+			}
+		})
+	}
+	wg.Wait()
+	kept, err := replicas[0].GetBinding(t.Context(), "T1", "U1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := append(back, kept.RefreshToken)
+	slices.Sort(all)
+	var want []string
+	for i := range n {
+		want = append(want, fmt.Sprintf("refresh-%02d", i))
+	}
+	if diff := cmp.Diff(want, all); diff != "" {
+		t.Errorf("grants handed back and kept mismatch (-want +got):\n%s", diff)
+	}
+	if missing != 1 {
+		t.Errorf("%d writes found nothing there, want 1", missing)
+	}
+	if c, err := replicas[1].CountBindings(t.Context()); err != nil || c != 1 {
+		t.Errorf("CountBindings = %d, %v; want 1", c, err)
 	}
 }

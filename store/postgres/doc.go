@@ -26,8 +26,9 @@
 //
 // A [DB] is safe for concurrent use by many goroutines, and any number of
 // processes can open one database. Compare-and-swap writes
-// ([DB.UpdateTokens], [DB.DeleteBindingIf]) lock the binding's row (SELECT
-// … FOR UPDATE) and decide on what they read under the lock; a state
+// ([DB.UpdateTokens], [DB.DeleteBindingIf], [DB.DeleteBindingIfUnreadable])
+// and [DB.ReplaceBinding] lock the binding's row (SELECT … FOR UPDATE) and
+// decide on what they read under the lock; a state
 // redeems once ([DB.RedeemPending] is one DELETE … RETURNING);
 // [DB.CreatePending] serialises per person on a transaction advisory lock.
 // [DB.Rotate] and [DB.DeleteUnopenable] work in batches of a few hundred

@@ -171,6 +171,15 @@ func testUpdateTokens(t *testing.T, newStore NewStore) {
 			}),
 		},
 		{
+			name:   "a new login host is stored",
+			user:   "U1",
+			used:   orig.RefreshToken,
+			tokens: store.Tokens{AccessToken: "new-access", LoginURL: "https://acme.my.salesforce.com", IssuedAt: newIssued},
+			want: with(orig, func(b *store.Binding) {
+				b.AccessToken, b.LoginURL, b.IssuedAt = "new-access", "https://acme.my.salesforce.com", newIssued
+			}),
+		},
+		{
 			name:   "zero issued at means now",
 			user:   "U1",
 			used:   orig.RefreshToken,

@@ -26,6 +26,8 @@ type Backend interface {
 	DeleteBindingIf(ctx context.Context, teamID, userID, refreshToken string) error
 	UpdateTokens(ctx context.Context, teamID, userID, usedRefreshToken string, t store.Tokens) (store.Binding, error)
 	CountBindings(ctx context.Context) (int, error)
+	ReplaceBinding(ctx context.Context, b store.Binding) (store.Replaced, error)
+	DeleteBindingIfUnreadable(ctx context.Context, teamID, userID string) error
 
 	// Pending links.
 	CreatePending(ctx context.Context, p store.Pending) (state string, err error)
@@ -89,6 +91,8 @@ var cases = []struct {
 	{"UpdateTokensRace", testUpdateTokensRace},
 	{"DeleteBindingIf", testDeleteBindingIf},
 	{"CountBindings", testCountBindings},
+	{"ReplaceBinding", testReplaceBinding},
+	{"DeleteBindingIfUnreadable", testDeleteBindingIfUnreadable},
 
 	{"PendingRoundTrip", testPendingRoundTrip},
 	{"CreatePendingState", testCreatePendingState},
