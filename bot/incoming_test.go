@@ -1,9 +1,11 @@
 package bot
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,6 +195,29 @@ func TestPoolQueuesInsteadOfRefusing(t *testing.T) {
 	// each then waits behind the others for its next job.
 	if diff := cmp.Diff([]string{"b1", "c1", "a1", "b2", "a2"}, order); diff != "" {
 		t.Errorf("order mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// When the drain's deadline passes, work still waiting is dropped: the
+// runners finish the job in hand and retire, instead of working through the
+// queue after the bot has returned.
+func TestPoolCloseDropsWaitingWork(t *testing.T) {
+	release := make(chan struct{})
+	var ran atomic.Int32
+	p := newPool(1, 10, 10, func(string, any, []byte) {})
+	p.submit("a", func() { <-release })
+	for range 5 {
+		p.submit("a", func() { ran.Add(1) })
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if err := p.close(ctx); err == nil || !strings.Contains(err.Error(), "5 waiting dropped") {
+		t.Fatalf("close = %v, want the deadline and 5 waiting dropped", err)
+	}
+	close(release)
+	p.wg.Wait()
+	if n := ran.Load(); n != 0 {
+		t.Errorf("%d waiting jobs ran after the drain ended, want 0", n)
 	}
 }
 

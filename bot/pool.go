@@ -123,6 +123,18 @@ func (p *pool) close(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("%d users' work still running at shutdown: %w", p.inFlight(), ctx.Err())
 	}
+	// The drain is over: what still waits is dropped, so that runners
+	// retire after the job in hand instead of running the queue under a
+	// cancelled context after the daemon has moved on to closing the store.
+	p.mu.Lock()
+	dropped := p.queued
+	for key, q := range p.queues {
+		clear(q)
+		p.queues[key] = nil
+	}
+	clear(p.ready)
+	p.ready, p.queued = nil, 0
+	p.mu.Unlock()
+	return fmt.Errorf("%d users' work still running at shutdown, %d waiting dropped: %w", p.inFlight(), dropped, ctx.Err())
 }

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 )
@@ -35,6 +36,14 @@ func topFields(data []byte, names []string, found func(name string, raw []byte) 
 			return errScan
 		}
 		name := data[i+1 : end-1]
+		if bytes.IndexByte(name, '\\') >= 0 {
+			// An escaped name ("\u006fk"): rare, so it is unquoted the slow way.
+			var n string
+			if err := json.Unmarshal(data[i:end], &n); err != nil {
+				return errScan
+			}
+			name = []byte(n)
+		}
 		i = skipSpace(data, end)
 		if i >= len(data) || data[i] != ':' {
 			return errScan
@@ -45,7 +54,8 @@ func topFields(data []byte, names []string, found func(name string, raw []byte) 
 			return errScan
 		}
 		for _, n := range names {
-			if string(name) == n {
+			// encoding/json matches member names without regard to case.
+			if bytes.EqualFold(name, []byte(n)) {
 				if err := found(n, data[start:end]); err != nil {
 					return err
 				}

@@ -18,6 +18,7 @@ func TestDecodeChatAnswer(t *testing.T) {
 		{` { "ok" : false , "error" : "channel_not_found" } `, chatAnswer{Error: "channel_not_found"}, false},
 		{`{"message":{"ok":false},"ok":true}`, chatAnswer{OK: true}, false},
 		{`{}`, chatAnswer{}, false},
+		{`{"\u006fk":true,"OK":true,"Error":"x"}`, chatAnswer{OK: true, Error: "x"}, false},
 		{`{"ok":true,"warning":"missing_charset","response_metadata":{"warnings":["missing_charset"]}}`, chatAnswer{OK: true}, false},
 		{``, chatAnswer{}, true},
 		{`[]`, chatAnswer{}, true},

@@ -297,7 +297,11 @@ func (db *DB) CountBindings(ctx context.Context) (int, error) {
 	}
 	var n int
 	err := db.view(func(tx *bbolt.Tx) error {
-		n = countBindings(tx)
+		if db.walkCount {
+			n = tx.Bucket(bucketBindings).Stats().KeyN
+		} else {
+			n = countBindings(tx)
+		}
 		return nil
 	})
 	if err != nil {

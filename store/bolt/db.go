@@ -77,6 +77,9 @@ type DB struct {
 	keyring *store.Keyring
 	now     func() time.Time
 	path    string
+	// walkCount makes CountBindings walk the bucket: a read-only open
+	// cannot put right a count that has gone wrong, and tools open rarely.
+	walkCount bool
 }
 
 // Open opens the store at path, creating it (mode 0600) unless
@@ -158,7 +161,7 @@ func openOnce(path string, opts Options, timeout time.Duration, deadline time.Ti
 	if err != nil {
 		return nil, false, err
 	}
-	db = &DB{bolt: bdb, keyring: opts.Keyring, now: opts.Now, path: path}
+	db = &DB{bolt: bdb, keyring: opts.Keyring, now: opts.Now, path: path, walkCount: opts.ReadOnly}
 	if err := db.validate(opts.ReadOnly, opts.AllowMissingKeys); err != nil {
 		_ = bdb.Close()
 		return nil, false, fmt.Errorf("open store %s: %w", path, err)
@@ -331,11 +334,11 @@ func (db *DB) validate(readOnly, allowMissingKeys bool) (err error) {
 			return err
 		}
 	}
-	var kept bool
-	if err := db.view(func(tx *bbolt.Tx) error { _, kept = bindingCount(tx); return nil }); err != nil || kept {
+	var right bool
+	if err := db.view(func(tx *bbolt.Tx) error { right = countIsRight(tx); return nil }); err != nil || right {
 		return err
 	}
-	return db.update(keepCount)
+	return db.update(recount)
 }
 
 // check validates the file in a read transaction. It reports fresh when the
