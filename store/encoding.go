@@ -261,3 +261,39 @@ func (r pendingRecord) pending() Pending {
 func encodeExpiry(t time.Time) []byte {
 	return binary.BigEndian.AppendUint64(make([]byte, 0, expiryLen), uint64(t.UnixNano()))
 }
+
+// A NewLink is a pending link made ready for a backend to store: checked,
+// its state drawn and its record sealed, the same for every backend.
+type NewLink struct {
+	Pending Pending // as stored: Created set
+	UserKey []byte  // BindingKey of its Slack user, for the one-link-per-person index
+	State   string  // what redeems it; never stored
+	Key     []byte  // StateKey(State): the record key
+	Record  []byte  // the sealed record
+}
+
+// NewPending checks p as a backend's CreatePending must (a team and user,
+// an expiry after its creation and after now; a zero Created means now),
+// draws its state and seals it under the primary key.
+func (k *Keyring) NewPending(p Pending, now time.Time) (NewLink, error) {
+	userKey, err := BindingKey(p.TeamID, p.UserID)
+	if err != nil {
+		return NewLink{}, err
+	}
+	if p.Created.IsZero() {
+		p.Created = now
+	}
+	if !p.Expires.After(p.Created) || !p.Expires.After(now) {
+		return NewLink{}, fmt.Errorf("link for %s: expiry %s is not after creation %s and now %s",
+			userKey, p.Expires.Format(time.RFC3339Nano), p.Created.Format(time.RFC3339Nano), now.Format(time.RFC3339Nano))
+	}
+	state, key, err := NewState()
+	if err != nil {
+		return NewLink{}, err
+	}
+	rec, err := k.SealPending(key, p)
+	if err != nil {
+		return NewLink{}, fmt.Errorf("link for %s: %w", userKey, err)
+	}
+	return NewLink{Pending: p, UserKey: userKey, State: state, Key: key, Record: rec}, nil
+}

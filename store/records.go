@@ -71,6 +71,25 @@ type Tokens struct {
 	IssuedAt     time.Time
 }
 
+// Apply returns b with the tokens of a refresh in it, as every backend's
+// UpdateTokens stores them: the access token and the issue time always;
+// the refresh token, instance URL and login URL only when set (empty means
+// unchanged). t.IssuedAt must be set.
+func (t Tokens) Apply(b Binding) Binding {
+	b.AccessToken = t.AccessToken
+	if t.RefreshToken != "" {
+		b.RefreshToken = t.RefreshToken
+	}
+	if t.InstanceURL != "" {
+		b.InstanceURL = t.InstanceURL
+	}
+	if t.LoginURL != "" {
+		b.LoginURL = t.LoginURL
+	}
+	b.IssuedAt = t.IssuedAt
+	return b
+}
+
 // String describes the tokens without their values.
 func (t Tokens) String() string {
 	return fmt.Sprintf("Tokens{issued %s, refresh rotated: %t}", t.IssuedAt.Format(time.RFC3339), t.RefreshToken != "")

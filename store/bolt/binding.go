@@ -266,17 +266,7 @@ func (db *DB) UpdateTokens(ctx context.Context, teamID, userID, usedRefreshToken
 		if subtle.ConstantTimeCompare([]byte(b.RefreshToken), []byte(usedRefreshToken)) != 1 {
 			return store.ErrConflict
 		}
-		b.AccessToken = t.AccessToken
-		if t.RefreshToken != "" {
-			b.RefreshToken = t.RefreshToken
-		}
-		if t.InstanceURL != "" {
-			b.InstanceURL = t.InstanceURL
-		}
-		if t.LoginURL != "" {
-			b.LoginURL = t.LoginURL
-		}
-		b.IssuedAt = t.IssuedAt
+		b = t.Apply(b)
 		rec, err := db.keyring.SealBinding(key, b)
 		if err != nil {
 			return err

@@ -27,28 +27,12 @@ func (db *DB) CreatePending(ctx context.Context, p store.Pending) (state string,
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	userKey, err := store.BindingKey(p.TeamID, p.UserID)
-	if err != nil {
-		return "", fmt.Errorf("create pending: %w", err)
-	}
 	now := db.now()
-	if p.Created.IsZero() {
-		p.Created = now
-	}
-	if !p.Expires.After(p.Created) || !p.Expires.After(now) {
-		return "", fmt.Errorf("create pending for %s: expiry %s is not after creation %s and now %s",
-			userKey, p.Expires.Format(time.RFC3339Nano), p.Created.Format(time.RFC3339Nano), now.Format(time.RFC3339Nano))
-	}
-
-	state, key, err := store.NewState()
+	n, err := db.keyring.NewPending(p, now)
 	if err != nil {
 		return "", fmt.Errorf("create pending: %w", err)
 	}
-
-	val, err := db.keyring.SealPending(key, p)
-	if err != nil {
-		return "", fmt.Errorf("create pending for %s: %w", userKey, err)
-	}
+	p, userKey, state, key, val := n.Pending, n.UserKey, n.State, n.Key, n.Record
 
 	err = db.update(func(tx *bbolt.Tx) error {
 		pending, byUser := tx.Bucket(bucketPending), tx.Bucket(bucketByUser)
