@@ -32,7 +32,7 @@ func (db *DB) CreatePending(ctx context.Context, p store.Pending) (state string,
 	if err != nil {
 		return "", fmt.Errorf("create pending: %w", err)
 	}
-	p, userKey, state, key, val := n.Pending, n.UserKey, n.State, n.Key, n.Record
+	userKey, state, key, val := n.UserKey, n.State, n.Key, n.Record
 
 	err = db.update(func(tx *bbolt.Tx) error {
 		pending, byUser := tx.Bucket(bucketPending), tx.Bucket(bucketByUser)
