@@ -1,7 +1,6 @@
 package salesforce
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,10 +27,36 @@ func (c *Client) Query(ctx context.Context, soql string) ([]Record, error) {
 }
 
 type queryPage struct {
-	TotalSize      int              `json:"totalSize"`
-	Done           bool             `json:"done"`
-	NextRecordsURL string           `json:"nextRecordsUrl"`
-	Records        []map[string]any `json:"records"`
+	Done           bool
+	NextRecordsURL string
+	Records        []Record
+}
+
+// decodeQueryPage decodes one page of a SOQL answer.
+func decodeQueryPage(data []byte) (queryPage, error) {
+	top, err := leanObject(data)
+	if err != nil {
+		return queryPage{}, err
+	}
+	var p queryPage
+	switch v := top["done"].(type) {
+	case bool:
+		p.Done = v
+	case nil:
+	default:
+		return queryPage{}, errors.New("done is not a boolean")
+	}
+	switch v := top["nextRecordsUrl"].(type) {
+	case string:
+		p.NextRecordsURL = v
+	case nil:
+	default:
+		return queryPage{}, errors.New("nextRecordsUrl is not a string")
+	}
+	if p.Records, err = recordList(top["records"]); err != nil {
+		return queryPage{}, fmt.Errorf("records: %w", err)
+	}
+	return p, nil
 }
 
 // query runs soql for op (see Observer.Request), following the pages.
@@ -43,17 +68,11 @@ func (c *Client) query(ctx context.Context, op, soql string, limit int) ([]Recor
 		if err != nil {
 			return nil, err
 		}
-		var page queryPage
-		if err := decodeJSON(data, &page); err != nil {
+		page, err := decodeQueryPage(data)
+		if err != nil {
 			return nil, fmt.Errorf("decode query result: %w", err)
 		}
-		for _, fields := range page.Records {
-			rec, err := recordOf(fields)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, rec)
-		}
+		out = append(out, page.Records...)
 		if len(out) >= limit {
 			return out[:limit], nil
 		}
@@ -151,14 +170,46 @@ func (c *Client) Search(ctx context.Context, text string, objects ...string) ([]
 
 // decodeSearch decodes a SOSL answer's records in one pass.
 func decodeSearch(data []byte) ([]Record, error) {
-	var resp struct {
-		SearchRecords []map[string]any `json:"searchRecords"`
-	}
-	if err := decodeJSON(data, &resp); err != nil {
+	top, err := leanObject(data)
+	if err != nil {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
-	recs := make([]Record, 0, len(resp.SearchRecords))
-	for _, fields := range resp.SearchRecords {
+	list, err := recordList(top["searchRecords"])
+	if err != nil {
+		return nil, fmt.Errorf("decode: searchRecords: %w", err)
+	}
+	return list, nil
+}
+
+// leanObject decodes data, which must be one JSON object.
+func leanObject(data []byte) (map[string]any, error) {
+	v, err := leanDecode(data)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New("not a JSON object")
+	}
+	return m, nil
+}
+
+// recordList makes Records of a decoded list of sObjects; a missing list
+// (nil) is no records.
+func recordList(v any) ([]Record, error) {
+	if v == nil {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, errors.New("not a list")
+	}
+	recs := make([]Record, 0, len(list))
+	for _, item := range list {
+		fields, ok := item.(map[string]any)
+		if !ok && item != nil {
+			return nil, errors.New("a record is not an object")
+		}
 		rec, err := recordOf(fields)
 		if err != nil {
 			return nil, err
@@ -358,6 +409,9 @@ func (c *Client) result(rec Record) Result {
 	r.Name = rec.String(o.NameField)
 	for _, f := range o.Fields {
 		if v := rec.String(f.Name); v != "" {
+			if r.Fields == nil {
+				r.Fields = make([]Field, 0, len(o.Fields)) // one allocation, not one per growth
+			}
 			r.Fields = append(r.Fields, Field{Label: f.Label, Value: v})
 		}
 	}
@@ -366,28 +420,17 @@ func (c *Client) result(rec Record) Result {
 
 // decodeRecord decodes one sObject as the REST API sends it.
 func decodeRecord(raw []byte) (Record, error) {
-	var fields map[string]any
-	if err := decodeJSON(raw, &fields); err != nil {
+	v, err := leanDecode(raw)
+	if err != nil {
 		return Record{}, fmt.Errorf("decode record: %w", err)
+	}
+	fields, ok := v.(map[string]any)
+	if !ok && v != nil {
+		return Record{}, errors.New("decode record: not an object")
 	}
 	return recordOf(fields)
 }
 
-// decodeJSON decodes one JSON value into v, numbers as json.Number so that
-// ids and amounts keep every digit. Answers are decoded once, straight into
-// the records they hold: decoding a list of json.RawMessage first and each
-// record again scanned every answer twice (issue 11's profile).
-func decodeJSON(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("data after the JSON value")
-	}
-	return nil
-}
 
 // recordOf makes a Record of one decoded sObject.
 func recordOf(fields map[string]any) (Record, error) {
