@@ -431,7 +431,6 @@ func decodeRecord(raw []byte) (Record, error) {
 	return recordOf(fields)
 }
 
-
 // recordOf makes a Record of one decoded sObject.
 func recordOf(fields map[string]any) (Record, error) {
 	if fields == nil {
