@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -185,4 +186,42 @@ type ExpiredLink struct {
 	Pending Pending
 	// Err is why the link did not open, or nil.
 	Err error
+}
+
+// Expired reads a stored pending link for a backend's ListExpired: ok is
+// false while the link has not expired at now. A link that does not open
+// is still listed, with only its expiry (when its plaintext expiry reads)
+// and the error, so that the caller can drop it. Nothing in key or value
+// makes it panic.
+func (k *Keyring) Expired(key, value []byte, now time.Time) (l ExpiredLink, ok bool) {
+	exp, read := PendingExpiry(value)
+	if read && now.Before(exp) {
+		return ExpiredLink{}, false
+	}
+	l = ExpiredLink{ID: hex.EncodeToString(key)}
+	l.Pending, l.Err = k.OpenPending(key, value)
+	if l.Err != nil {
+		l.Pending = Pending{Expires: exp}
+		l.Err = fmt.Errorf("pending %s: %w", ShortLinkID(l.ID), l.Err)
+	}
+	return l, true
+}
+
+// LinkKey is the record key an ExpiredLink's ID names, for DeletePending;
+// any string that is not one gives ErrNotFound.
+func LinkKey(id string) ([]byte, error) {
+	key, err := hex.DecodeString(id)
+	if err != nil || len(key) == 0 {
+		return nil, ErrNotFound
+	}
+	return key, nil
+}
+
+// ShortLinkID is the start of a link id, enough to tell links apart in a
+// log.
+func ShortLinkID(id string) string {
+	if len(id) > 8 {
+		return id[:8] + "…"
+	}
+	return id
 }

@@ -3,7 +3,6 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -127,15 +126,9 @@ func (db *DB) ListExpired(ctx context.Context) ([]store.ExpiredLink, error) {
 			// nested bucket, whose v is nil) is listed with its error,
 			// never sliced blindly, so that one bad record neither panics
 			// the sweep nor hides from it.
-			exp, ok := store.PendingExpiry(v)
-			if ok && now.Before(exp) {
+			l, ok := db.keyring.Expired(k, v, now)
+			if !ok {
 				continue
-			}
-			l := store.ExpiredLink{ID: hex.EncodeToString(k)}
-			l.Pending, l.Err = db.keyring.OpenPending(k, v)
-			if l.Err != nil {
-				l.Pending = store.Pending{Expires: exp}
-				l.Err = fmt.Errorf("pending %s: %w", shortID(l.ID), l.Err)
 			}
 			links = append(links, l)
 		}
@@ -157,9 +150,9 @@ func (db *DB) DeletePending(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	key, err := hex.DecodeString(id)
-	if err != nil || len(key) == 0 {
-		return fmt.Errorf("delete pending link: %w", store.ErrNotFound)
+	key, err := store.LinkKey(id)
+	if err != nil {
+		return fmt.Errorf("delete pending link: %w", err)
 	}
 	err = db.update(func(tx *bbolt.Tx) error {
 		pending := tx.Bucket(bucketPending)
@@ -174,17 +167,9 @@ func (db *DB) DeletePending(ctx context.Context, id string) error {
 		return pruneIndex(tx.Bucket(bucketByUser), pending)
 	})
 	if err != nil {
-		return fmt.Errorf("delete pending link %s: %w", shortID(id), err)
+		return fmt.Errorf("delete pending link %s: %w", store.ShortLinkID(id), err)
 	}
 	return nil
-}
-
-// shortID is the start of a link id, enough to tell links apart in a log.
-func shortID(id string) string {
-	if len(id) > 8 {
-		return id[:8] + "…"
-	}
-	return id
 }
 
 // retirePending takes the pending link at key out of use when a newer link

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -155,15 +154,9 @@ func (db *DB) ListExpired(ctx context.Context) ([]store.ExpiredLink, error) {
 		k, val []byte
 	)
 	_, err = pgx.ForEachRow(rows, []any{&k, &val}, func() error {
-		exp, ok := store.PendingExpiry(val)
-		if ok && now.Before(exp) {
+		l, ok := db.keyring.Expired(k, val, now)
+		if !ok {
 			return nil
-		}
-		l := store.ExpiredLink{ID: hex.EncodeToString(k)}
-		l.Pending, l.Err = db.keyring.OpenPending(k, val)
-		if l.Err != nil {
-			l.Pending = store.Pending{Expires: exp}
-			l.Err = fmt.Errorf("pending %s: %w", shortID(l.ID), l.Err)
 		}
 		links = append(links, l)
 		return nil
@@ -181,24 +174,16 @@ func (db *DB) DeletePending(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	key, err := hex.DecodeString(id)
-	if err != nil || len(key) == 0 {
-		return fmt.Errorf("delete pending link: %w", store.ErrNotFound)
+	key, err := store.LinkKey(id)
+	if err != nil {
+		return fmt.Errorf("delete pending link: %w", err)
 	}
 	tag, err := db.pool.Exec(ctx, `DELETE FROM `+tablePending+` WHERE key = $1`, key)
 	if err == nil && tag.RowsAffected() == 0 {
 		err = store.ErrNotFound
 	}
 	if err != nil {
-		return fmt.Errorf("delete pending link %s: %w", shortID(id), err)
+		return fmt.Errorf("delete pending link %s: %w", store.ShortLinkID(id), err)
 	}
 	return nil
-}
-
-// shortID is the start of a link id, enough to tell links apart in a log.
-func shortID(id string) string {
-	if len(id) > 8 {
-		return id[:8] + "…"
-	}
-	return id
 }
